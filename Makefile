@@ -1,0 +1,59 @@
+# flowpair: every target sets itself up; `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PYTHONPATH := $(CURDIR)
+PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto)
+GEN_STAMP := flowpair/v1/.generated
+
+.PHONY: all install protos run test lint migrate fmt bench clean dbshell
+
+all: protos
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# The one target that writes generated code: messages, gRPC stubs and their typed stubs (.pyi).
+$(GEN_STAMP): $(BIN)/.installed $(PROTO_SRC)
+	rm -rf flowpair
+	mkdir -p flowpair/v1
+	$(PY) -m grpc_tools.protoc -Iprotos \
+	  --python_out=. --grpc_python_out=. \
+	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=. \
+	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=. \
+	  $(PROTO_SRC)
+	touch flowpair/__init__.py flowpair/v1/__init__.py flowpair/py.typed $@
+
+protos: $(GEN_STAMP)
+
+run: protos
+	$(PY) -m flowpair_shared.devstack run
+
+migrate: protos
+	$(PY) -m flowpair_shared.devstack migrate
+
+test: protos
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: protos
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	cd protos && ../$(BIN)/buf lint
+
+fmt: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: protos
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf flowpair .venv .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The discovery service: owns child flows, runs each phase and reports its status."""

@@ -1,0 +1,32 @@
+"""Outgoing events of the discovery service, as outbox messages."""
+
+from __future__ import annotations
+
+from flowpair.v1 import flow_pb2, orchestrator_pb2
+from flowpair_shared.convert import timestamp
+from flowpair_shared.names import CHILD_FLOWS, FLOWS, format_name
+from flowpair_shared.outbox import OutgoingMessage
+from flowpair_shared.tenancy import Tenant
+from discovery_svc.domain.model import PhaseChanged
+
+ORCHESTRATOR = "orchestrator"
+RECORD_PHASE_STATUS = "/flowpair.v1.FlowEventService/RecordPhaseStatus"
+
+
+def phase_status_event(event: PhaseChanged, tenant: Tenant) -> OutgoingMessage:
+    return OutgoingMessage(
+        destination=ORCHESTRATOR,
+        method=RECORD_PHASE_STATUS,
+        payload=orchestrator_pb2.RecordPhaseStatusRequest(
+            event=flow_pb2.PhaseStatusEvent(
+                flow=format_name(FLOWS, event.master_flow_id),
+                child_flow=format_name(CHILD_FLOWS, event.child_flow_id),
+                phase=flow_pb2.Phase.ValueType(int(event.phase)),
+                status=flow_pb2.PhaseStatus.ValueType(int(event.status)),
+                sequence=event.sequence,
+                occur_time=timestamp(event.occur_time),
+            )
+        ),
+        ordering_key=event.master_flow_id,
+        headers=tenant.metadata(),
+    )

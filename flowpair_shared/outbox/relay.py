@@ -1,0 +1,306 @@
+"""The relay: delivers committed outbox messages to peers over gRPC.
+
+Guarantees:
+- at-least-once delivery (consumers make redelivery a no-op with the inbox);
+- per ordering key, one message in flight at a time, in commit (``seq``) order; a retrying or
+  parked message holds back only its own key;
+- several relays (replicas) share the work: rows are claimed with ``FOR UPDATE SKIP LOCKED``
+  and stay locked while in flight, so a crashed relay's claims are released with its
+  connection;
+- wakes on commit (LISTEN/NOTIFY), with a slow poll as the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from flowpair_shared import logs
+from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
+from flowpair_shared.outbox.store import NOTIFY_CHANNEL
+
+log = logging.getLogger("flowpair.relay")
+
+# A row is claimable when no earlier message of its key is still undelivered (parked ones
+# included: they block their key until re-queued and delivered).
+_CLAIM = text(
+    """
+    SELECT o.id, o.message_id, o.destination, o.method, o.ordering_key, o.seq, o.payload,
+           o.headers, o.attempts, o.rejections
+    FROM messaging.outbox o
+    WHERE o.source = :source AND o.delivered_at IS NULL AND o.parked_at IS NULL
+      AND o.available_at <= now()
+      AND NOT EXISTS (
+        SELECT 1 FROM messaging.outbox p
+        WHERE p.source = o.source AND p.ordering_key = o.ordering_key
+          AND p.delivered_at IS NULL AND p.seq < o.seq)
+    ORDER BY o.id
+    LIMIT :limit
+    FOR UPDATE OF o SKIP LOCKED
+    """
+)
+
+_DELIVERED = text(
+    """
+    UPDATE messaging.outbox
+    SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+    WHERE id = ANY(:ids)
+    """
+)
+
+_FAILED = text(
+    """
+    UPDATE messaging.outbox
+    SET attempts = attempts + 1, rejections = :rejections, last_error = :error,
+        available_at = now() + make_interval(secs => :delay),
+        parked_at = CASE WHEN :park THEN now() END
+    WHERE id = :id
+    """
+)
+
+# The peer is unreachable or busy: not the message's fault, so it never counts towards parking.
+_TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+# The peer says the message itself can never succeed: park at once.
+_POISON = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelaySettings:
+    """Tuning of one relay; defaults suit a service on a LAN."""
+
+    batch_size: int = 100
+    """Messages claimed (and sent concurrently) per round."""
+    poll_interval: float = 2.0
+    """Seconds between polls when no notification arrives (the fallback)."""
+    max_rejections: int = 8
+    """Rejections by the peer before a message is parked."""
+    backoff_base: float = 0.2
+    """Delay after the first failure; doubles with each further one, with jitter."""
+    backoff_max: float = 60.0
+    """Longest delay after a rejection."""
+    transient_backoff_max: float = 2.0
+    """Longest delay while the peer is unreachable, so recovery is noticed quickly."""
+    delivery_timeout: float = 10.0
+    """Deadline of each delivery call, in seconds."""
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    message_id: uuid.UUID
+    destination: str
+    method: str
+    ordering_key: uuid.UUID
+    seq: int
+    payload: bytes
+    headers: Mapping[str, str]
+    attempts: int
+    rejections: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    claimed: _Claimed
+    code: grpc.StatusCode
+    error: str
+
+
+def _backoff(failures: int, base: float, cap: float) -> float:
+    delay: float = min(cap, base * 2 ** max(0, failures - 1))
+    return delay * random.uniform(0.8, 1.2)
+
+
+def _identity(payload: bytes) -> bytes:
+    return payload
+
+
+class Relay:
+    """Delivers the outbox rows written by ``source`` to the peers in ``channels``."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        listen_dsn: str | None,
+        source: str,
+        channels: Mapping[str, grpc.aio.Channel],
+        settings: RelaySettings = RelaySettings(),
+    ) -> None:
+        self._engine = engine
+        self._listen_dsn = listen_dsn
+        self._source = source
+        self._channels = channels
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._next_due: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._run(), name=f"relay-{self._source}"))
+        if self._listen_dsn is not None:
+            self._tasks.append(asyncio.create_task(self._listen(), name=f"listen-{self._source}"))
+
+    async def stop(self) -> None:
+        """Finish the round in flight, then stop."""
+        self._stopping.set()
+        self._wake.set()
+        for task in self._tasks:
+            if task.get_name().startswith("listen-"):
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def kick(self) -> None:
+        """Wake the relay now (after a local commit, or a notification)."""
+        self._wake.set()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                claimed = await self.deliver_once()
+            except Exception:
+                log.exception("relay round failed", extra={"source": self._source})
+                claimed = 0
+                await self._sleep(self._settings.poll_interval)
+                continue
+            if claimed:
+                continue  # successors of what was just delivered may now be claimable
+            await self._sleep(self._wait_time())
+
+    def _wait_time(self) -> float:
+        wait = self._settings.poll_interval
+        if self._next_due is not None:
+            wait = min(wait, max(0.0, self._next_due - time.monotonic()))
+            self._next_due = None
+        return wait
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        self._wake.clear()
+
+    async def deliver_once(self) -> int:
+        """Claim one batch, deliver it, record the outcomes; return how many were claimed."""
+        async with self._engine.connect() as conn, conn.begin():
+            rows = await conn.execute(
+                _CLAIM, {"source": self._source, "limit": self._settings.batch_size}
+            )
+            batch = [_Claimed(*row) for row in rows]
+            if not batch:
+                return 0
+            outcomes = await asyncio.gather(*(self._send(m) for m in batch))
+            await self._record(conn, outcomes)
+        return len(batch)
+
+    async def _send(self, m: _Claimed) -> _Outcome:
+        logs.reset()
+        logs.bind(flow_id=str(m.ordering_key), message_id=str(m.message_id), method=m.method)
+        channel = self._channels.get(m.destination)
+        if channel is None:
+            return _Outcome(m, grpc.StatusCode.UNIMPLEMENTED, f"no peer named {m.destination!r}")
+        headers = json.loads(m.headers) if isinstance(m.headers, str) else m.headers
+        metadata = (*headers.items(), (MESSAGE_ID_HEADER, str(m.message_id)))
+        call = channel.unary_unary(m.method, request_serializer=_identity,
+                                   response_deserializer=_identity)
+        started = time.perf_counter()
+        try:
+            await call(m.payload, metadata=metadata, timeout=self._settings.delivery_timeout)
+        except grpc.aio.AioRpcError as error:
+            outcome = _Outcome(m, error.code(), f"{error.code().name}: {error.details()}")
+        else:
+            outcome = _Outcome(m, grpc.StatusCode.OK, "")
+        log.info(
+            "outbox delivery",
+            extra={
+                "seq": m.seq,
+                "attempt": m.attempts + 1,
+                "code": outcome.code.name,
+                "ms": round((time.perf_counter() - started) * 1e3, 2),
+                **({"error": outcome.error} if outcome.error else {}),
+            },
+        )
+        return outcome
+
+    async def _record(self, conn: AsyncConnection, outcomes: list[_Outcome]) -> None:
+        delivered = [o.claimed.id for o in outcomes if o.code == grpc.StatusCode.OK]
+        if delivered:
+            await conn.execute(_DELIVERED, {"ids": delivered})
+        s = self._settings
+        for o in outcomes:
+            if o.code == grpc.StatusCode.OK:
+                continue
+            m = o.claimed
+            if o.code in _TRANSIENT:
+                rejections, park = m.rejections, False
+                delay = _backoff(m.attempts + 1, s.backoff_base, s.transient_backoff_max)
+            else:
+                rejections = m.rejections + 1
+                park = o.code in _POISON or rejections >= s.max_rejections
+                delay = _backoff(rejections, s.backoff_base, s.backoff_max)
+            if park:
+                log.error(
+                    "outbox message parked",
+                    extra={"flow_id": str(m.ordering_key), "message_id": str(m.message_id),
+                           "method": m.method, "error": o.error},
+                )
+            params: dict[str, Any] = {"id": m.id, "rejections": rejections, "error": o.error,
+                                      "delay": delay, "park": park}
+            await conn.execute(_FAILED, params)
+            if not park:
+                due = time.monotonic() + delay
+                self._next_due = due if self._next_due is None else min(self._next_due, due)
+
+    # -- notifications ---------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        assert self._listen_dsn is not None
+        while not self._stopping.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._listen_dsn)
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self.kick()  # anything committed while we were not listening
+                while not conn.is_closed():
+                    await asyncio.sleep(self._settings.poll_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("outbox listener reconnecting", extra={"error": repr(error)})
+                await asyncio.sleep(self._settings.poll_interval)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=1))
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if payload == self._source:
+            self.kick()

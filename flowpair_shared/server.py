@@ -1,0 +1,102 @@
+"""Serving a flowpair service: gRPC server, health, reflection, relay, ordered shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flowpair_shared import logs
+from flowpair_shared.interceptor import FlowpairInterceptor
+from flowpair_shared.outbox.relay import Relay
+from flowpair_shared.settings import Settings
+
+log = logging.getLogger("flowpair.server")
+
+# Reconnect quickly after a peer restarts: gRPC's default backoff grows to two minutes.
+PEER_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+def peer_channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(target, options=PEER_CHANNEL_OPTIONS)
+
+
+@dataclass(kw_only=True)
+class ServiceApp:
+    """One running service: its gRPC server, its relay and the resources they hold."""
+
+    name: str
+    listen: str
+    engine: AsyncEngine
+    register: Callable[[grpc.aio.Server], None]
+    service_names: Sequence[str]
+    relay: Relay | None = None
+    channels: Mapping[str, grpc.aio.Channel] = field(default_factory=dict)
+    port: int = 0
+    _server: grpc.aio.Server | None = None
+    _health: health.aio.HealthServicer | None = None
+
+    async def start(self) -> int:
+        """Bind, start serving and start the relay; return the bound port."""
+        server = grpc.aio.server(interceptors=[FlowpairInterceptor()])
+        self.register(server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.listen)
+        if self.port == 0:
+            raise SystemExit(f"{self.name}: cannot listen on {self.listen}")
+        await server.start()
+        self._server = server
+        for service in ("", *self.service_names):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if self.relay is not None:
+            self.relay.start()
+        log.info("serving", extra={"listen": self.listen, "port": self.port})
+        return self.port
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Not serving → drain in-flight RPCs → stop the relay → close channels and pool."""
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self.relay is not None:
+            await self.relay.stop()
+        for channel in self.channels.values():
+            await channel.close()
+        await self.engine.dispose()
+        log.info("stopped")
+
+
+async def serve_until_signal(build: Callable[[Settings], ServiceApp], settings: Settings) -> None:
+    """Build the service (inside the loop: gRPC channels bind to it), run it until SIGTERM or
+    SIGINT, then shut it down in order."""
+    app = build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    await stop.wait()
+    log.info("shutdown requested")
+    await app.stop(settings.shutdown_grace)
+
+
+def main(service: str, build: Callable[[Settings], ServiceApp]) -> None:
+    """Entry point of ``python -m <service>_svc``."""
+    logs.configure(service)
+    asyncio.run(serve_until_signal(build, Settings.from_env()))

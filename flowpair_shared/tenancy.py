@@ -1,0 +1,63 @@
+"""The tenant of the current RPC: parsed once from metadata, carried in a contextvar."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from flowpair_shared.errors import Validator
+
+CLIENT_ACCOUNT_HEADER = "x-client-account-id"
+ENGAGEMENT_HEADER = "x-engagement-id"
+USER_HEADER = "x-user-id"
+TENANT_HEADERS = (CLIENT_ACCOUNT_HEADER, ENGAGEMENT_HEADER, USER_HEADER)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """Who is calling: every query is scoped to the client account and engagement."""
+
+    client_account_id: uuid.UUID
+    engagement_id: uuid.UUID
+    user_id: uuid.UUID
+
+    def metadata(self) -> dict[str, str]:
+        """The metadata that carries this tenant to another service."""
+        return {
+            CLIENT_ACCOUNT_HEADER: str(self.client_account_id),
+            ENGAGEMENT_HEADER: str(self.engagement_id),
+            USER_HEADER: str(self.user_id),
+        }
+
+
+_current: contextvars.ContextVar[Tenant] = contextvars.ContextVar("flowpair_tenant")
+
+
+def tenant_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Tenant:
+    """Parse the three tenant headers; raise InvalidArgument naming each missing/bad one."""
+    found: Mapping[str, str | bytes] = dict(metadata or ())
+    v = Validator()
+    values: dict[str, uuid.UUID] = {}
+    for header in TENANT_HEADERS:
+        raw = found.get(header)
+        if raw is None or raw == "":
+            v.add(f"metadata.{header}", "is required (a UUID)")
+            continue
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        try:
+            values[header] = uuid.UUID(text)
+        except ValueError:
+            v.add(f"metadata.{header}", f"must be a UUID, got {text[:64]!r}")
+    v.raise_if_any()
+    return Tenant(values[CLIENT_ACCOUNT_HEADER], values[ENGAGEMENT_HEADER], values[USER_HEADER])
+
+
+def set_current(tenant: Tenant) -> contextvars.Token[Tenant]:
+    return _current.set(tenant)
+
+
+def current() -> Tenant:
+    """The tenant of the RPC being served; a LookupError outside one is a wiring bug."""
+    return _current.get()

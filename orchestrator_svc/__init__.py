@@ -1,0 +1,1 @@
+"""The orchestrator service: owns master flows, their lifecycle and history."""

@@ -1,0 +1,158 @@
+"""gRPC layer of the orchestrator: validate and translate, call a handler, translate back."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import grpc
+
+from flowpair.v1 import flow_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from flowpair_shared import tenancy
+from flowpair_shared.convert import enum_value, from_timestamp, timestamp
+from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
+from flowpair_shared.errors import Validator
+from flowpair_shared.names import (
+    CHILD_FLOWS,
+    FLOWS,
+    check_display_name,
+    format_name,
+    parse_name,
+    parse_uuid,
+)
+from flowpair_shared.outbox import message_id_from
+from orchestrator_svc.domain.model import MasterFlow, PhaseError, PhaseEvent
+from orchestrator_svc.service_layer.handlers import CreateFlow, Orchestrator
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
+    return orchestrator_pb2.Flow(
+        name=format_name(FLOWS, flow.id),
+        type=flow_pb2.FlowType.ValueType(int(flow.flow_type)),
+        display_name=flow.display_name,
+        status=flow_pb2.FlowStatus.ValueType(int(flow.status)),
+        current_phase=flow_pb2.Phase.ValueType(int(flow.current_phase)),
+        phases=[
+            flow_pb2.PhaseState(
+                phase=flow_pb2.Phase.ValueType(int(s.phase)),
+                status=flow_pb2.PhaseStatus.ValueType(int(s.status)),
+                update_time=timestamp(s.update_time),
+                error=flow_pb2.PhaseError(reason=s.error.reason, message=s.error.message)
+                if s.error
+                else None,
+            )
+            for s in flow.phases.values()
+        ],
+        child_flow=format_name(CHILD_FLOWS, flow.child_flow_id) if flow.child_flow_id else "",
+        auto_approve=flow.auto_approve,
+        create_user=str(flow.create_user),
+        create_time=timestamp(flow.create_time),
+        update_time=timestamp(flow.update_time),
+        last_event_sequence=flow.last_event_seq,
+    )
+
+
+_FILTER_TERM = re.compile(r"^\s*status\s*=\s*(?:FLOW_STATUS_)?([A-Z_]+)\s*$")
+
+
+def parse_status_filter(text: str) -> list[FlowStatus]:
+    """``status = X [OR status = Y ...]``, X with or without the FLOW_STATUS_ prefix."""
+    if not text.strip():
+        return []
+    statuses: list[FlowStatus] = []
+    v = Validator()
+    for term in re.split(r"\s+OR\s+", text.strip()):
+        match = _FILTER_TERM.match(term)
+        if match is None or match.group(1) not in FlowStatus.__members__:
+            v.add("filter", f"cannot parse {term.strip()[:80]!r}; expected e.g."
+                  " 'status = RUNNING OR status = PAUSED' with a FlowStatus value")
+            continue
+        statuses.append(FlowStatus[match.group(1)])
+    v.raise_if_any()
+    return statuses
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._o = orchestrator
+
+    async def CreateFlow(
+        self, request: orchestrator_pb2.CreateFlowRequest, context: Context
+    ) -> orchestrator_pb2.CreateFlowResponse:
+        v = Validator()
+        if not request.HasField("flow"):
+            v.add("flow", "is required")
+        flow_type = enum_value(FlowType, request.flow.type, "flow.type", v, "FLOW_TYPE_")
+        check_display_name(request.flow.display_name, "flow.display_name", v)
+        request_id = parse_uuid(request.request_id, "request_id", v, required=False)
+        v.raise_if_any()
+        assert flow_type is not None
+        flow = await self._o.create_flow(
+            tenancy.current(),
+            CreateFlow(
+                flow_type=flow_type,
+                display_name=request.flow.display_name,
+                auto_approve=request.flow.auto_approve,
+                request_id=request_id,
+            ),
+        )
+        return orchestrator_pb2.CreateFlowResponse(flow=flow_to_proto(flow))
+
+    async def GetFlow(
+        self, request: orchestrator_pb2.GetFlowRequest, context: Context
+    ) -> orchestrator_pb2.GetFlowResponse:
+        v = Validator()
+        flow_id = parse_name(request.name, FLOWS, "name", v)
+        v.raise_if_any()
+        assert flow_id is not None
+        flow = await self._o.get_flow(tenancy.current(), flow_id)
+        return orchestrator_pb2.GetFlowResponse(flow=flow_to_proto(flow))
+
+    async def ListFlows(
+        self, request: orchestrator_pb2.ListFlowsRequest, context: Context
+    ) -> orchestrator_pb2.ListFlowsResponse:
+        statuses = parse_status_filter(request.filter)
+        page = await self._o.list_flows(
+            tenancy.current(),
+            statuses=statuses,
+            query=",".join(s.name for s in statuses),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return orchestrator_pb2.ListFlowsResponse(
+            flows=[flow_to_proto(f) for f in page.flows], next_page_token=page.next_page_token
+        )
+
+
+def event_from_proto(event: flow_pb2.PhaseStatusEvent, field: str, v: Validator) -> PhaseEvent | None:
+    flow_id = parse_name(event.flow, FLOWS, f"{field}.flow", v)
+    child_id = parse_name(event.child_flow, CHILD_FLOWS, f"{field}.child_flow", v)
+    phase = enum_value(Phase, event.phase, f"{field}.phase", v, "PHASE_")
+    status = enum_value(PhaseStatus, event.status, f"{field}.status", v, "PHASE_STATUS_")
+    if event.sequence < 1:
+        v.add(f"{field}.sequence", "must be 1 or more")
+    if not event.HasField("occur_time"):
+        v.add(f"{field}.occur_time", "is required")
+    if flow_id is None or child_id is None or phase is None or status is None or v.violations:
+        return None
+    error = PhaseError(event.error.reason, event.error.message) if event.HasField("error") else None
+    return PhaseEvent(flow_id, child_id, phase, status, event.sequence,
+                      from_timestamp(event.occur_time), error)
+
+
+class FlowEventServicer(orchestrator_pb2_grpc.FlowEventServiceServicer):
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._o = orchestrator
+
+    async def RecordPhaseStatus(
+        self, request: orchestrator_pb2.RecordPhaseStatusRequest, context: Context
+    ) -> orchestrator_pb2.RecordPhaseStatusResponse:
+        v = Validator()
+        event = event_from_proto(request.event, "event", v)
+        message_id = message_id_from(context.invocation_metadata())
+        v.raise_if_any()
+        assert event is not None
+        applied = await self._o.record_phase_status(tenancy.current(), event, message_id)
+        return orchestrator_pb2.RecordPhaseStatusResponse(applied=applied)
