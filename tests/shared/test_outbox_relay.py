@@ -1,0 +1,224 @@
+"""The shared outbox, relay and inbox against a real PostgreSQL and a real gRPC peer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flowpair_shared.db import asyncpg_dsn, create_engine
+from flowpair_shared.outbox import OutgoingMessage, Relay, RelaySettings, UnitOfWork
+from flowpair_shared.outbox.store import list_parked, requeue
+from flowpair_shared.server import peer_channel
+from tests.support import eventually, fetchval, free_port
+
+METHOD = "/test.Peer/Receive"
+
+
+@dataclass
+class Peer:
+    """A real gRPC server accepting any method; ``decide`` picks each call's status."""
+
+    decide: Callable[[str], grpc.StatusCode] = lambda _key: grpc.StatusCode.OK
+    received: list[tuple[str, int, str]] = field(default_factory=list)  # (key, value, message id)
+    server: grpc.aio.Server | None = None
+    port: int = 0
+
+    async def start(self, address: str = "127.0.0.1:0") -> None:
+        peer = self
+
+        async def receive(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            md = dict(context.invocation_metadata() or ())
+            key = str(md["x-key"])
+            code = peer.decide(key)
+            if code != grpc.StatusCode.OK:
+                await context.abort(code, f"peer says {code.name}")
+            value = wrappers_pb2.Int64Value.FromString(request).value
+            peer.received.append((key, value, str(md["x-message-id"])))
+            return b""
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+                return grpc.unary_unary_rpc_method_handler(receive)
+
+        self.server = grpc.aio.server()
+        self.server.add_generic_rpc_handlers((Handler(),))
+        self.port = self.server.add_insecure_port(address)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        await self.server.stop(0)
+
+    def values(self, key: str) -> list[int]:
+        return [v for k, v, _ in self.received if k == key]
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    e = create_engine(database_url, pool_size=5)
+    yield e
+    await e.dispose()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    p = Peer()
+    await p.start()
+    yield p
+    await p.stop()
+
+
+SETTINGS = RelaySettings(poll_interval=0.3, backoff_base=0.02, backoff_max=0.05,
+                         transient_backoff_max=0.05, max_rejections=3, delivery_timeout=2)
+
+
+class Relays:
+    def __init__(self, engine: AsyncEngine, database_url: str) -> None:
+        self.engine, self.dsn = engine, asyncpg_dsn(database_url)
+        self.running: list[tuple[Relay, grpc.aio.Channel]] = []
+
+    def start(self, port: int, settings: RelaySettings = SETTINGS, listen: bool = True) -> Relay:
+        channel = peer_channel(f"127.0.0.1:{port}")
+        relay = Relay(engine=self.engine, listen_dsn=self.dsn if listen else None, source="test",
+                      channels={"peer": channel}, settings=settings)
+        relay.start()
+        self.running.append((relay, channel))
+        return relay
+
+    async def stop(self) -> None:
+        for relay, channel in self.running:
+            await relay.stop()
+            await channel.close()
+
+
+@pytest.fixture
+async def relays(engine: AsyncEngine, database_url: str) -> AsyncIterator[Relays]:
+    r = Relays(engine, database_url)
+    yield r
+    await r.stop()
+
+
+async def write(engine: AsyncEngine, key: str, value: int, *, commit: bool = True) -> None:
+    async with UnitOfWork(engine, source="test") as uow:
+        await uow.outbox.add(OutgoingMessage(
+            destination="peer", method=METHOD, payload=wrappers_pb2.Int64Value(value=value),
+            ordering_key=uuid.uuid5(uuid.NAMESPACE_OID, key), headers={"x-key": key}))
+        if commit:
+            await uow.commit()
+
+
+async def test_rolled_back_transaction_leaves_no_message(engine: AsyncEngine, database_url: str) -> None:
+    await write(engine, "a", 1, commit=False)
+    assert await fetchval(database_url, "SELECT count(*) FROM messaging.outbox") == 0
+    await write(engine, "a", 2)
+    assert await fetchval(database_url, "SELECT seq FROM messaging.outbox") == 1
+
+
+async def test_per_key_commit_order_under_concurrent_writers_and_two_relays(
+    engine: AsyncEngine, peer: Peer, relays: Relays
+) -> None:
+    relays.start(peer.port)
+    relays.start(peer.port)  # a replica: claims are shared with SKIP LOCKED
+    keys = [f"k{i}" for i in range(8)]
+
+    async def writer(key: str) -> None:
+        for value in range(25):
+            await write(engine, key, value)
+
+    await asyncio.gather(*(writer(k) for k in keys))
+    await eventually(lambda: _count(peer, 8 * 25))
+    for key in keys:
+        assert peer.values(key) == list(range(25)), key
+
+
+async def _count(peer: Peer, n: int) -> bool:
+    return len(peer.received) >= n
+
+
+async def test_notification_wakes_the_relay_before_the_poll(engine: AsyncEngine, peer: Peer,
+                                                            relays: Relays) -> None:
+    relays.start(peer.port, RelaySettings(poll_interval=60))
+    await asyncio.sleep(0.3)  # the listener connects
+    await write(engine, "n", 1)
+    # Without LISTEN/NOTIFY this would wait for the 60 s poll and time out.
+    await eventually(lambda: _count(peer, 1), timeout=10)
+
+
+async def test_rejected_message_is_parked_holds_its_key_only_and_can_be_requeued(
+    engine: AsyncEngine, peer: Peer, relays: Relays, database_url: str
+) -> None:
+    poisoned = {"bad"}
+    peer.decide = lambda key: (grpc.StatusCode.FAILED_PRECONDITION if key in poisoned
+                               else grpc.StatusCode.OK)
+    relays.start(peer.port)
+    await write(engine, "bad", 1)
+    await write(engine, "bad", 2)
+    await write(engine, "good", 1)
+
+    async def parked() -> bool:
+        async with engine.connect() as conn:
+            return len(await list_parked(conn, source="test")) == 1
+
+    await eventually(parked)
+    await eventually(lambda: _count(peer, 1))
+    await asyncio.sleep(0.3)
+    assert peer.values("good") == [1]
+    assert peer.values("bad") == []  # message 2 waits behind the parked message 1
+    async with engine.connect() as conn:
+        [msg] = await list_parked(conn, source="test")
+    assert msg.seq == 1 and msg.attempts == SETTINGS.max_rejections
+    assert "FAILED_PRECONDITION" in (msg.last_error or "")
+
+    poisoned.clear()
+    async with engine.begin() as conn:
+        assert await requeue(conn, msg.message_id)
+    await eventually(lambda: _count(peer, 3))
+    assert peer.values("bad") == [1, 2]
+    assert await fetchval(database_url,
+                          "SELECT count(*) FROM messaging.outbox WHERE delivered_at IS NULL") == 0
+
+
+async def test_invalid_argument_parks_at_once(engine: AsyncEngine, peer: Peer, relays: Relays,
+                                              database_url: str) -> None:
+    peer.decide = lambda _key: grpc.StatusCode.INVALID_ARGUMENT
+    relays.start(peer.port)
+    await write(engine, "x", 1)
+
+    async def attempts_when_parked() -> int | None:
+        v = await fetchval(database_url,
+                           "SELECT attempts FROM messaging.outbox WHERE parked_at IS NOT NULL")
+        return int(v) if v is not None else None
+
+    assert await eventually(attempts_when_parked) == 1
+
+
+async def test_unreachable_peer_never_parks_and_delivery_resumes(
+    engine: AsyncEngine, relays: Relays, database_url: str
+) -> None:
+    peer = Peer()
+    port = free_port()
+    relays.start(port)
+    for value in range(3):
+        await write(engine, "later", value)
+
+    async def tried_a_lot() -> bool:
+        attempts = await fetchval(database_url, "SELECT max(attempts) FROM messaging.outbox")
+        return bool(attempts and attempts > SETTINGS.max_rejections)
+
+    await eventually(tried_a_lot)
+    assert await fetchval(database_url,
+                          "SELECT count(*) FROM messaging.outbox WHERE parked_at IS NOT NULL") == 0
+    await peer.start(f"127.0.0.1:{port}")
+    try:
+        await eventually(lambda: _count(peer, 3))
+        assert peer.values("later") == [0, 1, 2]
+    finally:
+        await peer.stop()

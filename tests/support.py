@@ -1,0 +1,190 @@
+"""Test helpers: real databases, real servers on free ports, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from flowpair.v1 import discovery_pb2_grpc, orchestrator_pb2_grpc
+from flowpair_shared.db import asyncpg_dsn
+from flowpair_shared.outbox import RelaySettings
+from flowpair_shared.server import ServiceApp
+from flowpair_shared.settings import Settings
+from flowpair_shared.tenancy import Tenant
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+FAST_RELAY = RelaySettings(poll_interval=0.5, backoff_base=0.05, transient_backoff_max=0.3)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def new_tenant() -> Tenant:
+    return Tenant(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
+
+
+def md(tenant: Tenant) -> tuple[tuple[str, str], ...]:
+    return tuple(tenant.metadata().items())
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 20.0,
+                     interval: float = 0.05) -> T:
+    """Poll ``check`` until it returns a truthy value; a liveness bound, not a speed test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value {result!r}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Stack:
+    """Both services' addresses and settings, for one test database."""
+
+    database_url: str
+    orchestrator_port: int = field(default_factory=free_port)
+    discovery_port: int = field(default_factory=free_port)
+    relay: RelaySettings = FAST_RELAY
+    apps: list[ServiceApp] = field(default_factory=list)
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            orchestrator_listen=f"127.0.0.1:{self.orchestrator_port}",
+            discovery_listen=f"127.0.0.1:{self.discovery_port}",
+            orchestrator_target=f"127.0.0.1:{self.orchestrator_port}",
+            discovery_target=f"127.0.0.1:{self.discovery_port}",
+            db_pool_size=5,
+            shutdown_grace=1.0,
+            relay=self.relay,
+        )
+
+    def env(self) -> dict[str, str]:
+        s = self.settings()
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": s.database_url,
+            "FLOWPAIR_ORCHESTRATOR_LISTEN": s.orchestrator_listen,
+            "FLOWPAIR_DISCOVERY_LISTEN": s.discovery_listen,
+            "FLOWPAIR_RELAY_POLL_SECONDS": str(s.relay.poll_interval),
+            "FLOWPAIR_SHUTDOWN_GRACE_SECONDS": "2",
+        }
+
+    async def start_orchestrator(self) -> ServiceApp:
+        from orchestrator_svc.app import build
+
+        app = build(self.settings())
+        await app.start()
+        self.apps.append(app)
+        return app
+
+    async def start_discovery(self) -> ServiceApp:
+        from discovery_svc.app import build
+
+        app = build(self.settings())
+        await app.start()
+        self.apps.append(app)
+        return app
+
+    def channel(self, port: int) -> grpc.aio.Channel:
+        ch = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.channels.append(ch)
+        return ch
+
+    def orchestrator(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+        return orchestrator_pb2_grpc.OrchestratorServiceStub(self.channel(self.orchestrator_port))
+
+    def flow_events(self) -> orchestrator_pb2_grpc.FlowEventServiceStub:
+        return orchestrator_pb2_grpc.FlowEventServiceStub(self.channel(self.orchestrator_port))
+
+    def discovery(self) -> discovery_pb2_grpc.DiscoveryServiceStub:
+        return discovery_pb2_grpc.DiscoveryServiceStub(self.channel(self.discovery_port))
+
+    async def close(self) -> None:
+        for ch in self.channels:
+            await ch.close()
+        for app in reversed(self.apps):
+            await app.stop(0.5)
+        self.apps.clear()
+
+
+def with_relay(stack: Stack, **changes: Any) -> Stack:
+    stack.relay = replace(stack.relay, **changes)
+    return stack
+
+
+class Process:
+    """A service in its own OS process, so a test can SIGKILL or SIGTERM it."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+        self.module = module
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=ROOT,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    async def wait_serving(self, port: int, timeout: float = 30.0) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+
+            async def serving() -> bool:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.module} exited: {self.log_path.read_text()[-2000:]}")
+                try:
+                    r = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                except grpc.aio.AioRpcError:
+                    return False
+                return r.status == health_pb2.HealthCheckResponse.SERVING
+
+            await eventually(serving, timeout=timeout, interval=0.1)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        self._log.close()
+
+
+async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def fetchval(database_url: str, query: str, *args: Any) -> Any:
+    rows = await fetch(database_url, query, *args)
+    return rows[0][0] if rows else None

@@ -1,0 +1,169 @@
+"""Atomic creation of master + child flows, end to end through real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+
+from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
+from tests.support import Stack, eventually, fetch, fetchval, md, new_tenant
+
+DISCOVERY = flow_pb2.FLOW_TYPE_DISCOVERY
+
+
+def create_request(request_id: str = "", name: str = "inventory") -> orchestrator_pb2.CreateFlowRequest:
+    return orchestrator_pb2.CreateFlowRequest(
+        flow=orchestrator_pb2.Flow(type=DISCOVERY, display_name=name), request_id=request_id
+    )
+
+
+async def test_create_flow_links_child_and_completes_initialization(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    orch, disc = stack.orchestrator(), stack.discovery()
+
+    created = (await orch.CreateFlow(create_request(), metadata=md(tenant))).flow
+    assert created.status == flow_pb2.FLOW_STATUS_INITIALIZING
+    assert created.name.startswith("flows/")
+    assert len(created.phases) == 7
+
+    async def linked() -> orchestrator_pb2.Flow | None:
+        flow = (await orch.GetFlow(orchestrator_pb2.GetFlowRequest(name=created.name),
+                                   metadata=md(tenant))).flow
+        return flow if flow.child_flow else None
+
+    flow = await eventually(linked)
+    assert flow.status == flow_pb2.FLOW_STATUS_RUNNING
+    assert flow.phases[0].phase == flow_pb2.PHASE_INITIALIZATION
+    assert flow.phases[0].status == flow_pb2.PHASE_STATUS_COMPLETED
+    assert all(p.status == flow_pb2.PHASE_STATUS_PENDING for p in flow.phases[1:])
+    assert flow.last_event_sequence == 1
+
+    child = (await disc.GetChildFlow(discovery_pb2.GetChildFlowRequest(name=flow.child_flow),
+                                     metadata=md(tenant))).child_flow
+    assert child.master_flow == created.name
+    assert child.phases[0].status == flow_pb2.PHASE_STATUS_COMPLETED
+    by_master = (await disc.GetChildFlow(
+        discovery_pb2.GetChildFlowRequest(master_flow=created.name), metadata=md(tenant)
+    )).child_flow
+    assert by_master.name == child.name
+
+
+async def test_discovery_down_then_up_creates_every_child_exactly_once(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    tenant = new_tenant()
+    orch = stack.orchestrator()
+    names = [
+        (await orch.CreateFlow(create_request(name=f"f{i}"), metadata=md(tenant))).flow.name
+        for i in range(50)
+    ]
+    await asyncio.sleep(0.5)  # the relay tries and fails while discovery is down
+    pending = await fetchval(
+        stack.database_url,
+        "SELECT count(*) FROM messaging.outbox WHERE source = 'orchestrator'"
+        " AND delivered_at IS NULL AND parked_at IS NULL",
+    )
+    assert pending == 50
+    assert await fetchval(stack.database_url, "SELECT count(*) FROM discovery.child_flows") == 0
+
+    await stack.start_discovery()
+
+    async def all_linked() -> bool:
+        n = await fetchval(stack.database_url,
+                           "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL")
+        return bool(n == 50)
+
+    await eventually(all_linked)
+    rows = await fetch(
+        stack.database_url,
+        "SELECT f.id, count(c.id) AS children FROM orchestrator.flows f"
+        " LEFT JOIN discovery.child_flows c ON c.master_flow_id = f.id GROUP BY f.id",
+    )
+    assert len(rows) == 50
+    assert {r["children"] for r in rows} == {1}
+    assert {f"flows/{r['id']}" for r in rows} == set(names)
+
+
+async def test_same_request_id_returns_the_same_flow(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    tenant, other = new_tenant(), new_tenant()
+    orch = stack.orchestrator()
+    rid = str(uuid.uuid4())
+    first = (await orch.CreateFlow(create_request(rid), metadata=md(tenant))).flow
+    again = (await orch.CreateFlow(create_request(rid), metadata=md(tenant))).flow
+    assert again.name == first.name
+    # Concurrent retries race on the unique key: still one flow.
+    rid2 = str(uuid.uuid4())
+    racing = await asyncio.gather(
+        *(orch.CreateFlow(create_request(rid2), metadata=md(tenant)) for _ in range(10))
+    )
+    assert len({r.flow.name for r in racing}) == 1
+    # Request ids are scoped to the tenant: another tenant gets its own flow.
+    theirs = (await orch.CreateFlow(create_request(rid), metadata=md(other))).flow
+    assert theirs.name != first.name
+    assert await fetchval(stack.database_url, "SELECT count(*) FROM orchestrator.flows") == 3
+    assert await fetchval(stack.database_url, "SELECT count(*) FROM messaging.outbox") == 3
+
+
+async def test_redelivered_command_and_event_apply_once(stack: Stack) -> None:
+    """The relay's at-least-once delivery, replayed by hand with the same message ids."""
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    disc, events = stack.discovery(), stack.flow_events()
+    master = f"flows/{uuid.uuid4()}"
+    request = discovery_pb2.CreateChildFlowRequest(master_flow=master, type=DISCOVERY)
+    message_id = str(uuid.uuid4())
+    first = await disc.CreateChildFlow(request, metadata=(*md(tenant), ("x-message-id", message_id)))
+    second = await disc.CreateChildFlow(request, metadata=(*md(tenant), ("x-message-id", message_id)))
+    # A different message carrying the same command: the unique master id still holds.
+    third = await disc.CreateChildFlow(request, metadata=(*md(tenant), ("x-message-id", str(uuid.uuid4()))))
+    assert first.child_flow.name == second.child_flow.name == third.child_flow.name
+    assert await fetchval(stack.database_url, "SELECT count(*) FROM discovery.child_flows") == 1
+    # Exactly one INITIALIZATION event was written to the outbox.
+    assert await fetchval(stack.database_url,
+                          "SELECT count(*) FROM messaging.outbox WHERE source = 'discovery'") == 1
+
+    # Now the event side, on a real master flow.
+    orch = stack.orchestrator()
+    flow = (await orch.CreateFlow(create_request(), metadata=md(tenant))).flow
+
+    async def linked() -> bool:
+        got = (await orch.GetFlow(orchestrator_pb2.GetFlowRequest(name=flow.name),
+                                  metadata=md(tenant))).flow
+        return bool(got.child_flow)
+
+    await eventually(linked)
+    payload = await fetchval(
+        stack.database_url,
+        "SELECT payload FROM messaging.outbox WHERE source = 'discovery'"
+        " AND ordering_key = $1", uuid.UUID(flow.name.split("/")[1]))
+    replay = orchestrator_pb2.RecordPhaseStatusRequest.FromString(payload)
+    msg = str(uuid.uuid4())
+    r1 = await events.RecordPhaseStatus(replay, metadata=(*md(tenant), ("x-message-id", msg)))
+    r2 = await events.RecordPhaseStatus(replay, metadata=(*md(tenant), ("x-message-id", msg)))
+    assert (r1.applied, r2.applied) == (False, False)  # the relay applied it already
+    assert await fetchval(stack.database_url,
+                          "SELECT count(*) FROM orchestrator.flow_events WHERE flow_id = $1",
+                          uuid.UUID(flow.name.split("/")[1])) == 1
+
+
+async def test_event_ahead_of_its_predecessor_is_refused(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    tenant = new_tenant()
+    orch, events = stack.orchestrator(), stack.flow_events()
+    flow = (await orch.CreateFlow(create_request(), metadata=md(tenant))).flow
+    event = flow_pb2.PhaseStatusEvent(
+        flow=flow.name, child_flow=f"childFlows/{uuid.uuid4()}",
+        phase=flow_pb2.PHASE_INITIALIZATION, status=flow_pb2.PHASE_STATUS_COMPLETED, sequence=2,
+    )
+    event.occur_time.GetCurrentTime()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await events.RecordPhaseStatus(orchestrator_pb2.RecordPhaseStatusRequest(event=event),
+                                       metadata=md(tenant))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "arrived before event 1" in (err.value.details() or "")
