@@ -25,8 +25,9 @@ def from_timestamp(value: timestamp_pb2.Timestamp) -> datetime:
     return value.ToDatetime(tzinfo=UTC)
 
 
-def enum_value(enum_type: type[E], value: int, field: str, v: Validator,
-               proto_prefix: str) -> E | None:
+def enum_value(
+    enum_type: type[E], value: int, field: str, v: Validator, proto_prefix: str
+) -> E | None:
     """The domain enum for a wire value; a violation for UNSPECIFIED or an unknown number."""
     if value == 0:
         v.add(field, f"is required (not {proto_prefix}UNSPECIFIED)")

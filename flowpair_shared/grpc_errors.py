@@ -13,8 +13,11 @@ from flowpair_shared.errors import DomainError, FailedPrecondition, InvalidArgum
 DOMAIN = "flowpair.dev"
 
 
-def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo
-          | error_details_pb2.PreconditionFailure) -> any_pb2.Any:
+def _pack(
+    message: error_details_pb2.BadRequest
+    | error_details_pb2.ErrorInfo
+    | error_details_pb2.PreconditionFailure,
+) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

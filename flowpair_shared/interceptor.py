@@ -38,8 +38,9 @@ class _Rpc:
         logs.bind(rpc=self.method)
         tenant = tenancy.tenant_from_metadata(self.context.invocation_metadata())
         tenancy.set_current(tenant)
-        logs.bind(client_account_id=str(tenant.client_account_id),
-                  engagement_id=str(tenant.engagement_id))
+        logs.bind(
+            client_account_id=str(tenant.client_account_id), engagement_id=str(tenant.engagement_id)
+        )
 
     def timeout(self) -> float | None:
         remaining = self.context.time_remaining()
@@ -74,9 +75,11 @@ class FlowpairInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or method.startswith(_UNSCOPED_PREFIXES):
@@ -125,7 +128,9 @@ def _wrap_unary(method: str, behavior: Any) -> Any:
 
 
 def _wrap_stream(method: str, behavior: Any) -> Any:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def wrapped(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         rpc = _Rpc(method, context)
         try:
             rpc.enter()

@@ -43,7 +43,5 @@ def decode(token: str, query: str) -> tuple[datetime, uuid.UUID] | None:
             [FieldViolation("page_token", "is not a token returned by this method")]
         ) from None
     if not same_query:
-        raise InvalidArgument(
-            [FieldViolation("page_token", "was issued for a different filter")]
-        )
+        raise InvalidArgument([FieldViolation("page_token", "was issued for a different filter")])
     return position

@@ -20,19 +20,35 @@ SERVICE_NAMES = (
 
 
 def build(settings: Settings, *, listen: str | None = None) -> ServiceApp:
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
-                           application_name="flowpair-orchestrator")
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        application_name="flowpair-orchestrator",
+    )
     channels = {DISCOVERY: peer_channel(settings.discovery_target)}
-    relay = Relay(engine=engine, listen_dsn=asyncpg_dsn(settings.database_url), source=SOURCE,
-                  channels=channels, settings=settings.relay)
+    relay = Relay(
+        engine=engine,
+        listen_dsn=asyncpg_dsn(settings.database_url),
+        source=SOURCE,
+        channels=channels,
+        settings=settings.relay,
+    )
     orchestrator = Orchestrator(engine, after_commit=relay.kick)
 
     def register(server: grpc.aio.Server) -> None:
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
-            OrchestratorServicer(orchestrator), server)
+            OrchestratorServicer(orchestrator), server
+        )
         orchestrator_pb2_grpc.add_FlowEventServiceServicer_to_server(
-            FlowEventServicer(orchestrator), server)
+            FlowEventServicer(orchestrator), server
+        )
 
-    return ServiceApp(name="orchestrator", listen=listen or settings.orchestrator_listen,
-                      engine=engine, register=register, service_names=SERVICE_NAMES,
-                      relay=relay, channels=channels)
+    return ServiceApp(
+        name="orchestrator",
+        listen=listen or settings.orchestrator_listen,
+        engine=engine,
+        register=register,
+        service_names=SERVICE_NAMES,
+        relay=relay,
+        channels=channels,
+    )

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import grpc
@@ -25,6 +25,13 @@ from flowpair_shared.outbox import RelaySettings
 from flowpair_shared.server import ServiceApp
 from flowpair_shared.settings import Settings
 from flowpair_shared.tenancy import Tenant
+
+if TYPE_CHECKING:
+    from flowpair.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
+    from flowpair.v1.orchestrator_pb2_grpc import (
+        FlowEventServiceAsyncStub,
+        OrchestratorServiceAsyncStub,
+    )
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -47,8 +54,9 @@ def md(tenant: Tenant) -> tuple[tuple[str, str], ...]:
     return tuple(tenant.metadata().items())
 
 
-async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 20.0,
-                     interval: float = 0.05) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05
+) -> T:
     """Poll ``check`` until it returns a truthy value; a liveness bound, not a speed test."""
     deadline = time.monotonic() + timeout
     while True:
@@ -116,13 +124,13 @@ class Stack:
         self.channels.append(ch)
         return ch
 
-    def orchestrator(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+    def orchestrator(self) -> OrchestratorServiceAsyncStub:
         return orchestrator_pb2_grpc.OrchestratorServiceStub(self.channel(self.orchestrator_port))
 
-    def flow_events(self) -> orchestrator_pb2_grpc.FlowEventServiceStub:
+    def flow_events(self) -> FlowEventServiceAsyncStub:
         return orchestrator_pb2_grpc.FlowEventServiceStub(self.channel(self.orchestrator_port))
 
-    def discovery(self) -> discovery_pb2_grpc.DiscoveryServiceStub:
+    def discovery(self) -> DiscoveryServiceAsyncStub:
         return discovery_pb2_grpc.DiscoveryServiceStub(self.channel(self.discovery_port))
 
     async def close(self) -> None:
@@ -145,21 +153,28 @@ class Process:
         self.module = module
         self.log_path = log_path
         self._log = log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=ROOT,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     async def wait_serving(self, port: int, timeout: float = 30.0) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            stub = health_pb2_grpc.HealthStub(ch)
+            stub: Any = health_pb2_grpc.HealthStub(ch)  # the stubs' types are sync-only
 
             async def serving() -> bool:
                 if self.proc.poll() is not None:
-                    raise AssertionError(f"{self.module} exited: {self.log_path.read_text()[-2000:]}")
+                    raise AssertionError(
+                        f"{self.module} exited: {self.log_path.read_text()[-2000:]}"
+                    )
                 try:
                     r = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 except grpc.aio.AioRpcError:
                     return False
-                return r.status == health_pb2.HealthCheckResponse.SERVING
+                return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
 
             await eventually(serving, timeout=timeout, interval=0.1)
 

@@ -14,7 +14,9 @@ from tests.support import Stack, eventually, fetch, fetchval, md, new_tenant
 DISCOVERY = flow_pb2.FLOW_TYPE_DISCOVERY
 
 
-def create_request(request_id: str = "", name: str = "inventory") -> orchestrator_pb2.CreateFlowRequest:
+def create_request(
+    request_id: str = "", name: str = "inventory"
+) -> orchestrator_pb2.CreateFlowRequest:
     return orchestrator_pb2.CreateFlowRequest(
         flow=orchestrator_pb2.Flow(type=DISCOVERY, display_name=name), request_id=request_id
     )
@@ -32,24 +34,33 @@ async def test_create_flow_links_child_and_completes_initialization(stack: Stack
     assert len(created.phases) == 7
 
     async def linked() -> orchestrator_pb2.Flow | None:
-        flow = (await orch.GetFlow(orchestrator_pb2.GetFlowRequest(name=created.name),
-                                   metadata=md(tenant))).flow
+        flow = (
+            await orch.GetFlow(
+                orchestrator_pb2.GetFlowRequest(name=created.name), metadata=md(tenant)
+            )
+        ).flow
         return flow if flow.child_flow else None
 
     flow = await eventually(linked)
+    assert flow is not None
     assert flow.status == flow_pb2.FLOW_STATUS_RUNNING
     assert flow.phases[0].phase == flow_pb2.PHASE_INITIALIZATION
     assert flow.phases[0].status == flow_pb2.PHASE_STATUS_COMPLETED
     assert all(p.status == flow_pb2.PHASE_STATUS_PENDING for p in flow.phases[1:])
     assert flow.last_event_sequence == 1
 
-    child = (await disc.GetChildFlow(discovery_pb2.GetChildFlowRequest(name=flow.child_flow),
-                                     metadata=md(tenant))).child_flow
+    child = (
+        await disc.GetChildFlow(
+            discovery_pb2.GetChildFlowRequest(name=flow.child_flow), metadata=md(tenant)
+        )
+    ).child_flow
     assert child.master_flow == created.name
     assert child.phases[0].status == flow_pb2.PHASE_STATUS_COMPLETED
-    by_master = (await disc.GetChildFlow(
-        discovery_pb2.GetChildFlowRequest(master_flow=created.name), metadata=md(tenant)
-    )).child_flow
+    by_master = (
+        await disc.GetChildFlow(
+            discovery_pb2.GetChildFlowRequest(master_flow=created.name), metadata=md(tenant)
+        )
+    ).child_flow
     assert by_master.name == child.name
 
 
@@ -73,8 +84,10 @@ async def test_discovery_down_then_up_creates_every_child_exactly_once(stack: St
     await stack.start_discovery()
 
     async def all_linked() -> bool:
-        n = await fetchval(stack.database_url,
-                           "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL")
+        n = await fetchval(
+            stack.database_url,
+            "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL",
+        )
         return bool(n == 50)
 
     await eventually(all_linked)
@@ -118,38 +131,55 @@ async def test_redelivered_command_and_event_apply_once(stack: Stack) -> None:
     master = f"flows/{uuid.uuid4()}"
     request = discovery_pb2.CreateChildFlowRequest(master_flow=master, type=DISCOVERY)
     message_id = str(uuid.uuid4())
-    first = await disc.CreateChildFlow(request, metadata=(*md(tenant), ("x-message-id", message_id)))
-    second = await disc.CreateChildFlow(request, metadata=(*md(tenant), ("x-message-id", message_id)))
+    first = await disc.CreateChildFlow(
+        request, metadata=(*md(tenant), ("x-message-id", message_id))
+    )
+    second = await disc.CreateChildFlow(
+        request, metadata=(*md(tenant), ("x-message-id", message_id))
+    )
     # A different message carrying the same command: the unique master id still holds.
-    third = await disc.CreateChildFlow(request, metadata=(*md(tenant), ("x-message-id", str(uuid.uuid4()))))
+    third = await disc.CreateChildFlow(
+        request, metadata=(*md(tenant), ("x-message-id", str(uuid.uuid4())))
+    )
     assert first.child_flow.name == second.child_flow.name == third.child_flow.name
     assert await fetchval(stack.database_url, "SELECT count(*) FROM discovery.child_flows") == 1
     # Exactly one INITIALIZATION event was written to the outbox.
-    assert await fetchval(stack.database_url,
-                          "SELECT count(*) FROM messaging.outbox WHERE source = 'discovery'") == 1
+    assert (
+        await fetchval(
+            stack.database_url, "SELECT count(*) FROM messaging.outbox WHERE source = 'discovery'"
+        )
+        == 1
+    )
 
     # Now the event side, on a real master flow.
     orch = stack.orchestrator()
     flow = (await orch.CreateFlow(create_request(), metadata=md(tenant))).flow
 
     async def linked() -> bool:
-        got = (await orch.GetFlow(orchestrator_pb2.GetFlowRequest(name=flow.name),
-                                  metadata=md(tenant))).flow
+        got = (
+            await orch.GetFlow(orchestrator_pb2.GetFlowRequest(name=flow.name), metadata=md(tenant))
+        ).flow
         return bool(got.child_flow)
 
     await eventually(linked)
     payload = await fetchval(
         stack.database_url,
-        "SELECT payload FROM messaging.outbox WHERE source = 'discovery'"
-        " AND ordering_key = $1", uuid.UUID(flow.name.split("/")[1]))
+        "SELECT payload FROM messaging.outbox WHERE source = 'discovery' AND ordering_key = $1",
+        uuid.UUID(flow.name.split("/")[1]),
+    )
     replay = orchestrator_pb2.RecordPhaseStatusRequest.FromString(payload)
     msg = str(uuid.uuid4())
     r1 = await events.RecordPhaseStatus(replay, metadata=(*md(tenant), ("x-message-id", msg)))
     r2 = await events.RecordPhaseStatus(replay, metadata=(*md(tenant), ("x-message-id", msg)))
     assert (r1.applied, r2.applied) == (False, False)  # the relay applied it already
-    assert await fetchval(stack.database_url,
-                          "SELECT count(*) FROM orchestrator.flow_events WHERE flow_id = $1",
-                          uuid.UUID(flow.name.split("/")[1])) == 1
+    assert (
+        await fetchval(
+            stack.database_url,
+            "SELECT count(*) FROM orchestrator.flow_events WHERE flow_id = $1",
+            uuid.UUID(flow.name.split("/")[1]),
+        )
+        == 1
+    )
 
 
 async def test_event_ahead_of_its_predecessor_is_refused(stack: Stack) -> None:
@@ -158,12 +188,16 @@ async def test_event_ahead_of_its_predecessor_is_refused(stack: Stack) -> None:
     orch, events = stack.orchestrator(), stack.flow_events()
     flow = (await orch.CreateFlow(create_request(), metadata=md(tenant))).flow
     event = flow_pb2.PhaseStatusEvent(
-        flow=flow.name, child_flow=f"childFlows/{uuid.uuid4()}",
-        phase=flow_pb2.PHASE_INITIALIZATION, status=flow_pb2.PHASE_STATUS_COMPLETED, sequence=2,
+        flow=flow.name,
+        child_flow=f"childFlows/{uuid.uuid4()}",
+        phase=flow_pb2.PHASE_INITIALIZATION,
+        status=flow_pb2.PHASE_STATUS_COMPLETED,
+        sequence=2,
     )
     event.occur_time.GetCurrentTime()
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await events.RecordPhaseStatus(orchestrator_pb2.RecordPhaseStatusRequest(event=event),
-                                       metadata=md(tenant))
+        await events.RecordPhaseStatus(
+            orchestrator_pb2.RecordPhaseStatusRequest(event=event), metadata=md(tenant)
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "arrived before event 1" in (err.value.details() or "")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from discovery_svc.domain.model import PhaseChanged
 from flowpair.v1 import flow_pb2, orchestrator_pb2
 from flowpair_shared.convert import timestamp
 from flowpair_shared.names import CHILD_FLOWS, FLOWS, format_name
 from flowpair_shared.outbox import OutgoingMessage
 from flowpair_shared.tenancy import Tenant
-from discovery_svc.domain.model import PhaseChanged
 
 ORCHESTRATOR = "orchestrator"
 RECORD_PHASE_STATUS = "/flowpair.v1.FlowEventService/RecordPhaseStatus"

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discovery_svc.domain.model import ChildFlow
 from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
 from flowpair_shared.tenancy import Tenant
-from discovery_svc.domain.model import ChildFlow
 
 _COLUMNS = """
   c.id, c.master_flow_id, c.client_account_id, c.engagement_id, c.create_user, c.flow_type,
@@ -21,9 +21,17 @@ _COLUMNS = """
 
 def _from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> ChildFlow:
     child = ChildFlow(
-        id=row[0], master_flow_id=row[1], client_account_id=row[2], engagement_id=row[3],
-        create_user=row[4], flow_type=FlowType(row[5]), display_name=row[6],
-        status=FlowStatus(row[7]), event_seq=row[8], create_time=row[9], update_time=row[10],
+        id=row[0],
+        master_flow_id=row[1],
+        client_account_id=row[2],
+        engagement_id=row[3],
+        create_user=row[4],
+        flow_type=FlowType(row[5]),
+        display_name=row[6],
+        status=FlowStatus(row[7]),
+        event_seq=row[8],
+        create_time=row[9],
+        update_time=row[10],
     )
     for phase, status, update_time in phases:
         child.phases[Phase(phase)] = PhaseStatus(status)
@@ -47,11 +55,17 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
                 RETURNING create_time, update_time
                 """
             ),
-            {"id": child.id, "master": child.master_flow_id,
-             "client_account_id": child.client_account_id, "engagement_id": child.engagement_id,
-             "create_user": child.create_user, "flow_type": int(child.flow_type),
-             "display_name": child.display_name, "status": int(child.status),
-             "event_seq": child.event_seq},
+            {
+                "id": child.id,
+                "master": child.master_flow_id,
+                "client_account_id": child.client_account_id,
+                "engagement_id": child.engagement_id,
+                "create_user": child.create_user,
+                "flow_type": int(child.flow_type),
+                "display_name": child.display_name,
+                "status": int(child.status),
+                "event_seq": child.event_seq,
+            },
         )
     ).first()
     if row is None:
@@ -66,16 +80,21 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
             FROM unnest(CAST(:phases AS smallint[]), CAST(:statuses AS smallint[])) AS t(p, s)
             """
         ),
-        {"id": child.id, "pending": int(PhaseStatus.PENDING),
-         "phases": [int(p) for p, _ in phases], "statuses": [int(s) for _, s in phases]},
+        {
+            "id": child.id,
+            "pending": int(PhaseStatus.PENDING),
+            "phases": [int(p) for p, _ in phases],
+            "statuses": [int(s) for _, s in phases],
+        },
     )
     return True
 
 
 async def _load(conn: AsyncConnection, where: str, params: dict[str, Any]) -> ChildFlow | None:
     row = (
-        await conn.execute(text(f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"),
-                           params)
+        await conn.execute(
+            text(f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"), params
+        )
     ).first()
     if row is None:
         return None
@@ -102,7 +121,9 @@ async def get(conn: AsyncConnection, tenant: Tenant, child_id: uuid.UUID) -> Chi
     return await _load(conn, f"c.id = :id AND {_TENANT}", {"id": child_id, **_tenant(tenant)})
 
 
-async def get_by_master(conn: AsyncConnection, tenant: Tenant,
-                        master_flow_id: uuid.UUID) -> ChildFlow | None:
-    return await _load(conn, f"c.master_flow_id = :m AND {_TENANT}",
-                       {"m": master_flow_id, **_tenant(tenant)})
+async def get_by_master(
+    conn: AsyncConnection, tenant: Tenant, master_flow_id: uuid.UUID
+) -> ChildFlow | None:
+    return await _load(
+        conn, f"c.master_flow_id = :m AND {_TENANT}", {"m": master_flow_id, **_tenant(tenant)}
+    )

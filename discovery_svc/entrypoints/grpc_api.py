@@ -6,6 +6,8 @@ from typing import Any
 
 import grpc
 
+from discovery_svc.domain.model import ChildFlow
+from discovery_svc.service_layer.handlers import CreateChildFlow, Discovery
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
 from flowpair_shared import tenancy
 from flowpair_shared.convert import enum_value, timestamp
@@ -13,8 +15,6 @@ from flowpair_shared.domain import FlowType
 from flowpair_shared.errors import Validator
 from flowpair_shared.names import CHILD_FLOWS, FLOWS, check_display_name, format_name, parse_name
 from flowpair_shared.outbox import message_id_from
-from discovery_svc.domain.model import ChildFlow
-from discovery_svc.service_layer.handlers import CreateChildFlow, Discovery
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -55,8 +55,9 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         assert master is not None and flow_type is not None
         child = await self._d.create_child_flow(
             tenancy.current(),
-            CreateChildFlow(master_flow_id=master, flow_type=flow_type,
-                            display_name=request.display_name),
+            CreateChildFlow(
+                master_flow_id=master, flow_type=flow_type, display_name=request.display_name
+            ),
             message_id,
         )
         return discovery_pb2.CreateChildFlowResponse(child_flow=child_to_proto(child))
@@ -70,6 +71,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         child_id = parse_name(request.name, CHILD_FLOWS, "name", v, required=False)
         master = parse_name(request.master_flow, FLOWS, "master_flow", v, required=False)
         v.raise_if_any()
-        child = await self._d.get_child_flow(tenancy.current(), child_id=child_id,
-                                             master_flow_id=master)
+        child = await self._d.get_child_flow(
+            tenancy.current(), child_id=child_id, master_flow_id=master
+        )
         return discovery_pb2.GetChildFlowResponse(child_flow=child_to_proto(child))

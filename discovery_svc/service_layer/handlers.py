@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from discovery_svc.adapters import messages, repository
+from discovery_svc.domain.model import ChildFlow
 from flowpair_shared import logs
 from flowpair_shared.domain import FlowType
 from flowpair_shared.errors import NotFound
 from flowpair_shared.outbox import UnitOfWork, first_delivery
 from flowpair_shared.tenancy import Tenant
-from discovery_svc.adapters import messages, repository
-from discovery_svc.domain.model import ChildFlow
 
 SOURCE = "discovery"
 log = logging.getLogger("flowpair.discovery")
@@ -65,8 +65,13 @@ class Discovery:
         self._after_commit()
         return child
 
-    async def get_child_flow(self, tenant: Tenant, *, child_id: uuid.UUID | None = None,
-                             master_flow_id: uuid.UUID | None = None) -> ChildFlow:
+    async def get_child_flow(
+        self,
+        tenant: Tenant,
+        *,
+        child_id: uuid.UUID | None = None,
+        master_flow_id: uuid.UUID | None = None,
+    ) -> ChildFlow:
         async with self._engine.connect() as conn:
             if child_id is not None:
                 child = await repository.get(conn, tenant, child_id)

@@ -229,8 +229,9 @@ class Relay:
             return _Outcome(m, grpc.StatusCode.UNIMPLEMENTED, f"no peer named {m.destination!r}")
         headers = json.loads(m.headers) if isinstance(m.headers, str) else m.headers
         metadata = (*headers.items(), (MESSAGE_ID_HEADER, str(m.message_id)))
-        call = channel.unary_unary(m.method, request_serializer=_identity,
-                                   response_deserializer=_identity)
+        call = channel.unary_unary(
+            m.method, request_serializer=_identity, response_deserializer=_identity
+        )
         started = time.perf_counter()
         try:
             await call(m.payload, metadata=metadata, timeout=self._settings.delivery_timeout)
@@ -269,11 +270,20 @@ class Relay:
             if park:
                 log.error(
                     "outbox message parked",
-                    extra={"flow_id": str(m.ordering_key), "message_id": str(m.message_id),
-                           "method": m.method, "error": o.error},
+                    extra={
+                        "flow_id": str(m.ordering_key),
+                        "message_id": str(m.message_id),
+                        "method": m.method,
+                        "error": o.error,
+                    },
                 )
-            params: dict[str, Any] = {"id": m.id, "rejections": rejections, "error": o.error,
-                                      "delay": delay, "park": park}
+            params: dict[str, Any] = {
+                "id": m.id,
+                "rejections": rejections,
+                "error": o.error,
+                "delay": delay,
+                "park": park,
+            }
             await conn.execute(_FAILED, params)
             if not park:
                 due = time.monotonic() + delay

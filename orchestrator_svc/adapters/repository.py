@@ -90,17 +90,24 @@ async def insert(conn: AsyncConnection, flow: MasterFlow) -> bool:
     flow.create_time, flow.update_time = row
     await conn.execute(
         _INSERT_PHASES,
-        {"flow_id": flow.id, "pending": int(PhaseStatus.PENDING), "phases": [int(p) for p in Phase]},
+        {
+            "flow_id": flow.id,
+            "pending": int(PhaseStatus.PENDING),
+            "phases": [int(p) for p in Phase],
+        },
     )
     return True
 
 
-async def _load(conn: AsyncConnection, where: str, params: dict[str, Any],
-                lock: bool = False) -> MasterFlow | None:
+async def _load(
+    conn: AsyncConnection, where: str, params: dict[str, Any], lock: bool = False
+) -> MasterFlow | None:
     row = (
         await conn.execute(
-            text(f"SELECT {_FLOW_COLUMNS} FROM orchestrator.flows f WHERE {where}"
-                 + (" FOR UPDATE" if lock else "")),
+            text(
+                f"SELECT {_FLOW_COLUMNS} FROM orchestrator.flows f WHERE {where}"
+                + (" FOR UPDATE" if lock else "")
+            ),
             params,
         )
     ).first()
@@ -127,16 +134,20 @@ def _tenant_params(tenant: Tenant) -> dict[str, Any]:
     return {"client_account_id": tenant.client_account_id, "engagement_id": tenant.engagement_id}
 
 
-async def get(conn: AsyncConnection, tenant: Tenant, flow_id: uuid.UUID, *,
-              lock: bool = False) -> MasterFlow | None:
-    return await _load(conn, f"f.id = :id AND {_TENANT}",
-                       {"id": flow_id, **_tenant_params(tenant)}, lock)
+async def get(
+    conn: AsyncConnection, tenant: Tenant, flow_id: uuid.UUID, *, lock: bool = False
+) -> MasterFlow | None:
+    return await _load(
+        conn, f"f.id = :id AND {_TENANT}", {"id": flow_id, **_tenant_params(tenant)}, lock
+    )
 
 
-async def get_by_request_id(conn: AsyncConnection, tenant: Tenant,
-                            request_id: uuid.UUID) -> MasterFlow | None:
-    return await _load(conn, f"f.request_id = :rid AND {_TENANT}",
-                       {"rid": request_id, **_tenant_params(tenant)})
+async def get_by_request_id(
+    conn: AsyncConnection, tenant: Tenant, request_id: uuid.UUID
+) -> MasterFlow | None:
+    return await _load(
+        conn, f"f.request_id = :rid AND {_TENANT}", {"rid": request_id, **_tenant_params(tenant)}
+    )
 
 
 async def list_page(
@@ -216,8 +227,14 @@ async def save_transition(conn: AsyncConnection, flow: MasterFlow, t: Transition
             WHERE flow_id = :id AND phase = :phase
             """
         ),
-        {"id": flow.id, "phase": int(e.phase), "status": int(e.status), "reason": error_reason,
-         "message": error_message, "occur_time": e.occur_time},
+        {
+            "id": flow.id,
+            "phase": int(e.phase),
+            "status": int(e.status),
+            "reason": error_reason,
+            "message": error_message,
+            "occur_time": e.occur_time,
+        },
     )
     await conn.execute(
         text(
@@ -229,8 +246,15 @@ async def save_transition(conn: AsyncConnection, flow: MasterFlow, t: Transition
                     :message, :occur_time)
             """
         ),
-        {"id": flow.id, "seq": t.history_seq, "phase": int(e.phase),
-         "phase_status": int(e.status), "flow_status": int(t.flow_status),
-         "source_sequence": e.sequence, "reason": error_reason, "message": error_message,
-         "occur_time": e.occur_time},
+        {
+            "id": flow.id,
+            "seq": t.history_seq,
+            "phase": int(e.phase),
+            "phase_status": int(e.status),
+            "flow_status": int(t.flow_status),
+            "source_sequence": e.sequence,
+            "reason": error_reason,
+            "message": error_message,
+            "occur_time": e.occur_time,
+        },
     )

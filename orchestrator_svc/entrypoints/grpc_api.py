@@ -66,8 +66,11 @@ def parse_status_filter(text: str) -> list[FlowStatus]:
     for term in re.split(r"\s+OR\s+", text.strip()):
         match = _FILTER_TERM.match(term)
         if match is None or match.group(1) not in FlowStatus.__members__:
-            v.add("filter", f"cannot parse {term.strip()[:80]!r}; expected e.g."
-                  " 'status = RUNNING OR status = PAUSED' with a FlowStatus value")
+            v.add(
+                "filter",
+                f"cannot parse {term.strip()[:80]!r}; expected e.g."
+                " 'status = RUNNING OR status = PAUSED' with a FlowStatus value",
+            )
             continue
         statuses.append(FlowStatus[match.group(1)])
     v.raise_if_any()
@@ -126,7 +129,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         )
 
 
-def event_from_proto(event: flow_pb2.PhaseStatusEvent, field: str, v: Validator) -> PhaseEvent | None:
+def event_from_proto(
+    event: flow_pb2.PhaseStatusEvent, field: str, v: Validator
+) -> PhaseEvent | None:
     flow_id = parse_name(event.flow, FLOWS, f"{field}.flow", v)
     child_id = parse_name(event.child_flow, CHILD_FLOWS, f"{field}.child_flow", v)
     phase = enum_value(Phase, event.phase, f"{field}.phase", v, "PHASE_")
@@ -138,8 +143,9 @@ def event_from_proto(event: flow_pb2.PhaseStatusEvent, field: str, v: Validator)
     if flow_id is None or child_id is None or phase is None or status is None or v.violations:
         return None
     error = PhaseError(event.error.reason, event.error.message) if event.HasField("error") else None
-    return PhaseEvent(flow_id, child_id, phase, status, event.sequence,
-                      from_timestamp(event.occur_time), error)
+    return PhaseEvent(
+        flow_id, child_id, phase, status, event.sequence, from_timestamp(event.occur_time), error
+    )
 
 
 class FlowEventServicer(orchestrator_pb2_grpc.FlowEventServiceServicer):

@@ -87,7 +87,12 @@ class Orchestrator:
         return flow
 
     async def list_flows(
-        self, tenant: Tenant, *, statuses: Sequence[FlowStatus], query: str, page_size: int,
+        self,
+        tenant: Tenant,
+        *,
+        statuses: Sequence[FlowStatus],
+        query: str,
+        page_size: int,
         page_token: str,
     ) -> Page:
         size = pagination.page_size(page_size)
@@ -120,7 +125,12 @@ class Orchestrator:
                 await repository.save_transition(uow.conn, flow, transition)
             await uow.commit()
         if transition is not None:
-            log.info("phase event applied", extra={"phase": event.phase.name,
-                                                   "phase_status": event.status.name,
-                                                   "flow_status": flow.status.name})
+            log.info(
+                "phase event applied",
+                extra={
+                    "phase": event.phase.name,
+                    "phase_status": event.status.name,
+                    "flow_status": flow.status.name,
+                },
+            )
         return transition is not None

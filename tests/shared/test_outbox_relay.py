@@ -45,7 +45,9 @@ class Peer:
             return b""
 
         class Handler(grpc.GenericRpcHandler):
-            def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+            def service(
+                self, details: grpc.HandlerCallDetails
+            ) -> grpc.RpcMethodHandler[Any, Any] | None:
                 return grpc.unary_unary_rpc_method_handler(receive)
 
         self.server = grpc.aio.server()
@@ -76,8 +78,14 @@ async def peer() -> AsyncIterator[Peer]:
     await p.stop()
 
 
-SETTINGS = RelaySettings(poll_interval=0.3, backoff_base=0.02, backoff_max=0.05,
-                         transient_backoff_max=0.05, max_rejections=3, delivery_timeout=2)
+SETTINGS = RelaySettings(
+    poll_interval=0.3,
+    backoff_base=0.02,
+    backoff_max=0.05,
+    transient_backoff_max=0.05,
+    max_rejections=3,
+    delivery_timeout=2,
+)
 
 
 class Relays:
@@ -87,8 +95,13 @@ class Relays:
 
     def start(self, port: int, settings: RelaySettings = SETTINGS, listen: bool = True) -> Relay:
         channel = peer_channel(f"127.0.0.1:{port}")
-        relay = Relay(engine=self.engine, listen_dsn=self.dsn if listen else None, source="test",
-                      channels={"peer": channel}, settings=settings)
+        relay = Relay(
+            engine=self.engine,
+            listen_dsn=self.dsn if listen else None,
+            source="test",
+            channels={"peer": channel},
+            settings=settings,
+        )
         relay.start()
         self.running.append((relay, channel))
         return relay
@@ -108,14 +121,22 @@ async def relays(engine: AsyncEngine, database_url: str) -> AsyncIterator[Relays
 
 async def write(engine: AsyncEngine, key: str, value: int, *, commit: bool = True) -> None:
     async with UnitOfWork(engine, source="test") as uow:
-        await uow.outbox.add(OutgoingMessage(
-            destination="peer", method=METHOD, payload=wrappers_pb2.Int64Value(value=value),
-            ordering_key=uuid.uuid5(uuid.NAMESPACE_OID, key), headers={"x-key": key}))
+        await uow.outbox.add(
+            OutgoingMessage(
+                destination="peer",
+                method=METHOD,
+                payload=wrappers_pb2.Int64Value(value=value),
+                ordering_key=uuid.uuid5(uuid.NAMESPACE_OID, key),
+                headers={"x-key": key},
+            )
+        )
         if commit:
             await uow.commit()
 
 
-async def test_rolled_back_transaction_leaves_no_message(engine: AsyncEngine, database_url: str) -> None:
+async def test_rolled_back_transaction_leaves_no_message(
+    engine: AsyncEngine, database_url: str
+) -> None:
     await write(engine, "a", 1, commit=False)
     assert await fetchval(database_url, "SELECT count(*) FROM messaging.outbox") == 0
     await write(engine, "a", 2)
@@ -143,8 +164,9 @@ async def _count(peer: Peer, n: int) -> bool:
     return len(peer.received) >= n
 
 
-async def test_notification_wakes_the_relay_before_the_poll(engine: AsyncEngine, peer: Peer,
-                                                            relays: Relays) -> None:
+async def test_notification_wakes_the_relay_before_the_poll(
+    engine: AsyncEngine, peer: Peer, relays: Relays
+) -> None:
     relays.start(peer.port, RelaySettings(poll_interval=60))
     await asyncio.sleep(0.3)  # the listener connects
     await write(engine, "n", 1)
@@ -156,8 +178,9 @@ async def test_rejected_message_is_parked_holds_its_key_only_and_can_be_requeued
     engine: AsyncEngine, peer: Peer, relays: Relays, database_url: str
 ) -> None:
     poisoned = {"bad"}
-    peer.decide = lambda key: (grpc.StatusCode.FAILED_PRECONDITION if key in poisoned
-                               else grpc.StatusCode.OK)
+    peer.decide = lambda key: (
+        grpc.StatusCode.FAILED_PRECONDITION if key in poisoned else grpc.StatusCode.OK
+    )
     relays.start(peer.port)
     await write(engine, "bad", 1)
     await write(engine, "bad", 2)
@@ -182,19 +205,25 @@ async def test_rejected_message_is_parked_holds_its_key_only_and_can_be_requeued
         assert await requeue(conn, msg.message_id)
     await eventually(lambda: _count(peer, 3))
     assert peer.values("bad") == [1, 2]
-    assert await fetchval(database_url,
-                          "SELECT count(*) FROM messaging.outbox WHERE delivered_at IS NULL") == 0
+    assert (
+        await fetchval(
+            database_url, "SELECT count(*) FROM messaging.outbox WHERE delivered_at IS NULL"
+        )
+        == 0
+    )
 
 
-async def test_invalid_argument_parks_at_once(engine: AsyncEngine, peer: Peer, relays: Relays,
-                                              database_url: str) -> None:
+async def test_invalid_argument_parks_at_once(
+    engine: AsyncEngine, peer: Peer, relays: Relays, database_url: str
+) -> None:
     peer.decide = lambda _key: grpc.StatusCode.INVALID_ARGUMENT
     relays.start(peer.port)
     await write(engine, "x", 1)
 
     async def attempts_when_parked() -> int | None:
-        v = await fetchval(database_url,
-                           "SELECT attempts FROM messaging.outbox WHERE parked_at IS NOT NULL")
+        v = await fetchval(
+            database_url, "SELECT attempts FROM messaging.outbox WHERE parked_at IS NOT NULL"
+        )
         return int(v) if v is not None else None
 
     assert await eventually(attempts_when_parked) == 1
@@ -214,8 +243,12 @@ async def test_unreachable_peer_never_parks_and_delivery_resumes(
         return bool(attempts and attempts > SETTINGS.max_rejections)
 
     await eventually(tried_a_lot)
-    assert await fetchval(database_url,
-                          "SELECT count(*) FROM messaging.outbox WHERE parked_at IS NOT NULL") == 0
+    assert (
+        await fetchval(
+            database_url, "SELECT count(*) FROM messaging.outbox WHERE parked_at IS NOT NULL"
+        )
+        == 0
+    )
     await peer.start(f"127.0.0.1:{port}")
     try:
         await eventually(lambda: _count(peer, 3))
