@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair_shared import logs
+from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.interceptor import FlowpairInterceptor
 from flowpair_shared.outbox.relay import Relay
 from flowpair_shared.settings import Settings
@@ -80,6 +81,39 @@ class ServiceApp:
             await channel.close()
         await self.engine.dispose()
         log.info("stopped")
+
+
+def assemble(
+    *,
+    name: str,
+    settings: Settings,
+    listen: str,
+    peers: Mapping[str, str],
+    service_names: Sequence[str],
+    servicers: Callable[[AsyncEngine, Callable[[], None]], Callable[[grpc.aio.Server], None]],
+) -> ServiceApp:
+    """Wire a service: engine, peer channels, relay (its outbox ``source`` is ``name``) and
+    the servicers, which get the engine and the relay's kick to call after each commit."""
+    engine = create_engine(
+        settings.database_url, pool_size=settings.db_pool_size, application_name=f"flowpair-{name}"
+    )
+    channels = {peer: peer_channel(target) for peer, target in peers.items()}
+    relay = Relay(
+        engine=engine,
+        listen_dsn=asyncpg_dsn(settings.database_url),
+        source=name,
+        channels=channels,
+        settings=settings.relay,
+    )
+    return ServiceApp(
+        name=name,
+        listen=listen,
+        engine=engine,
+        register=servicers(engine, relay.kick),
+        service_names=service_names,
+        relay=relay,
+        channels=channels,
+    )
 
 
 async def serve_until_signal(build: Callable[[Settings], ServiceApp], settings: Settings) -> None:

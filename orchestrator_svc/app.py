@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-from flowpair_shared.db import asyncpg_dsn, create_engine
-from flowpair_shared.outbox import Relay
-from flowpair_shared.server import ServiceApp, peer_channel
+from flowpair_shared.server import ServiceApp, assemble
 from flowpair_shared.settings import Settings
 from orchestrator_svc.adapters.messages import DISCOVERY
 from orchestrator_svc.entrypoints.grpc_api import FlowEventServicer, OrchestratorServicer
@@ -19,21 +20,10 @@ SERVICE_NAMES = (
 )
 
 
-def build(settings: Settings, *, listen: str | None = None) -> ServiceApp:
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        application_name="flowpair-orchestrator",
-    )
-    channels = {DISCOVERY: peer_channel(settings.discovery_target)}
-    relay = Relay(
-        engine=engine,
-        listen_dsn=asyncpg_dsn(settings.database_url),
-        source=SOURCE,
-        channels=channels,
-        settings=settings.relay,
-    )
-    orchestrator = Orchestrator(engine, after_commit=relay.kick)
+def _servicers(
+    engine: AsyncEngine, after_commit: Callable[[], None]
+) -> Callable[[grpc.aio.Server], None]:
+    orchestrator = Orchestrator(engine, after_commit=after_commit)
 
     def register(server: grpc.aio.Server) -> None:
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
@@ -43,12 +33,15 @@ def build(settings: Settings, *, listen: str | None = None) -> ServiceApp:
             FlowEventServicer(orchestrator), server
         )
 
-    return ServiceApp(
-        name="orchestrator",
-        listen=listen or settings.orchestrator_listen,
-        engine=engine,
-        register=register,
+    return register
+
+
+def build(settings: Settings) -> ServiceApp:
+    return assemble(
+        name=SOURCE,
+        settings=settings,
+        listen=settings.orchestrator_listen,
+        peers={DISCOVERY: settings.discovery_target},
         service_names=SERVICE_NAMES,
-        relay=relay,
-        channels=channels,
+        servicers=_servicers,
     )

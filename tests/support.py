@@ -133,6 +133,15 @@ class Stack:
     def discovery(self) -> DiscoveryServiceAsyncStub:
         return discovery_pb2_grpc.DiscoveryServiceStub(self.channel(self.discovery_port))
 
+    async def start_processes(self, log_dir: Path) -> tuple[Process, Process]:
+        """Both services in their own OS processes, once they report SERVING."""
+        env = self.env()
+        orchestrator = Process("orchestrator_svc", env, log_dir / "orchestrator.log")
+        discovery = Process("discovery_svc", env, log_dir / "discovery.log")
+        await orchestrator.wait_serving(self.orchestrator_port)
+        await discovery.wait_serving(self.discovery_port)
+        return orchestrator, discovery
+
     async def close(self) -> None:
         for ch in self.channels:
             await ch.close()

@@ -49,11 +49,8 @@ async def _every_flow_has_one_child(database_url: str, expected: int) -> None:
 
 async def test_kill_9_discovery_while_flows_are_created(stack: Stack, tmp_path: Path) -> None:
     env = stack.env()
-    orchestrator = Process("orchestrator_svc", env, tmp_path / "orchestrator.log")
-    discovery = Process("discovery_svc", env, tmp_path / "discovery.log")
+    orchestrator, discovery = await stack.start_processes(tmp_path)
     try:
-        await orchestrator.wait_serving(stack.orchestrator_port)
-        await discovery.wait_serving(stack.discovery_port)
         orch = stack.orchestrator()
         tenant = new_tenant()
         created = 0
@@ -81,11 +78,8 @@ async def test_kill_9_discovery_while_flows_are_created(stack: Stack, tmp_path: 
 async def test_kill_9_orchestrator_while_flows_are_created(stack: Stack, tmp_path: Path) -> None:
     """Flows whose CreateFlow returned OK all get their child; none is half-created."""
     env = stack.env()
-    orchestrator = Process("orchestrator_svc", env, tmp_path / "orchestrator.log")
-    discovery = Process("discovery_svc", env, tmp_path / "discovery.log")
+    orchestrator, discovery = await stack.start_processes(tmp_path)
     try:
-        await orchestrator.wait_serving(stack.orchestrator_port)
-        await discovery.wait_serving(stack.discovery_port)
         orch = stack.orchestrator()
         tenant = new_tenant()
         acknowledged: list[str] = []
