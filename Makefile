@@ -53,7 +53,7 @@ fmt: $(BIN)/.installed
 	$(BIN)/ruff format .
 
 bench: protos
-	$(PY) -m benchmarks
+	$(PY) -m tests.benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf flowpair .venv .data .mypy_cache .ruff_cache .pytest_cache

@@ -35,7 +35,7 @@ class Settings:
     discovery_listen: str = "127.0.0.1:50052"
     orchestrator_target: str = "127.0.0.1:50051"
     discovery_target: str = "127.0.0.1:50052"
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     shutdown_grace: float = 10.0
     relay: RelaySettings = field(default_factory=RelaySettings)
 
@@ -56,7 +56,7 @@ class Settings:
             discovery_listen=d_listen,
             orchestrator_target=env.get("FLOWPAIR_ORCHESTRATOR_TARGET", o_listen),
             discovery_target=env.get("FLOWPAIR_DISCOVERY_TARGET", d_listen),
-            db_pool_size=_int(env, "FLOWPAIR_DB_POOL_SIZE", 10),
+            db_pool_size=_int(env, "FLOWPAIR_DB_POOL_SIZE", 20),
             shutdown_grace=_float(env, "FLOWPAIR_SHUTDOWN_GRACE_SECONDS", 10.0),
             relay=RelaySettings(
                 batch_size=_int(env, "FLOWPAIR_RELAY_BATCH_SIZE", 100),

@@ -86,7 +86,7 @@ class Stack:
             discovery_listen=f"127.0.0.1:{self.discovery_port}",
             orchestrator_target=f"127.0.0.1:{self.orchestrator_port}",
             discovery_target=f"127.0.0.1:{self.discovery_port}",
-            db_pool_size=5,
+            db_pool_size=20,
             shutdown_grace=1.0,
             relay=self.relay,
         )

@@ -1,0 +1,133 @@
+"""`make bench`: flow creation against a bare gRPC echo, measured in one run.
+
+Absolute numbers depend on the machine and its neighbours; the ratio to the echo baseline,
+measured seconds apart in the same process, is the figure to compare across runs.
+
+    python -m tests.benchmarks [--flows N] [--concurrency C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from flowpair.v1 import flow_pb2, orchestrator_pb2
+from flowpair_shared import devstack
+from tests.support import Stack, eventually, fetchval, md, new_tenant
+
+ECHO = "/bench.Echo/Echo"
+
+
+async def _rate(n: int, concurrency: int, call: Callable[[], Awaitable[Any]]) -> float:
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - started)
+
+
+async def echo_baseline(n: int, concurrency: int) -> float:
+    async def echo(request: bytes, _context: Any) -> bytes:
+        return request
+
+    class Handler(grpc.GenericRpcHandler):
+        def service(self, _details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
+            return grpc.unary_unary_rpc_method_handler(echo)
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((Handler(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        call = ch.unary_unary(ECHO)
+        await _rate(200, concurrency, lambda: call(b"x" * 64))  # warm-up
+        rate = await _rate(n, concurrency, lambda: call(b"x" * 64))
+    await server.stop(0)
+    return rate
+
+
+async def flow_creation(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    """Both services in their own processes, as deployed; the client in this one."""
+    stack = Stack(url)
+    logs = Path(tempfile.mkdtemp(prefix="flowpair-bench-"))
+    orchestrator, discovery = await stack.start_processes(logs)
+    try:
+        orch, tenant = stack.orchestrator(), new_tenant()
+        req = orchestrator_pb2.CreateFlowRequest(
+            flow=orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
+        )
+        await _rate(200, concurrency, lambda: orch.CreateFlow(req, metadata=md(tenant)))
+        total = n + 200
+
+        async def linked() -> bool:
+            done = await fetchval(
+                url, "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL"
+            )
+            return bool(done == 200)
+
+        await eventually(linked, timeout=120)
+        started = time.perf_counter()
+        rate = await _rate(n, concurrency, lambda: orch.CreateFlow(req, metadata=md(tenant)))
+
+        async def all_linked() -> bool:
+            done = await fetchval(
+                url, "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL"
+            )
+            return bool(done == total)
+
+        await eventually(all_linked, timeout=600, interval=0.02)
+        end_to_end = n / (time.perf_counter() - started)
+        return rate, end_to_end
+    finally:
+        await stack.close()
+        orchestrator.terminate()
+        discovery.terminate()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--flows", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    admin = (
+        os.environ.get("FLOWPAIR_TEST_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or devstack.embedded_admin_url("pg-test")
+    )
+    name = f"flowpair_bench_{os.getpid()}"
+    url = await devstack.ensure_database(admin, name)
+    await asyncio.to_thread(devstack.migrate, url)
+    try:
+        echo = await echo_baseline(args.flows * 2, args.concurrency)
+        create, e2e = await flow_creation(url, args.flows, args.concurrency)
+    finally:
+        conn_url = admin
+        import asyncpg
+
+        from flowpair_shared.db import asyncpg_dsn
+
+        conn = await asyncpg.connect(asyncpg_dsn(conn_url))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+    print(f"flows={args.flows} concurrency={args.concurrency}; client in one process, each service in its own")
+    print(f"{'bare grpc.aio echo':40s} {echo:9.0f} calls/s   1.00")
+    print(f"{'CreateFlow (master + outbox, 1 tx)':40s} {create:9.0f} calls/s   {create / echo:.2f}")
+    print(f"{'flows fully linked (child + event back)':40s} {e2e:9.0f} flows/s   {e2e / echo:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
