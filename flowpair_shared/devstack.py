@@ -66,6 +66,14 @@ async def ensure_database(admin_url: str, database: str, *, template: str | None
     return with_database(admin_url, database)
 
 
+async def drop_database(admin_url: str, database: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def migrate(url: str) -> None:
     """Apply every Alembic migration to ``url`` (blocking; run it off the event loop)."""
     from alembic import command

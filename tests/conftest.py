@@ -11,11 +11,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from flowpair_shared import devstack
-from flowpair_shared.db import asyncpg_dsn
 from tests.support import Stack
 
 
@@ -25,23 +23,15 @@ def admin_url() -> str:
     return url or devstack.embedded_admin_url("pg-test")
 
 
-async def _drop(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 async def template_db(admin_url: str) -> AsyncIterator[str]:
     """A database migrated by Alembic (so the migrations are tested on every run)."""
     name = f"flowpair_tmpl_{os.getpid()}"
-    await _drop(admin_url, name)
+    await devstack.drop_database(admin_url, name)
     url = await devstack.ensure_database(admin_url, name)
     await asyncio.to_thread(devstack.migrate, url)
     yield name
-    await _drop(admin_url, name)
+    await devstack.drop_database(admin_url, name)
 
 
 @pytest.fixture
@@ -49,7 +39,7 @@ async def database_url(admin_url: str, template_db: str) -> AsyncIterator[str]:
     name = f"flowpair_t_{uuid.uuid4().hex[:12]}"
     url = await devstack.ensure_database(admin_url, name, template=template_db)
     yield url
-    await _drop(admin_url, name)
+    await devstack.drop_database(admin_url, name)
 
 
 @pytest.fixture

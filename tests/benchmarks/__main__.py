@@ -123,7 +123,9 @@ async def main() -> None:
         conn = await asyncpg.connect(asyncpg_dsn(conn_url))
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
-    print(f"flows={args.flows} concurrency={args.concurrency}; client in one process, each service in its own")
+    print(
+        f"flows={args.flows} concurrency={args.concurrency}; client in one process, each service in its own"
+    )
     print(f"{'bare grpc.aio echo':40s} {echo:9.0f} calls/s   1.00")
     print(f"{'CreateFlow (master + outbox, 1 tx)':40s} {create:9.0f} calls/s   {create / echo:.2f}")
     print(f"{'flows fully linked (child + event back)':40s} {e2e:9.0f} flows/s   {e2e / echo:.2f}")
