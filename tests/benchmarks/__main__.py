@@ -53,7 +53,7 @@ async def echo_baseline(n: int, concurrency: int) -> float:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        call = ch.unary_unary(ECHO)
+        call: Any = ch.unary_unary(ECHO)
         await _rate(200, concurrency, lambda: call(b"x" * 64))  # warm-up
         rate = await _rate(n, concurrency, lambda: call(b"x" * 64))
     await server.stop(0)
@@ -115,16 +115,10 @@ async def main() -> None:
         echo = await echo_baseline(args.flows * 2, args.concurrency)
         create, e2e = await flow_creation(url, args.flows, args.concurrency)
     finally:
-        conn_url = admin
-        import asyncpg
-
-        from flowpair_shared.db import asyncpg_dsn
-
-        conn = await asyncpg.connect(asyncpg_dsn(conn_url))
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await devstack.drop_database(admin, name)
     print(
-        f"flows={args.flows} concurrency={args.concurrency}; client in one process, each service in its own"
+        f"flows={args.flows} concurrency={args.concurrency};"
+        " client in this process, each service in its own"
     )
     print(f"{'bare grpc.aio echo':40s} {echo:9.0f} calls/s   1.00")
     print(f"{'CreateFlow (master + outbox, 1 tx)':40s} {create:9.0f} calls/s   {create / echo:.2f}")
