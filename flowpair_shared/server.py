@@ -26,6 +26,8 @@ PEER_CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Spread deliveries over every replica a DNS name resolves to.
+    ("grpc.lb_policy_name", "round_robin"),
 )
 
 
