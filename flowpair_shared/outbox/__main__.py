@@ -1,7 +1,7 @@
 """Operator commands for the outbox (DATABASE_URL, or the embedded dev database):
 
-    python -m flowpair_shared.outbox parked              # list parked messages
-    python -m flowpair_shared.outbox requeue MESSAGE_ID  # give one a fresh set of attempts
+python -m flowpair_shared.outbox parked              # list parked messages
+python -m flowpair_shared.outbox requeue MESSAGE_ID  # give one a fresh set of attempts
 """
 
 from __future__ import annotations
