@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import grpc
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from discovery_svc.adapters.messages import ORCHESTRATOR
 from discovery_svc.entrypoints.grpc_api import DiscoveryServicer
+from discovery_svc.phases import HANDLERS
 from discovery_svc.service_layer.handlers import SOURCE, Discovery
+from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
-from flowpair_shared.server import ServiceApp, assemble
+from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 
 SERVICE_NAMES = (discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"].full_name,)
 
 
-def _servicers(
-    engine: AsyncEngine, after_commit: Callable[[], None]
-) -> Callable[[grpc.aio.Server], None]:
-    discovery = Discovery(engine, after_commit=after_commit)
+def _servicers(wiring: Wiring) -> Servicers:
+    runner = PhaseRunner(
+        wiring.engine,
+        handlers=HANDLERS,
+        after_commit=wiring.kick_relay,
+        listener=wiring.listener,
+        settings=RunnerSettings(
+            concurrency=wiring.settings.phase_concurrency,
+            lease_seconds=wiring.settings.phase_lease_seconds,
+        ),
+    )
+    discovery = Discovery(wiring.engine, after_commit=wiring.kick_relay, wake_runner=runner.kick)
 
     def register(server: grpc.aio.Server) -> None:
-        discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(
-            DiscoveryServicer(discovery), server
-        )
+        servicer = DiscoveryServicer(discovery)
+        discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(servicer, server)
 
-    return register
+    return Servicers(register, background=(runner,))
 
 
 def build(settings: Settings) -> ServiceApp:

@@ -77,11 +77,21 @@ FLOW_TRANSITIONS: Mapping[FlowStatus, frozenset[FlowStatus]] = {
             FlowStatus.CANCELLED,
         }
     ),
-    FlowStatus.PAUSED: frozenset({FlowStatus.RUNNING, FlowStatus.CANCELLED}),
+    # A paused flow's in-flight phase may still finish: fail, wait for approval, or complete
+    # the last phase.
+    FlowStatus.PAUSED: frozenset(
+        {
+            FlowStatus.RUNNING,
+            FlowStatus.CANCELLED,
+            FlowStatus.FAILED,
+            FlowStatus.WAITING_FOR_APPROVAL,
+            FlowStatus.COMPLETED,
+        }
+    ),
     FlowStatus.WAITING_FOR_APPROVAL: frozenset(
         {FlowStatus.RUNNING, FlowStatus.PAUSED, FlowStatus.FAILED, FlowStatus.CANCELLED}
     ),
-    FlowStatus.FAILED: frozenset({FlowStatus.RUNNING, FlowStatus.CANCELLED}),
+    FlowStatus.FAILED: frozenset({FlowStatus.RUNNING, FlowStatus.CANCELLED, FlowStatus.PAUSED}),
     FlowStatus.COMPLETED: frozenset(),
     FlowStatus.CANCELLED: frozenset(),
 }
@@ -127,3 +137,14 @@ def check_phase_transition(phase: Phase, current: PhaseStatus, target: PhaseStat
     """Raise IllegalTransition unless ``phase`` may move from ``current`` to ``target``."""
     if target not in PHASE_TRANSITIONS[current]:
         raise IllegalTransition(f"phase {phase.name}", current, target)
+
+
+class FlowEventKind(enum.IntEnum):
+    """What a history entry of a master flow records."""
+
+    CREATED = 1
+    PHASE_CHANGED = 2
+    PAUSED = 3
+    RESUMED = 4
+    CANCELLED = 5
+    PHASE_RETRIED = 6

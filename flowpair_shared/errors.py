@@ -68,3 +68,9 @@ class Validator:
     def raise_if_any(self) -> None:
         if self.violations:
             raise InvalidArgument(self.violations)
+
+
+class AlreadyExists(DomainError):
+    """A resource with the client-chosen id exists already."""
+
+    reason = "ALREADY_EXISTS"

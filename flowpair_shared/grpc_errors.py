@@ -8,7 +8,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from flowpair_shared.domain import IllegalTransition
-from flowpair_shared.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from flowpair_shared.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 
 DOMAIN = "flowpair.dev"
 
@@ -47,6 +53,8 @@ def to_status(error: Exception) -> grpc.Status:
         )
     elif isinstance(error, NotFound):
         code = code_pb2.NOT_FOUND
+    elif isinstance(error, AlreadyExists):
+        code = code_pb2.ALREADY_EXISTS
     elif isinstance(error, FailedPrecondition):
         code = code_pb2.FAILED_PRECONDITION
         details.append(

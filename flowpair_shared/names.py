@@ -8,7 +8,9 @@ from flowpair_shared.errors import Validator
 
 FLOWS = "flows"
 CHILD_FLOWS = "childFlows"
+IMPORTS = "imports"
 MAX_DISPLAY_NAME = 200
+MAX_REASON = 500
 
 
 def format_name(collection: str, id_: uuid.UUID) -> str:
@@ -49,3 +51,8 @@ def check_display_name(value: str, field: str, v: Validator) -> None:
         v.add(field, f"must be at most {MAX_DISPLAY_NAME} characters, got {len(value)}")
     if any(ord(c) < 32 for c in value):
         v.add(field, "must not contain control characters")
+
+
+def check_reason(value: str, field: str, v: Validator) -> None:
+    if len(value) > MAX_REASON:
+        v.add(field, f"must be at most {MAX_REASON} characters, got {len(value)}")

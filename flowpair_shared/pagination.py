@@ -14,10 +14,10 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
-def page_size(requested: int) -> int:
+def page_size(requested: int, *, default: int = DEFAULT_PAGE_SIZE) -> int:
     if requested < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return min(requested or default, MAX_PAGE_SIZE)
 
 
 def _fingerprint(query: str) -> str:
@@ -44,4 +44,27 @@ def decode(token: str, query: str) -> tuple[datetime, uuid.UUID] | None:
         ) from None
     if not same_query:
         raise InvalidArgument([FieldViolation("page_token", "was issued for a different filter")])
+    return position
+
+
+def encode_offset(position: int, query: str) -> str:
+    """A token for the page after sequence ``position`` (for ordered histories)."""
+    body = {"after": position, "q": _fingerprint(query)}
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+
+
+def decode_offset(token: str, query: str) -> int:
+    """The sequence in ``token``; 0 for an empty token; InvalidArgument if foreign."""
+    if not token:
+        return 0
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token.encode()))
+        position = int(body["after"])
+        same_query = body["q"] == _fingerprint(query)
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "is not a token returned by this method")]
+        ) from None
+    if not same_query or position < 0:
+        raise InvalidArgument([FieldViolation("page_token", "was issued for another request")])
     return position

@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowpair_shared import logs
 from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.interceptor import FlowpairInterceptor
+from flowpair_shared.notify import Listener
 from flowpair_shared.outbox.relay import Relay
 from flowpair_shared.settings import Settings
 
@@ -35,16 +37,42 @@ def peer_channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=PEER_CHANNEL_OPTIONS)
 
 
+class Background(Protocol):
+    """Work a service runs beside its gRPC server (relay, listener, phase runner)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a service's servicers may use, handed over by ``assemble``."""
+
+    engine: AsyncEngine
+    listener: Listener
+    kick_relay: Callable[[], None]
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Servicers:
+    """A service's gRPC registrations and the background work it needs."""
+
+    register: Callable[[grpc.aio.Server], None]
+    background: Sequence[Background] = ()
+
+
 @dataclass(kw_only=True)
 class ServiceApp:
-    """One running service: its gRPC server, its relay and the resources they hold."""
+    """One running service: its gRPC server, background work and the resources they hold."""
 
     name: str
     listen: str
     engine: AsyncEngine
     register: Callable[[grpc.aio.Server], None]
     service_names: Sequence[str]
-    relay: Relay | None = None
+    background: Sequence[Background] = ()
     channels: Mapping[str, grpc.aio.Channel] = field(default_factory=dict)
     port: int = 0
     _server: grpc.aio.Server | None = None
@@ -52,7 +80,11 @@ class ServiceApp:
 
     async def start(self) -> int:
         """Bind, start serving and start the relay; return the bound port."""
-        server = grpc.aio.server(interceptors=[FlowpairInterceptor()])
+        server = grpc.aio.server(
+            interceptors=[FlowpairInterceptor()],
+            # Upload chunks are at most 4 MiB; leave room for the framing around them.
+            options=[("grpc.max_receive_message_length", 5 * 1024 * 1024)],
+        )
         self.register(server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -66,19 +98,19 @@ class ServiceApp:
         self._server = server
         for service in ("", *self.service_names):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        if self.relay is not None:
-            self.relay.start()
+        for work in self.background:
+            work.start()
         log.info("serving", extra={"listen": self.listen, "port": self.port})
         return self.port
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Not serving → drain in-flight RPCs → stop the relay → close channels and pool."""
+        """Not serving → drain in-flight RPCs → stop background work → close channels and pool."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
-        if self.relay is not None:
-            await self.relay.stop()
+        for work in reversed(self.background):
+            await work.stop()
         for channel in self.channels.values():
             await channel.close()
         await self.engine.dispose()
@@ -92,28 +124,28 @@ def assemble(
     listen: str,
     peers: Mapping[str, str],
     service_names: Sequence[str],
-    servicers: Callable[[AsyncEngine, Callable[[], None]], Callable[[grpc.aio.Server], None]],
+    servicers: Callable[[Wiring], Servicers],
 ) -> ServiceApp:
-    """Wire a service: engine, peer channels, relay (its outbox ``source`` is ``name``) and
-    the servicers, which get the engine and the relay's kick to call after each commit."""
+    """Wire a service: engine, LISTEN connection, peer channels, relay (its outbox ``source``
+    is ``name``) and the servicers, which get all of it (the relay's kick to call after each
+    commit) and may add background work of their own."""
     engine = create_engine(
         settings.database_url, pool_size=settings.db_pool_size, application_name=f"flowpair-{name}"
     )
     channels = {peer: peer_channel(target) for peer, target in peers.items()}
+    listener = Listener(asyncpg_dsn(settings.database_url))
     relay = Relay(
-        engine=engine,
-        listen_dsn=asyncpg_dsn(settings.database_url),
-        source=name,
-        channels=channels,
-        settings=settings.relay,
+        engine=engine, listener=listener, source=name, channels=channels, settings=settings.relay
     )
+    wired = servicers(Wiring(engine, listener, relay.kick, settings))
     return ServiceApp(
         name=name,
         listen=listen,
         engine=engine,
-        register=servicers(engine, relay.kick),
+        register=wired.register,
         service_names=service_names,
-        relay=relay,
+        # Started in this order, stopped in reverse: the listener outlives its subscribers.
+        background=(listener, relay, *wired.background),
         channels=channels,
     )
 

@@ -37,6 +37,8 @@ class Settings:
     discovery_target: str = "127.0.0.1:50052"
     db_pool_size: int = 20
     shutdown_grace: float = 10.0
+    phase_concurrency: int = 4
+    phase_lease_seconds: float = 30.0
     relay: RelaySettings = field(default_factory=RelaySettings)
 
     @classmethod
@@ -58,6 +60,8 @@ class Settings:
             discovery_target=env.get("FLOWPAIR_DISCOVERY_TARGET", d_listen),
             db_pool_size=_int(env, "FLOWPAIR_DB_POOL_SIZE", 20),
             shutdown_grace=_float(env, "FLOWPAIR_SHUTDOWN_GRACE_SECONDS", 10.0),
+            phase_concurrency=_int(env, "FLOWPAIR_PHASE_CONCURRENCY", 4),
+            phase_lease_seconds=_float(env, "FLOWPAIR_PHASE_LEASE_SECONDS", 30.0),
             relay=RelaySettings(
                 batch_size=_int(env, "FLOWPAIR_RELAY_BATCH_SIZE", 100),
                 poll_interval=_float(env, "FLOWPAIR_RELAY_POLL_SECONDS", 2.0),

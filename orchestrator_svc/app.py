@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import grpc
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-from flowpair_shared.server import ServiceApp, assemble
+from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 from orchestrator_svc.adapters.messages import DISCOVERY
+from orchestrator_svc.adapters.repository import FLOW_EVENTS_CHANNEL
+from orchestrator_svc.adapters.watchers import FlowWatchers
 from orchestrator_svc.entrypoints.grpc_api import FlowEventServicer, OrchestratorServicer
 from orchestrator_svc.service_layer.handlers import SOURCE, Orchestrator
 
@@ -20,10 +19,10 @@ SERVICE_NAMES = (
 )
 
 
-def _servicers(
-    engine: AsyncEngine, after_commit: Callable[[], None]
-) -> Callable[[grpc.aio.Server], None]:
-    orchestrator = Orchestrator(engine, after_commit=after_commit)
+def _servicers(wiring: Wiring) -> Servicers:
+    watchers = FlowWatchers()
+    wiring.listener.subscribe(FLOW_EVENTS_CHANNEL, watchers.on_notify)
+    orchestrator = Orchestrator(wiring.engine, after_commit=wiring.kick_relay, watchers=watchers)
 
     def register(server: grpc.aio.Server) -> None:
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
@@ -33,7 +32,7 @@ def _servicers(
             FlowEventServicer(orchestrator), server
         )
 
-    return register
+    return Servicers(register)
 
 
 def build(settings: Settings) -> ServiceApp:

@@ -19,7 +19,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from flowpair.v1 import discovery_pb2_grpc, orchestrator_pb2_grpc
+from flowpair.v1 import discovery_pb2_grpc, flow_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from flowpair_shared.db import asyncpg_dsn
 from flowpair_shared.outbox import RelaySettings
 from flowpair_shared.server import ServiceApp
@@ -37,6 +37,20 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 FAST_RELAY = RelaySettings(poll_interval=0.5, backoff_base=0.05, transient_backoff_max=0.3)
+
+
+def discovery_flow(
+    *, display_name: str = "", import_id: uuid.UUID | None = None, allow_concurrent: bool = True
+) -> orchestrator_pb2.Flow:
+    """A discovery flow to create; by default on an import nobody uploaded (DATA_IMPORT then
+    fails with IMPORT_NOT_FOUND), and allowed beside the engagement's other flows."""
+    flow = orchestrator_pb2.Flow(
+        type=flow_pb2.FLOW_TYPE_DISCOVERY,
+        display_name=display_name,
+        allow_concurrent=allow_concurrent,
+    )
+    setattr(flow, "import", f"imports/{import_id or uuid.uuid4()}")
+    return flow
 
 
 def free_port() -> int:
@@ -88,6 +102,7 @@ class Stack:
             discovery_target=f"127.0.0.1:{self.discovery_port}",
             db_pool_size=20,
             shutdown_grace=1.0,
+            phase_lease_seconds=3.0,
             relay=self.relay,
         )
 
@@ -101,6 +116,7 @@ class Stack:
             "FLOWPAIR_DISCOVERY_LISTEN": s.discovery_listen,
             "FLOWPAIR_RELAY_POLL_SECONDS": str(s.relay.poll_interval),
             "FLOWPAIR_SHUTDOWN_GRACE_SECONDS": "2",
+            "FLOWPAIR_PHASE_LEASE_SECONDS": str(s.phase_lease_seconds),
         }
 
     async def start_orchestrator(self) -> ServiceApp:

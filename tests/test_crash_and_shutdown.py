@@ -8,35 +8,69 @@ from pathlib import Path
 import grpc
 import pytest
 
-from flowpair.v1 import flow_pb2, orchestrator_pb2
-from tests.support import Process, Stack, eventually, fetch, fetchval, md, new_tenant
-
-REQ = orchestrator_pb2.CreateFlowRequest(
-    flow=orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
+from flowpair.v1 import orchestrator_pb2
+from tests.support import (
+    Process,
+    Stack,
+    discovery_flow,
+    eventually,
+    fetch,
+    fetchval,
+    md,
+    new_tenant,
 )
+
+REQ = orchestrator_pb2.CreateFlowRequest(flow=discovery_flow())
 
 
 async def _every_flow_has_one_child(database_url: str, expected: int) -> None:
-    async def linked() -> bool:
+    """Each flow has one child and its whole event chain applied once, in order: CREATED,
+    INITIALIZATION completed, DATA_IMPORT running, DATA_IMPORT failed (no upload)."""
+
+    async def settled() -> bool:
         n = await fetchval(
-            database_url, "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL"
+            database_url,
+            "SELECT count(*) FROM orchestrator.flows WHERE status = 6 AND last_event_seq = 3",
         )
         return bool(n == expected)
 
-    await eventually(linked, timeout=60)
+    try:
+        await eventually(settled, timeout=90)
+    except AssertionError:
+        states = await fetch(
+            database_url,
+            "SELECT status, last_event_seq, count(*) FROM orchestrator.flows GROUP BY 1, 2",
+        )
+        outbox = await fetch(
+            database_url,
+            "SELECT source, method, delivered_at IS NOT NULL AS delivered, parked_at IS NOT NULL"
+            " AS parked, count(*), max(last_error) FROM messaging.outbox GROUP BY 1, 2, 3, 4",
+        )
+        jobs = await fetch(
+            database_url, "SELECT state, attempts, count(*) FROM discovery.phase_jobs GROUP BY 1, 2"
+        )
+        raise AssertionError(
+            f"flows did not settle: {[tuple(r) for r in states]}; outbox"
+            f" {[tuple(r) for r in outbox]}; jobs {[tuple(r) for r in jobs]}"
+        ) from None
     rows = await fetch(
         database_url,
         """
         SELECT f.id, f.child_flow_id, f.last_event_seq,
           (SELECT count(*) FROM discovery.child_flows c WHERE c.master_flow_id = f.id) AS children,
           (SELECT count(*) FROM orchestrator.flow_events e WHERE e.flow_id = f.id) AS events,
+          (SELECT array_agg(e.seq ORDER BY e.seq) FROM orchestrator.flow_events e
+           WHERE e.flow_id = f.id) AS seqs,
+          (SELECT array_agg(e.source_sequence ORDER BY e.seq) FROM orchestrator.flow_events e
+           WHERE e.flow_id = f.id) AS sources,
           (SELECT c.id FROM discovery.child_flows c WHERE c.master_flow_id = f.id) AS child_id
         FROM orchestrator.flows f
         """,
     )
     assert len(rows) == expected
     assert all(r["children"] == 1 for r in rows)
-    assert all(r["events"] == 1 and r["last_event_seq"] == 1 for r in rows)
+    assert all(r["seqs"] == [1, 2, 3, 4] for r in rows)
+    assert all(r["sources"] == [None, 1, 2, 3] for r in rows)
     assert all(r["child_flow_id"] == r["child_id"] for r in rows)
     assert await fetchval(database_url, "SELECT count(*) FROM discovery.child_flows") == expected
     assert (

@@ -21,7 +21,7 @@ from flowpair_shared.domain import (
     check_flow_transition,
 )
 from flowpair_shared.errors import FailedPrecondition
-from orchestrator_svc.domain.model import MasterFlow, PhaseEvent
+from orchestrator_svc.domain.model import MasterFlow, PhaseEvent, RunPhase
 
 
 @pytest.mark.parametrize(
@@ -69,8 +69,9 @@ def _event(
 def test_apply_is_ordered_idempotent_and_checked() -> None:
     flow, child = _flow(), uuid.uuid4()
     t = flow.apply(_event(flow, child, Phase.INITIALIZATION, PhaseStatus.COMPLETED, 1))
-    assert t is not None and t.history_seq == 1
+    assert t is not None and t.sequence == 1
     assert flow.status == FlowStatus.RUNNING and flow.child_flow_id == child
+    assert flow.commands == [RunPhase(Phase.DATA_IMPORT)]
     assert flow.apply(_event(flow, child, Phase.INITIALIZATION, PhaseStatus.COMPLETED, 1)) is None
     with pytest.raises(FailedPrecondition, match="arrived before"):
         flow.apply(_event(flow, child, Phase.DATA_IMPORT, PhaseStatus.RUNNING, 3))

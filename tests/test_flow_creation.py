@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
-from tests.support import Stack, eventually, fetch, fetchval, md, new_tenant
+from tests.support import Stack, discovery_flow, eventually, fetch, fetchval, md, new_tenant
 
 DISCOVERY = flow_pb2.FLOW_TYPE_DISCOVERY
 
@@ -18,7 +18,7 @@ def create_request(
     request_id: str = "", name: str = "inventory"
 ) -> orchestrator_pb2.CreateFlowRequest:
     return orchestrator_pb2.CreateFlowRequest(
-        flow=orchestrator_pb2.Flow(type=DISCOVERY, display_name=name), request_id=request_id
+        flow=discovery_flow(display_name=name), request_id=request_id
     )
 
 
@@ -43,11 +43,12 @@ async def test_create_flow_links_child_and_completes_initialization(stack: Stack
 
     flow = await eventually(linked)
     assert flow is not None
-    assert flow.status == flow_pb2.FLOW_STATUS_RUNNING
     assert flow.phases[0].phase == flow_pb2.PHASE_INITIALIZATION
     assert flow.phases[0].status == flow_pb2.PHASE_STATUS_COMPLETED
-    assert all(p.status == flow_pb2.PHASE_STATUS_PENDING for p in flow.phases[1:])
-    assert flow.last_event_sequence == 1
+    # The flow moves on by itself (to DATA_IMPORT, which fails: nothing was uploaded).
+    assert flow.status in (flow_pb2.FLOW_STATUS_RUNNING, flow_pb2.FLOW_STATUS_FAILED)
+    assert all(p.status == flow_pb2.PHASE_STATUS_PENDING for p in flow.phases[2:])
+    assert flow.last_event_sequence >= 1
 
     child = (
         await disc.GetChildFlow(
@@ -143,7 +144,8 @@ async def test_redelivered_command_and_event_apply_once(stack: Stack) -> None:
     )
     assert first.child_flow.name == second.child_flow.name == third.child_flow.name
     assert await fetchval(stack.database_url, "SELECT count(*) FROM discovery.child_flows") == 1
-    # Exactly one INITIALIZATION event was written to the outbox.
+    # Exactly one INITIALIZATION event was written to the outbox (and nothing else: no
+    # orchestrator commands this child's master, which does not exist).
     assert (
         await fetchval(
             stack.database_url, "SELECT count(*) FROM messaging.outbox WHERE source = 'discovery'"
@@ -164,7 +166,8 @@ async def test_redelivered_command_and_event_apply_once(stack: Stack) -> None:
     await eventually(linked)
     payload = await fetchval(
         stack.database_url,
-        "SELECT payload FROM messaging.outbox WHERE source = 'discovery' AND ordering_key = $1",
+        "SELECT payload FROM messaging.outbox WHERE source = 'discovery' AND ordering_key = $1"
+        " AND seq = 1",
         uuid.UUID(flow.name.split("/")[1]),
     )
     replay = orchestrator_pb2.RecordPhaseStatusRequest.FromString(payload)
@@ -175,7 +178,8 @@ async def test_redelivered_command_and_event_apply_once(stack: Stack) -> None:
     assert (
         await fetchval(
             stack.database_url,
-            "SELECT count(*) FROM orchestrator.flow_events WHERE flow_id = $1",
+            "SELECT count(*) FROM orchestrator.flow_events WHERE flow_id = $1"
+            " AND source_sequence = 1",
             uuid.UUID(flow.name.split("/")[1]),
         )
         == 1

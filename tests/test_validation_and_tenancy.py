@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
-from tests.support import Stack, md, new_tenant
+from tests.support import Stack, discovery_flow, md, new_tenant
 
 
 def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
@@ -36,7 +36,7 @@ async def invalid(call: Callable[[], Awaitable[Any]]) -> dict[str, str]:
     return violations(err.value)
 
 
-GOOD_FLOW = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
+GOOD_FLOW = discovery_flow()
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ async def test_create_flow_field_violations(servers: Stack) -> None:
             metadata=meta,
         )
     )
-    assert set(v) == {"flow.display_name", "request_id"}
+    assert set(v) == {"flow.display_name", "request_id", "flow.import"}
     v = await invalid(
         lambda: orch.CreateFlow(
             orchestrator_pb2.CreateFlowRequest(
@@ -224,7 +224,9 @@ async def test_list_flows_pages_and_filters(servers: Stack) -> None:
     )
     assert not done.flows
     either = await orch.ListFlows(
-        orchestrator_pb2.ListFlowsRequest(filter="status = INITIALIZING OR status = RUNNING"),
+        orchestrator_pb2.ListFlowsRequest(
+            filter="status = INITIALIZING OR status = RUNNING OR status = FAILED"
+        ),
         metadata=md(tenant),
     )
     assert len(either.flows) == 7

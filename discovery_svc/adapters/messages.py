@@ -25,6 +25,9 @@ def phase_status_event(event: PhaseChanged, tenant: Tenant) -> OutgoingMessage:
                 status=flow_pb2.PhaseStatus.ValueType(int(event.status)),
                 sequence=event.sequence,
                 occur_time=timestamp(event.occur_time),
+                error=flow_pb2.PhaseError(reason=event.error.reason, message=event.error.message)
+                if event.error
+                else None,
             )
         ),
         ordering_key=event.master_flow_id,

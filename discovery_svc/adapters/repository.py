@@ -1,4 +1,4 @@
-"""SQL for child flows (schema ``discovery``). Every read is scoped to a tenant."""
+"""SQL for child flows (schema ``discovery``). Reads for clients are scoped to a tenant."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.domain.model import ChildFlow
+from discovery_svc.domain.model import ChildFlow, PhaseFailure
 from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
 from flowpair_shared.tenancy import Tenant
 
 _COLUMNS = """
   c.id, c.master_flow_id, c.client_account_id, c.engagement_id, c.create_user, c.flow_type,
-  c.display_name, c.status, c.event_seq, c.create_time, c.update_time
+  c.display_name, c.import_id, c.status, c.event_seq, c.create_time, c.update_time
 """
 
 
@@ -28,16 +28,24 @@ def _from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> ChildFlow:
         create_user=row[4],
         flow_type=FlowType(row[5]),
         display_name=row[6],
-        status=FlowStatus(row[7]),
-        event_seq=row[8],
-        create_time=row[9],
-        update_time=row[10],
+        import_id=row[7],
+        status=FlowStatus(row[8]),
+        event_seq=row[9],
+        create_time=row[10],
+        update_time=row[11],
     )
-    for phase, status, update_time in phases:
+    for phase, status, update_time, reason, message in phases:
         child.phases[Phase(phase)] = PhaseStatus(status)
         if update_time is not None:
             child.phase_times[Phase(phase)] = update_time
+        if reason is not None:
+            child.phase_errors[Phase(phase)] = PhaseFailure(reason, message or "")
     return child
+
+
+def tenant_of(child: ChildFlow) -> Tenant:
+    """The tenant a child flow belongs to (its creator as the user)."""
+    return Tenant(child.client_account_id, child.engagement_id, child.create_user)
 
 
 async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
@@ -48,9 +56,9 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
                 """
                 INSERT INTO discovery.child_flows
                   (id, master_flow_id, client_account_id, engagement_id, create_user, flow_type,
-                   display_name, status, event_seq)
+                   display_name, import_id, status, event_seq)
                 VALUES (:id, :master, :client_account_id, :engagement_id, :create_user,
-                        :flow_type, :display_name, :status, :event_seq)
+                        :flow_type, :display_name, :import_id, :status, :event_seq)
                 ON CONFLICT (master_flow_id) DO NOTHING
                 RETURNING create_time, update_time
                 """
@@ -63,6 +71,7 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
                 "create_user": child.create_user,
                 "flow_type": int(child.flow_type),
                 "display_name": child.display_name,
+                "import_id": child.import_id,
                 "status": int(child.status),
                 "event_seq": child.event_seq,
             },
@@ -71,29 +80,66 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
     if row is None:
         return False
     child.create_time, child.update_time = row
-    phases = list(child.phases.items())
     await conn.execute(
         text(
             """
-            INSERT INTO discovery.child_phases (child_flow_id, phase, status, update_time)
-            SELECT :id, p, s, CASE WHEN s = :pending THEN NULL ELSE now() END
-            FROM unnest(CAST(:phases AS smallint[]), CAST(:statuses AS smallint[])) AS t(p, s)
+            INSERT INTO discovery.child_phases (child_flow_id, phase, status)
+            SELECT :id, p, :pending FROM unnest(CAST(:phases AS smallint[])) AS p
+            """
+        ),
+        {"id": child.id, "pending": int(PhaseStatus.PENDING), "phases": [int(p) for p in Phase]},
+    )
+    await save(conn, child)
+    return True
+
+
+async def save(conn: AsyncConnection, child: ChildFlow) -> None:
+    """Persist the child's status, event counter and every phase's state."""
+    await conn.execute(
+        text(
+            """
+            UPDATE discovery.child_flows
+            SET status = :status, event_seq = :event_seq, update_time = now() WHERE id = :id
+            """
+        ),
+        {"id": child.id, "status": int(child.status), "event_seq": child.event_seq},
+    )
+    phases = list(child.phases.items())
+    errors = [child.phase_errors.get(p) for p, _ in phases]
+    await conn.execute(
+        text(
+            """
+            UPDATE discovery.child_phases p
+            SET status = s.status, update_time = s.update_time, error_reason = s.reason,
+                error_message = s.message
+            FROM unnest(CAST(:phases AS smallint[]), CAST(:statuses AS smallint[]),
+                        CAST(:times AS timestamptz[]), CAST(:reasons AS text[]),
+                        CAST(:messages AS text[])) AS s(phase, status, update_time, reason, message)
+            WHERE p.child_flow_id = :id AND p.phase = s.phase
+              AND (p.status, p.update_time) IS DISTINCT FROM (s.status, s.update_time)
             """
         ),
         {
             "id": child.id,
-            "pending": int(PhaseStatus.PENDING),
             "phases": [int(p) for p, _ in phases],
             "statuses": [int(s) for _, s in phases],
+            "times": [child.phase_times.get(p) for p, _ in phases],
+            "reasons": [e.reason if e else None for e in errors],
+            "messages": [e.message if e else None for e in errors],
         },
     )
-    return True
 
 
-async def _load(conn: AsyncConnection, where: str, params: dict[str, Any]) -> ChildFlow | None:
+async def _load(
+    conn: AsyncConnection, where: str, params: dict[str, Any], *, lock: bool = False
+) -> ChildFlow | None:
     row = (
         await conn.execute(
-            text(f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"), params
+            text(
+                f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"
+                + (" FOR UPDATE" if lock else "")
+            ),
+            params,
         )
     ).first()
     if row is None:
@@ -101,8 +147,8 @@ async def _load(conn: AsyncConnection, where: str, params: dict[str, Any]) -> Ch
     phases = (
         await conn.execute(
             text(
-                "SELECT phase, status, update_time FROM discovery.child_phases"
-                " WHERE child_flow_id = :id ORDER BY phase"
+                "SELECT phase, status, update_time, error_reason, error_message"
+                " FROM discovery.child_phases WHERE child_flow_id = :id ORDER BY phase"
             ),
             {"id": row[0]},
         )
@@ -122,8 +168,18 @@ async def get(conn: AsyncConnection, tenant: Tenant, child_id: uuid.UUID) -> Chi
 
 
 async def get_by_master(
-    conn: AsyncConnection, tenant: Tenant, master_flow_id: uuid.UUID
+    conn: AsyncConnection, tenant: Tenant, master_flow_id: uuid.UUID, *, lock: bool = False
 ) -> ChildFlow | None:
     return await _load(
-        conn, f"c.master_flow_id = :m AND {_TENANT}", {"m": master_flow_id, **_tenant(tenant)}
+        conn,
+        f"c.master_flow_id = :m AND {_TENANT}",
+        {"m": master_flow_id, **_tenant(tenant)},
+        lock=lock,
     )
+
+
+async def get_for_job(
+    conn: AsyncConnection, child_id: uuid.UUID, *, lock: bool
+) -> ChildFlow | None:
+    """A child for one of its own phase jobs (the job row already proves the tenant)."""
+    return await _load(conn, "c.id = :id", {"id": child_id}, lock=lock)

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
+from discovery_svc.domain.imports import ImportSummary
 from discovery_svc.domain.model import ChildFlow
+from discovery_svc.domain.profile import DataProfile
 from discovery_svc.service_layer.handlers import CreateChildFlow, Discovery
+from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
 from flowpair_shared import tenancy
 from flowpair_shared.convert import enum_value, timestamp
-from flowpair_shared.domain import FlowType
-from flowpair_shared.errors import Validator
-from flowpair_shared.names import CHILD_FLOWS, FLOWS, check_display_name, format_name, parse_name
+from flowpair_shared.domain import FlowType, Phase
+from flowpair_shared.errors import FieldViolation, InvalidArgument, Validator
+from flowpair_shared.names import (
+    CHILD_FLOWS,
+    FLOWS,
+    IMPORTS,
+    check_display_name,
+    format_name,
+    parse_name,
+    parse_uuid,
+)
 from flowpair_shared.outbox import message_id_from
 
 Context = grpc.aio.ServicerContext[Any, Any]
+MAX_FILE_NAME = 255
 
 
 def child_to_proto(child: ChildFlow) -> discovery_pb2.ChildFlow:
-    return discovery_pb2.ChildFlow(
+    proto = discovery_pb2.ChildFlow(
         name=format_name(CHILD_FLOWS, child.id),
         master_flow=format_name(FLOWS, child.master_flow_id),
         type=flow_pb2.FlowType.ValueType(int(child.flow_type)),
@@ -31,12 +45,102 @@ def child_to_proto(child: ChildFlow) -> discovery_pb2.ChildFlow:
                 phase=flow_pb2.Phase.ValueType(int(phase)),
                 status=flow_pb2.PhaseStatus.ValueType(int(status)),
                 update_time=timestamp(child.phase_times.get(phase)),
+                error=flow_pb2.PhaseError(reason=e.reason, message=e.message)
+                if (e := child.phase_errors.get(phase))
+                else None,
             )
             for phase, status in child.phases.items()
         ],
         create_time=timestamp(child.create_time),
         update_time=timestamp(child.update_time),
     )
+    # `import` is a Python keyword, so the field is only reachable by name.
+    setattr(proto, "import", format_name(IMPORTS, child.import_id) if child.import_id else "")
+    return proto
+
+
+def import_to_proto(summary: ImportSummary) -> discovery_pb2.Import:
+    return discovery_pb2.Import(
+        name=format_name(IMPORTS, summary.id),
+        file_name=summary.file_name,
+        row_count=summary.row_count,
+        columns=summary.columns,
+        delimiter=summary.delimiter,
+        had_bom=summary.had_bom,
+        quarantined_row_count=summary.quarantined_count,
+        quarantined_rows=[
+            discovery_pb2.QuarantinedRow(
+                line_number=q.line_number, reason=q.reason, excerpt=q.excerpt
+            )
+            for q in summary.quarantined
+        ],
+        byte_count=summary.byte_count,
+        create_time=timestamp(summary.create_time),
+    )
+
+
+def _kind(value: str) -> discovery_pb2.ValueKind.ValueType:
+    return discovery_pb2.ValueKind.Value(f"VALUE_KIND_{value.upper()}")
+
+
+def profile_to_proto(profile: DataProfile) -> discovery_pb2.DataProfile:
+    proto = discovery_pb2.DataProfile(
+        flow=format_name(FLOWS, uuid.UUID(profile.master_flow_id)),
+        row_count=profile.row_count,
+        columns=[
+            discovery_pb2.ColumnProfile(
+                name=c.name,
+                position=c.position,
+                null_fraction=c.null_fraction,
+                distinct_count=c.distinct_count,
+                inferred_type=_kind(c.inferred_type),
+                patterns=[
+                    discovery_pb2.PatternMatch(kind=_kind(k), fraction=f) for k, f in c.patterns
+                ],
+                sample_values=c.sample_values,
+            )
+            for c in profile.columns
+        ],
+        duplicate_keys=[
+            discovery_pb2.DuplicateKey(
+                column=d.column,
+                duplicate_value_count=d.duplicate_value_count,
+                affected_row_count=d.affected_row_count,
+                examples=d.examples,
+            )
+            for d in profile.duplicate_keys
+        ],
+        flags=[
+            discovery_pb2.DataFlag(
+                severity=discovery_pb2.FlagSeverity.ValueType(int(f.severity)),
+                code=f.code,
+                column=f.column,
+                message=f.message,
+            )
+            for f in profile.flags
+        ],
+        create_time=timestamp(profile.create_time),
+    )
+    setattr(proto, "import", format_name(IMPORTS, uuid.UUID(profile.import_id)))
+    return proto
+
+
+def _master(value: str, v: Validator) -> uuid.UUID:
+    master = parse_name(value, FLOWS, "master_flow", v)
+    v.raise_if_any()
+    assert master is not None
+    return master
+
+
+async def _chunks(
+    requests: AsyncIterator[discovery_pb2.UploadImportDataRequest],
+) -> AsyncIterator[bytes]:
+    async for request in requests:
+        if request.WhichOneof("content") != "chunk":
+            raise InvalidArgument(
+                [FieldViolation("metadata", "only the first message may carry metadata")]
+            )
+        yield request.chunk
 
 
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
@@ -50,13 +154,17 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         master = parse_name(request.master_flow, FLOWS, "master_flow", v)
         flow_type = enum_value(FlowType, request.type, "type", v, "FLOW_TYPE_")
         check_display_name(request.display_name, "display_name", v)
+        import_id = parse_name(getattr(request, "import"), IMPORTS, "import", v, required=False)
         message_id = message_id_from(context.invocation_metadata())
         v.raise_if_any()
         assert master is not None and flow_type is not None
         child = await self._d.create_child_flow(
             tenancy.current(),
             CreateChildFlow(
-                master_flow_id=master, flow_type=flow_type, display_name=request.display_name
+                master_flow_id=master,
+                flow_type=flow_type,
+                display_name=request.display_name,
+                import_id=import_id,
             ),
             message_id,
         )
@@ -75,3 +183,63 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
             tenancy.current(), child_id=child_id, master_flow_id=master
         )
         return discovery_pb2.GetChildFlowResponse(child_flow=child_to_proto(child))
+
+    async def RunPhase(
+        self, request: discovery_pb2.RunPhaseRequest, context: Context
+    ) -> discovery_pb2.RunPhaseResponse:
+        v = Validator()
+        phase = enum_value(Phase, request.phase, "phase", v, "PHASE_")
+        message_id = message_id_from(context.invocation_metadata())
+        master = _master(request.master_flow, v)
+        assert phase is not None
+        await self._d.run_phase(tenancy.current(), master, phase, message_id)
+        return discovery_pb2.RunPhaseResponse()
+
+    async def CancelChildFlow(
+        self, request: discovery_pb2.CancelChildFlowRequest, context: Context
+    ) -> discovery_pb2.CancelChildFlowResponse:
+        v = Validator()
+        message_id = message_id_from(context.invocation_metadata())
+        master = _master(request.master_flow, v)
+        await self._d.cancel_child_flow(tenancy.current(), master, message_id)
+        return discovery_pb2.CancelChildFlowResponse()
+
+    async def UploadImportData(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.UploadImportDataRequest],
+        context: Context,
+    ) -> discovery_pb2.UploadImportDataResponse:
+        first = await anext(aiter(request_iterator), None)
+        v = Validator()
+        if first is None or first.WhichOneof("content") != "metadata":
+            v.add("metadata", "the first message must carry metadata")
+            v.raise_if_any()
+        assert first is not None
+        meta = first.metadata
+        import_id = parse_uuid(meta.import_id, "metadata.import_id", v, required=False)
+        if len(meta.file_name) > MAX_FILE_NAME:
+            v.add("metadata.file_name", f"must be at most {MAX_FILE_NAME} characters")
+        v.raise_if_any()
+        summary = await self._d.upload(
+            tenancy.current(),
+            UploadRequest(import_id=import_id, file_name=meta.file_name),
+            _chunks(request_iterator),
+        )
+        return discovery_pb2.UploadImportDataResponse(**{"import": import_to_proto(summary)})
+
+    async def GetImport(
+        self, request: discovery_pb2.GetImportRequest, context: Context
+    ) -> discovery_pb2.GetImportResponse:
+        v = Validator()
+        import_id = parse_name(request.name, IMPORTS, "name", v)
+        v.raise_if_any()
+        assert import_id is not None
+        summary = await self._d.get_import(tenancy.current(), import_id)
+        return discovery_pb2.GetImportResponse(**{"import": import_to_proto(summary)})
+
+    async def GetDataProfile(
+        self, request: discovery_pb2.GetDataProfileRequest, context: Context
+    ) -> discovery_pb2.GetDataProfileResponse:
+        master = _master(request.master_flow, Validator())
+        profile = await self._d.get_profile(tenancy.current(), master)
+        return discovery_pb2.GetDataProfileResponse(profile=profile_to_proto(profile))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from discovery_svc.adapters import messages, repository
+from discovery_svc.adapters import imports, jobs, messages, profiles, repository
+from discovery_svc.domain.imports import ImportSummary
 from discovery_svc.domain.model import ChildFlow
+from discovery_svc.domain.profile import DataProfile
+from discovery_svc.service_layer import uploads
+from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair_shared import logs
-from flowpair_shared.domain import FlowType
+from flowpair_shared.domain import FlowType, Phase, PhaseStatus
 from flowpair_shared.errors import NotFound
 from flowpair_shared.outbox import UnitOfWork, first_delivery
 from flowpair_shared.tenancy import Tenant
@@ -26,21 +30,43 @@ class CreateChildFlow:
     master_flow_id: uuid.UUID
     flow_type: FlowType
     display_name: str
+    import_id: uuid.UUID | None
+
+
+async def emit(uow: UnitOfWork, child: ChildFlow) -> None:
+    """Persist the child and send its new phase events to the orchestrator."""
+    await repository.save(uow.conn, child)
+    for event in child.events:
+        await uow.outbox.add(messages.phase_status_event(event, repository.tenant_of(child)))
+    child.events.clear()
 
 
 class Discovery:
-    """The discovery service's use cases over one engine; ``after_commit`` wakes the relay."""
+    """The discovery service's use cases over one engine.
 
-    def __init__(self, engine: AsyncEngine, *, after_commit: Callable[[], None]) -> None:
+    ``after_commit`` wakes the relay; ``wake_runner`` wakes the phase runner.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        after_commit: Callable[[], None],
+        wake_runner: Callable[[], None],
+    ) -> None:
         self._engine = engine
         self._after_commit = after_commit
+        self._wake_runner = wake_runner
+
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self._engine, source=SOURCE)
 
     async def create_child_flow(
         self, tenant: Tenant, cmd: CreateChildFlow, message_id: uuid.UUID | None
     ) -> ChildFlow:
         """Child flow + its INITIALIZATION event in one transaction; one child per master."""
         logs.bind(flow_id=str(cmd.master_flow_id))
-        async with UnitOfWork(self._engine, source=SOURCE) as uow:
+        async with self._uow() as uow:
             fresh = message_id is None or await first_delivery(uow.conn, SOURCE, message_id)
             child = ChildFlow(
                 id=uuid.uuid4(),
@@ -50,8 +76,9 @@ class Discovery:
                 create_user=tenant.user_id,
                 flow_type=cmd.flow_type,
                 display_name=cmd.display_name,
+                import_id=cmd.import_id,
             )
-            event = child.initialize()
+            child.initialize()
             if not fresh or not await repository.insert(uow.conn, child):
                 # Redelivered, or created before: the unique master id means one child, ever.
                 existing = await repository.get_by_master(uow.conn, tenant, cmd.master_flow_id)
@@ -59,10 +86,52 @@ class Discovery:
                     raise NotFound(f"flows/{cmd.master_flow_id} has no child flow for this tenant")
                 await uow.commit()
                 return existing
-            await uow.outbox.add(messages.phase_status_event(event, tenant))
+            await emit(uow, child)
             await uow.commit()
         log.info("child flow created", extra={"child_flow_id": str(child.id)})
         self._after_commit()
+        return child
+
+    async def run_phase(
+        self, tenant: Tenant, master_flow_id: uuid.UUID, phase: Phase, message_id: uuid.UUID | None
+    ) -> None:
+        """Mark the phase RUNNING (reported at once) and queue its work for the runner."""
+        logs.bind(flow_id=str(master_flow_id), phase=phase.name)
+        async with self._uow() as uow:
+            if message_id is not None and not await first_delivery(uow.conn, SOURCE, message_id):
+                return
+            child = await self._locked(uow, tenant, master_flow_id)
+            if not child.can_start(phase):
+                log.info("run phase ignored", extra={"phase_status": child.phases[phase].name})
+                await uow.commit()
+                return
+            child.set_phase(phase, PhaseStatus.RUNNING)
+            await emit(uow, child)
+            await jobs.enqueue(uow.conn, child.id, phase)
+            await uow.commit()
+        self._after_commit()
+        self._wake_runner()
+
+    async def cancel_child_flow(
+        self, tenant: Tenant, master_flow_id: uuid.UUID, message_id: uuid.UUID | None
+    ) -> None:
+        logs.bind(flow_id=str(master_flow_id))
+        async with self._uow() as uow:
+            if message_id is not None and not await first_delivery(uow.conn, SOURCE, message_id):
+                return
+            child = await self._locked(uow, tenant, master_flow_id)
+            child.cancel()
+            await repository.save(uow.conn, child)
+            await jobs.cancel_for_child(uow.conn, child.id)
+            await uow.commit()
+        log.info("child flow cancelled")
+
+    async def _locked(
+        self, uow: UnitOfWork, tenant: Tenant, master_flow_id: uuid.UUID
+    ) -> ChildFlow:
+        child = await repository.get_by_master(uow.conn, tenant, master_flow_id, lock=True)
+        if child is None:
+            raise NotFound(f"flows/{master_flow_id} has no child flow for this tenant")
         return child
 
     async def get_child_flow(
@@ -84,3 +153,27 @@ class Discovery:
             raise NotFound(f"{what} not found")
         logs.bind(flow_id=str(child.master_flow_id))
         return child
+
+    async def upload(
+        self, tenant: Tenant, request: UploadRequest, chunks: AsyncIterator[bytes]
+    ) -> ImportSummary:
+        return await uploads.upload(self._engine, tenant, request, chunks)
+
+    async def get_import(self, tenant: Tenant, import_id: uuid.UUID) -> ImportSummary:
+        logs.bind(import_id=str(import_id))
+        async with self._engine.connect() as conn:
+            found = await imports.get(conn, tenant, import_id, with_quarantine=True)
+        if found is None:
+            raise NotFound(f"imports/{import_id} not found")
+        return found
+
+    async def get_profile(self, tenant: Tenant, master_flow_id: uuid.UUID) -> DataProfile:
+        child = await self.get_child_flow(tenant, master_flow_id=master_flow_id)
+        async with self._engine.connect() as conn:
+            profile = await profiles.get(conn, child.id)
+        if profile is None:
+            raise NotFound(
+                f"flows/{master_flow_id} has no data profile yet"
+                f" (DATA_VALIDATION is {child.phases[Phase.DATA_VALIDATION].name})"
+            )
+        return profile

@@ -23,12 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowpair_shared import logs
+from flowpair_shared.notify import Listener
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
 from flowpair_shared.outbox.store import NOTIFY_CHANNEL
 
@@ -142,39 +142,34 @@ class Relay:
         self,
         *,
         engine: AsyncEngine,
-        listen_dsn: str | None,
+        listener: Listener | None,
         source: str,
         channels: Mapping[str, grpc.aio.Channel],
         settings: RelaySettings = RelaySettings(),
     ) -> None:
         self._engine = engine
-        self._listen_dsn = listen_dsn
         self._source = source
         self._channels = channels
         self._settings = settings
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_due: float | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        if listener is not None:
+            listener.subscribe(NOTIFY_CHANNEL, self._on_notify)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._run(), name=f"relay-{self._source}"))
-        if self._listen_dsn is not None:
-            self._tasks.append(asyncio.create_task(self._listen(), name=f"listen-{self._source}"))
+        self._task = asyncio.create_task(self._run(), name=f"relay-{self._source}")
 
     async def stop(self) -> None:
         """Finish the round in flight, then stop."""
         self._stopping.set()
         self._wake.set()
-        for task in self._tasks:
-            if task.get_name().startswith("listen-"):
-                task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        if self._task is not None:
+            await self._task
+            self._task = None
 
     def kick(self) -> None:
         """Wake the relay now (after a local commit, or a notification)."""
@@ -289,28 +284,7 @@ class Relay:
                 due = time.monotonic() + delay
                 self._next_due = due if self._next_due is None else min(self._next_due, due)
 
-    # -- notifications ---------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        assert self._listen_dsn is not None
-        while not self._stopping.is_set():
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._listen_dsn)
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                self.kick()  # anything committed while we were not listening
-                while not conn.is_closed():
-                    await asyncio.sleep(self._settings.poll_interval)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("outbox listener reconnecting", extra={"error": repr(error)})
-                await asyncio.sleep(self._settings.poll_interval)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=1))
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        if payload == self._source:
+    def _on_notify(self, payload: str | None) -> None:
+        # None: the listener (re)connected and may have missed notifications.
+        if payload is None or payload == self._source:
             self.kick()

@@ -6,6 +6,8 @@ Revises:
 
 from alembic import op
 
+from flowpair_shared.sqlscript import statements
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -135,16 +137,11 @@ DROP SCHEMA messaging CASCADE;
 """
 
 
-def _run(script: str) -> None:
-    # asyncpg prepares each statement, so a script goes statement by statement.
-    for statement in script.split(";\n"):
-        if statement.strip():
-            op.execute(statement)
-
-
 def upgrade() -> None:
-    _run(UPGRADE)
+    for statement in statements(UPGRADE):
+        op.execute(statement)
 
 
 def downgrade() -> None:
-    _run(DOWNGRADE)
+    for statement in statements(DOWNGRADE):
+        op.execute(statement)

@@ -1,26 +1,61 @@
-"""Outgoing commands of the orchestrator, as outbox messages."""
+"""Commands of the orchestrator to the discovery service, as outbox messages."""
 
 from __future__ import annotations
 
 from flowpair.v1 import discovery_pb2, flow_pb2
-from flowpair_shared.names import FLOWS, format_name
+from flowpair_shared.names import FLOWS, IMPORTS, format_name
 from flowpair_shared.outbox import OutgoingMessage
 from flowpair_shared.tenancy import Tenant
-from orchestrator_svc.domain.model import MasterFlow
+from orchestrator_svc.domain.model import CancelChild, Command, MasterFlow, RunPhase
 
 DISCOVERY = "discovery"
-CREATE_CHILD_FLOW = "/flowpair.v1.DiscoveryService/CreateChildFlow"
+_SERVICE = "/flowpair.v1.DiscoveryService/"
 
 
-def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
+def _to_discovery(
+    flow: MasterFlow,
+    tenant: Tenant,
+    method: str,
+    payload: discovery_pb2.CreateChildFlowRequest
+    | discovery_pb2.RunPhaseRequest
+    | discovery_pb2.CancelChildFlowRequest,
+) -> OutgoingMessage:
     return OutgoingMessage(
         destination=DISCOVERY,
-        method=CREATE_CHILD_FLOW,
-        payload=discovery_pb2.CreateChildFlowRequest(
-            master_flow=format_name(FLOWS, flow.id),
-            type=flow_pb2.FlowType.ValueType(int(flow.flow_type)),
-            display_name=flow.display_name,
-        ),
+        method=_SERVICE + method,
+        payload=payload,
         ordering_key=flow.id,
         headers=tenant.metadata(),
     )
+
+
+def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
+    request = discovery_pb2.CreateChildFlowRequest(
+        master_flow=format_name(FLOWS, flow.id),
+        type=flow_pb2.FlowType.ValueType(int(flow.flow_type)),
+        display_name=flow.display_name,
+    )
+    # `import` is a Python keyword, so the field is only reachable by name.
+    setattr(request, "import", format_name(IMPORTS, flow.import_id) if flow.import_id else "")
+    return _to_discovery(flow, tenant, "CreateChildFlow", request)
+
+
+def command(flow: MasterFlow, tenant: Tenant, cmd: Command) -> OutgoingMessage:
+    master = format_name(FLOWS, flow.id)
+    match cmd:
+        case RunPhase(phase):
+            return _to_discovery(
+                flow,
+                tenant,
+                "RunPhase",
+                discovery_pb2.RunPhaseRequest(
+                    master_flow=master, phase=flow_pb2.Phase.ValueType(int(phase))
+                ),
+            )
+        case CancelChild():
+            return _to_discovery(
+                flow,
+                tenant,
+                "CancelChildFlow",
+                discovery_pb2.CancelChildFlowRequest(master_flow=master),
+            )

@@ -1,14 +1,22 @@
-"""The master flow aggregate and the phase events applied to it. Plain Python."""
+"""The master flow aggregate: lifecycle, phase controller and history. Plain Python.
+
+Every change goes through a method here; each method checks the transition tables, appends
+the history entries it causes to ``new_history`` and the commands for the discovery service
+to ``commands``. The service layer persists both in one transaction (the commands through
+the outbox), so state, history and commands can never disagree.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flowpair_shared.domain import (
+    FlowEventKind,
     FlowStatus,
     FlowType,
+    IllegalTransition,
     Phase,
     PhaseStatus,
     check_flow_transition,
@@ -45,12 +53,42 @@ class PhaseEvent:
 
 
 @dataclass(frozen=True)
-class Transition:
-    """What applying an event changed; becomes a row of the flow's history."""
+class HistoryEntry:
+    """One numbered entry of the flow's history (``FlowEvent`` on the wire)."""
 
-    history_seq: int
-    event: PhaseEvent
+    sequence: int
+    kind: FlowEventKind
     flow_status: FlowStatus
+    occur_time: datetime
+    phase: Phase | None = None
+    phase_status: PhaseStatus | None = None
+    actor: uuid.UUID | None = None
+    reason: str = ""
+    error: PhaseError | None = None
+    source_sequence: int | None = None
+
+
+@dataclass(frozen=True)
+class RunPhase:
+    """Command: the discovery service runs ``phase`` of the child flow."""
+
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class CancelChild:
+    """Command: the discovery service cancels the child flow."""
+
+
+Command = RunPhase | CancelChild
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for a lifecycle change, and why."""
+
+    user_id: uuid.UUID
+    reason: str
 
 
 @dataclass
@@ -62,9 +100,11 @@ class MasterFlow:
     flow_type: FlowType
     display_name: str
     auto_approve: bool
+    import_id: uuid.UUID | None = None
     status: FlowStatus = FlowStatus.INITIALIZING
     current_phase: Phase = Phase.INITIALIZATION
     child_flow_id: uuid.UUID | None = None
+    paused_by: uuid.UUID | None = None
     last_event_seq: int = 0
     history_seq: int = 0
     request_id: uuid.UUID | None = None
@@ -73,9 +113,53 @@ class MasterFlow:
     phases: dict[Phase, PhaseState] = field(
         default_factory=lambda: {p: PhaseState(p) for p in Phase}
     )
+    new_history: list[HistoryEntry] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
 
-    def apply(self, event: PhaseEvent) -> Transition | None:
-        """Apply a phase event; None when it was applied before (a redelivery).
+    # -- history ---------------------------------------------------------------------------
+
+    def _record(
+        self,
+        kind: FlowEventKind,
+        *,
+        occur_time: datetime | None = None,
+        phase: Phase | None = None,
+        phase_status: PhaseStatus | None = None,
+        actor: uuid.UUID | None = None,
+        reason: str = "",
+        error: PhaseError | None = None,
+        source_sequence: int | None = None,
+    ) -> HistoryEntry:
+        self.history_seq += 1
+        entry = HistoryEntry(
+            self.history_seq,
+            kind,
+            self.status,
+            occur_time or datetime.now(UTC),
+            phase,
+            phase_status,
+            actor,
+            reason,
+            error,
+            source_sequence,
+        )
+        self.new_history.append(entry)
+        return entry
+
+    def _move(self, target: FlowStatus) -> None:
+        if target != self.status:
+            check_flow_transition(self.status, target)
+            self.status = target
+        if target != FlowStatus.PAUSED:
+            self.paused_by = None
+
+    def created(self) -> None:
+        self._record(FlowEventKind.CREATED, actor=self.create_user)
+
+    # -- phase controller ------------------------------------------------------------------
+
+    def apply(self, event: PhaseEvent) -> HistoryEntry | None:
+        """Apply a phase event from the child; None when it was applied before.
 
         Events must arrive in sequence: one that skips ahead is refused, so the sender
         retries it after its predecessor instead of it being applied out of order.
@@ -98,26 +182,95 @@ class MasterFlow:
             )
         state = self.phases[event.phase]
         check_phase_transition(event.phase, state.status, event.status)
-        target = self._flow_status_after(event)
-        if target != self.status and not self.status.is_terminal:
-            check_flow_transition(self.status, target)
-            self.status = target
-        state.status = event.status
-        state.update_time = event.occur_time
-        state.error = event.error
+        state.status, state.update_time, state.error = event.status, event.occur_time, event.error
         self.current_phase = event.phase
         self.child_flow_id = event.child_flow_id
         self.last_event_seq = event.sequence
-        self.history_seq += 1
-        return Transition(self.history_seq, event, self.status)
+        if not self.status.is_terminal:
+            self._advance(event)
+        return self._record(
+            FlowEventKind.PHASE_CHANGED,
+            occur_time=event.occur_time,
+            phase=event.phase,
+            phase_status=event.status,
+            error=event.error,
+            source_sequence=event.sequence,
+        )
 
-    def _flow_status_after(self, event: PhaseEvent) -> FlowStatus:
-        match event.status:
-            case PhaseStatus.FAILED:
-                return FlowStatus.FAILED
-            case PhaseStatus.WAITING_FOR_APPROVAL:
-                return FlowStatus.WAITING_FOR_APPROVAL
-            case PhaseStatus.COMPLETED | PhaseStatus.SKIPPED if event.phase.next is None:
-                return FlowStatus.COMPLETED
-            case _:
-                return FlowStatus.RUNNING
+    def _advance(self, event: PhaseEvent) -> None:
+        finished = event.status in (PhaseStatus.COMPLETED, PhaseStatus.SKIPPED)
+        if event.status == PhaseStatus.FAILED:
+            self._move(FlowStatus.FAILED)
+        elif finished and event.phase.next is None:
+            self._move(FlowStatus.COMPLETED)
+        elif self.status == FlowStatus.PAUSED:
+            # Paused: the phase boundary is reached; nothing more starts until resume.
+            if event.status == PhaseStatus.WAITING_FOR_APPROVAL:
+                self._move(FlowStatus.WAITING_FOR_APPROVAL)
+        elif event.status == PhaseStatus.WAITING_FOR_APPROVAL:
+            self._move(FlowStatus.WAITING_FOR_APPROVAL)
+        else:
+            self._move(FlowStatus.RUNNING)
+            if finished:
+                next_phase = event.phase.next
+                assert next_phase is not None
+                self.commands.append(RunPhase(next_phase))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def pause(self, actor: Actor) -> None:
+        if self.status == FlowStatus.PAUSED:
+            raise FailedPrecondition(
+                f"flow {self.id} is already paused",
+                reason="ALREADY_PAUSED",
+                subject=f"flows/{self.id}",
+            )
+        if self.status not in (
+            FlowStatus.INITIALIZING,
+            FlowStatus.RUNNING,
+            FlowStatus.WAITING_FOR_APPROVAL,
+        ):
+            raise IllegalTransition("flow", self.status, FlowStatus.PAUSED)
+        self._move(FlowStatus.PAUSED)
+        self.paused_by = actor.user_id
+        self._record(FlowEventKind.PAUSED, actor=actor.user_id, reason=actor.reason)
+
+    def resume(self, actor: Actor) -> None:
+        if self.status == FlowStatus.WAITING_FOR_APPROVAL:
+            raise FailedPrecondition(
+                f"flow {self.id} is waiting for approval of {self.current_phase.name};"
+                " it resumes once the phase's output is approved",
+                reason="APPROVAL_REQUIRED",
+                subject=f"flows/{self.id}",
+            )
+        if self.status != FlowStatus.PAUSED:
+            raise IllegalTransition("flow", self.status, FlowStatus.RUNNING)
+        state = self.phases[self.current_phase]
+        if state.status == PhaseStatus.WAITING_FOR_APPROVAL:
+            self._move(FlowStatus.WAITING_FOR_APPROVAL)
+        else:
+            self._move(FlowStatus.RUNNING)
+            next_phase = self.current_phase.next
+            if state.status in (PhaseStatus.COMPLETED, PhaseStatus.SKIPPED) and next_phase:
+                self.commands.append(RunPhase(next_phase))
+        self._record(FlowEventKind.RESUMED, actor=actor.user_id, reason=actor.reason)
+
+    def cancel(self, actor: Actor) -> None:
+        self._move(FlowStatus.CANCELLED)
+        self.commands.append(CancelChild())
+        self._record(FlowEventKind.CANCELLED, actor=actor.user_id, reason=actor.reason)
+
+    def retry(self, phase: Phase, actor: Actor) -> None:
+        if self.status != FlowStatus.FAILED or self.phases[phase].status != PhaseStatus.FAILED:
+            raise FailedPrecondition(
+                f"only a failed phase of a failed flow can be retried; flow {self.id} is"
+                f" {self.status.name} and {phase.name} is {self.phases[phase].status.name}",
+                reason="NOT_RETRYABLE",
+                subject=f"flows/{self.id}",
+            )
+        self._move(FlowStatus.RUNNING)
+        self.current_phase = phase
+        self.commands.append(RunPhase(phase))
+        self._record(
+            FlowEventKind.PHASE_RETRIED, phase=phase, actor=actor.user_id, reason=actor.reason
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -15,20 +17,27 @@ from flowpair_shared.errors import Validator
 from flowpair_shared.names import (
     CHILD_FLOWS,
     FLOWS,
+    IMPORTS,
     check_display_name,
+    check_reason,
     format_name,
     parse_name,
     parse_uuid,
 )
 from flowpair_shared.outbox import message_id_from
-from orchestrator_svc.domain.model import MasterFlow, PhaseError, PhaseEvent
+from orchestrator_svc.domain.model import HistoryEntry, MasterFlow, PhaseError, PhaseEvent
 from orchestrator_svc.service_layer.handlers import CreateFlow, Orchestrator
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_LifecycleRequest = (
+    orchestrator_pb2.PauseFlowRequest
+    | orchestrator_pb2.ResumeFlowRequest
+    | orchestrator_pb2.CancelFlowRequest
+)
 
 
 def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
-    return orchestrator_pb2.Flow(
+    proto = orchestrator_pb2.Flow(
         name=format_name(FLOWS, flow.id),
         type=flow_pb2.FlowType.ValueType(int(flow.flow_type)),
         display_name=flow.display_name,
@@ -46,12 +55,46 @@ def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
             for s in flow.phases.values()
         ],
         child_flow=format_name(CHILD_FLOWS, flow.child_flow_id) if flow.child_flow_id else "",
+        paused_by=str(flow.paused_by) if flow.paused_by else "",
         auto_approve=flow.auto_approve,
         create_user=str(flow.create_user),
         create_time=timestamp(flow.create_time),
         update_time=timestamp(flow.update_time),
         last_event_sequence=flow.last_event_seq,
     )
+    # `import` is a Python keyword, so the field is only reachable by name.
+    setattr(proto, "import", format_name(IMPORTS, flow.import_id) if flow.import_id else "")
+    return proto
+
+
+def history_to_proto(flow_id: uuid.UUID, e: HistoryEntry) -> flow_pb2.FlowEvent:
+    return flow_pb2.FlowEvent(
+        flow=format_name(FLOWS, flow_id),
+        sequence=e.sequence,
+        kind=flow_pb2.FlowEventKind.ValueType(int(e.kind)),
+        phase=flow_pb2.Phase.ValueType(int(e.phase) if e.phase else 0),
+        phase_status=flow_pb2.PhaseStatus.ValueType(int(e.phase_status) if e.phase_status else 0),
+        flow_status=flow_pb2.FlowStatus.ValueType(int(e.flow_status)),
+        actor=str(e.actor) if e.actor else "",
+        reason=e.reason,
+        error=flow_pb2.PhaseError(reason=e.error.reason, message=e.error.message)
+        if e.error
+        else None,
+        occur_time=timestamp(e.occur_time),
+    )
+
+
+def _flow_name(name: str, v: Validator) -> uuid.UUID:
+    flow_id = parse_name(name, FLOWS, "name", v)
+    v.raise_if_any()
+    assert flow_id is not None
+    return flow_id
+
+
+def _lifecycle_args(request: _LifecycleRequest) -> tuple[uuid.UUID, str]:
+    v = Validator()
+    check_reason(request.reason, "reason", v)
+    return _flow_name(request.name, v), request.reason
 
 
 _FILTER_TERM = re.compile(r"^\s*status\s*=\s*(?:FLOW_STATUS_)?([A-Z_]+)\s*$")
@@ -89,6 +132,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             v.add("flow", "is required")
         flow_type = enum_value(FlowType, request.flow.type, "flow.type", v, "FLOW_TYPE_")
         check_display_name(request.flow.display_name, "flow.display_name", v)
+        import_id = parse_name(
+            getattr(request.flow, "import"),
+            IMPORTS,
+            "flow.import",
+            v,
+            required=flow_type == FlowType.DISCOVERY,
+        )
         request_id = parse_uuid(request.request_id, "request_id", v, required=False)
         v.raise_if_any()
         assert flow_type is not None
@@ -98,6 +148,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 flow_type=flow_type,
                 display_name=request.flow.display_name,
                 auto_approve=request.flow.auto_approve,
+                import_id=import_id,
+                allow_concurrent=request.flow.allow_concurrent,
                 request_id=request_id,
             ),
         )
@@ -106,11 +158,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def GetFlow(
         self, request: orchestrator_pb2.GetFlowRequest, context: Context
     ) -> orchestrator_pb2.GetFlowResponse:
-        v = Validator()
-        flow_id = parse_name(request.name, FLOWS, "name", v)
-        v.raise_if_any()
-        assert flow_id is not None
-        flow = await self._o.get_flow(tenancy.current(), flow_id)
+        flow = await self._o.get_flow(tenancy.current(), _flow_name(request.name, Validator()))
         return orchestrator_pb2.GetFlowResponse(flow=flow_to_proto(flow))
 
     async def ListFlows(
@@ -127,6 +175,57 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         return orchestrator_pb2.ListFlowsResponse(
             flows=[flow_to_proto(f) for f in page.flows], next_page_token=page.next_page_token
         )
+
+    async def PauseFlow(
+        self, request: orchestrator_pb2.PauseFlowRequest, context: Context
+    ) -> orchestrator_pb2.PauseFlowResponse:
+        flow = await self._o.pause(tenancy.current(), *_lifecycle_args(request))
+        return orchestrator_pb2.PauseFlowResponse(flow=flow_to_proto(flow))
+
+    async def ResumeFlow(
+        self, request: orchestrator_pb2.ResumeFlowRequest, context: Context
+    ) -> orchestrator_pb2.ResumeFlowResponse:
+        flow = await self._o.resume(tenancy.current(), *_lifecycle_args(request))
+        return orchestrator_pb2.ResumeFlowResponse(flow=flow_to_proto(flow))
+
+    async def CancelFlow(
+        self, request: orchestrator_pb2.CancelFlowRequest, context: Context
+    ) -> orchestrator_pb2.CancelFlowResponse:
+        flow = await self._o.cancel(tenancy.current(), *_lifecycle_args(request))
+        return orchestrator_pb2.CancelFlowResponse(flow=flow_to_proto(flow))
+
+    async def RetryPhase(
+        self, request: orchestrator_pb2.RetryPhaseRequest, context: Context
+    ) -> orchestrator_pb2.RetryPhaseResponse:
+        v = Validator()
+        phase = enum_value(Phase, request.phase, "phase", v, "PHASE_")
+        check_reason(request.reason, "reason", v)
+        flow_id = _flow_name(request.name, v)
+        assert phase is not None
+        flow = await self._o.retry(tenancy.current(), flow_id, phase, request.reason)
+        return orchestrator_pb2.RetryPhaseResponse(flow=flow_to_proto(flow))
+
+    async def ListFlowEvents(
+        self, request: orchestrator_pb2.ListFlowEventsRequest, context: Context
+    ) -> orchestrator_pb2.ListFlowEventsResponse:
+        flow_id = _flow_name(request.name, Validator())
+        page = await self._o.list_history(
+            tenancy.current(), flow_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return orchestrator_pb2.ListFlowEventsResponse(
+            events=[history_to_proto(flow_id, e) for e in page.entries],
+            next_page_token=page.next_page_token,
+        )
+
+    async def WatchFlow(
+        self, request: orchestrator_pb2.WatchFlowRequest, context: Context
+    ) -> AsyncIterator[orchestrator_pb2.WatchFlowResponse]:
+        v = Validator()
+        if request.after_sequence < 0:
+            v.add("after_sequence", "must not be negative")
+        flow_id = _flow_name(request.name, v)
+        async for entry in self._o.watch(tenancy.current(), flow_id, request.after_sequence):
+            yield orchestrator_pb2.WatchFlowResponse(event=history_to_proto(flow_id, entry))
 
 
 def event_from_proto(

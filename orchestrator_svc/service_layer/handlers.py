@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair_shared import logs, pagination
-from flowpair_shared.domain import FlowStatus, FlowType
-from flowpair_shared.errors import NotFound
+from flowpair_shared.domain import FlowStatus, FlowType, Phase
+from flowpair_shared.errors import FailedPrecondition, NotFound
 from flowpair_shared.outbox import UnitOfWork, first_delivery
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.adapters import messages, repository
-from orchestrator_svc.domain.model import MasterFlow, PhaseEvent
+from orchestrator_svc.adapters.watchers import FlowWatchers
+from orchestrator_svc.domain.model import Actor, HistoryEntry, MasterFlow, PhaseEvent
 
 SOURCE = "orchestrator"
+HISTORY_PAGE = 500
 log = logging.getLogger("flowpair.orchestrator")
 
 
@@ -26,6 +29,8 @@ class CreateFlow:
     flow_type: FlowType
     display_name: str
     auto_approve: bool
+    import_id: uuid.UUID | None
+    allow_concurrent: bool
     request_id: uuid.UUID | None
 
 
@@ -35,15 +40,43 @@ class Page:
     next_page_token: str
 
 
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[HistoryEntry]
+    next_page_token: str
+
+
+def _flow_tenant(flow: MasterFlow, user: uuid.UUID) -> Tenant:
+    return Tenant(flow.client_account_id, flow.engagement_id, user)
+
+
 class Orchestrator:
     """The orchestrator's use cases over one engine; ``after_commit`` wakes the relay."""
 
-    def __init__(self, engine: AsyncEngine, *, after_commit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        after_commit: Callable[[], None],
+        watchers: FlowWatchers,
+        watch_recheck: float = 5.0,
+    ) -> None:
         self._engine = engine
         self._after_commit = after_commit
+        self._watchers = watchers
+        self._watch_recheck = watch_recheck
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, source=SOURCE)
+
+    async def _save(self, uow: UnitOfWork, flow: MasterFlow, user: uuid.UUID) -> None:
+        """State, history and the flow's commands to discovery: one transaction."""
+        await repository.save(uow.conn, flow)
+        for cmd in flow.commands:
+            await uow.outbox.add(messages.command(flow, _flow_tenant(flow, user), cmd))
+        flow.commands.clear()
+
+    # -- create and read -------------------------------------------------------------------
 
     async def create_flow(self, tenant: Tenant, cmd: CreateFlow) -> MasterFlow:
         """Master flow + create-child command in one transaction; idempotent by request id."""
@@ -53,6 +86,15 @@ class Orchestrator:
                 if existing is not None:
                     logs.bind(flow_id=str(existing.id))
                     return existing
+            if cmd.flow_type == FlowType.DISCOVERY and not cmd.allow_concurrent:
+                other = await repository.incomplete_discovery_flow(uow.conn, tenant)
+                if other is not None:
+                    raise FailedPrecondition(
+                        f"the engagement already has an incomplete discovery flow, flows/{other};"
+                        " finish or cancel it, or set allow_concurrent",
+                        reason="INCOMPLETE_FLOW_EXISTS",
+                        subject=f"flows/{other}",
+                    )
             flow = MasterFlow(
                 id=uuid.uuid4(),
                 client_account_id=tenant.client_account_id,
@@ -61,8 +103,10 @@ class Orchestrator:
                 flow_type=cmd.flow_type,
                 display_name=cmd.display_name,
                 auto_approve=cmd.auto_approve,
+                import_id=cmd.import_id,
                 request_id=cmd.request_id,
             )
+            flow.created()
             if not await repository.insert(uow.conn, flow):
                 # A concurrent call with the same request id committed first; the insert
                 # waited for it, and this next statement's snapshot sees its flow.
@@ -109,10 +153,49 @@ class Orchestrator:
             token = pagination.encode((last.create_time, last.id), query)
         return Page(flows, token)
 
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def _change(
+        self, tenant: Tenant, flow_id: uuid.UUID, change: Callable[[MasterFlow], None]
+    ) -> MasterFlow:
+        logs.bind(flow_id=str(flow_id))
+        async with self._uow() as uow:
+            flow = await repository.get(uow.conn, tenant, flow_id, lock=True)
+            if flow is None:
+                raise NotFound(f"flow flows/{flow_id} not found")
+            change(flow)
+            await self._save(uow, flow, tenant.user_id)
+            await uow.commit()
+        self._after_commit()
+        log.info("flow changed", extra={"flow_status": flow.status.name})
+        return flow
+
+    async def pause(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:
+        return await self._change(tenant, flow_id, lambda f: f.pause(Actor(tenant.user_id, reason)))
+
+    async def resume(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:
+        return await self._change(
+            tenant, flow_id, lambda f: f.resume(Actor(tenant.user_id, reason))
+        )
+
+    async def cancel(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:
+        return await self._change(
+            tenant, flow_id, lambda f: f.cancel(Actor(tenant.user_id, reason))
+        )
+
+    async def retry(
+        self, tenant: Tenant, flow_id: uuid.UUID, phase: Phase, reason: str
+    ) -> MasterFlow:
+        return await self._change(
+            tenant, flow_id, lambda f: f.retry(phase, Actor(tenant.user_id, reason))
+        )
+
+    # -- phase events from the child -------------------------------------------------------
+
     async def record_phase_status(
         self, tenant: Tenant, event: PhaseEvent, message_id: uuid.UUID | None
     ) -> bool:
-        """Apply a child's phase event once; False for a redelivery."""
+        """Apply a child's phase event once, and command what follows; False for a redelivery."""
         logs.bind(flow_id=str(event.flow_id), event_sequence=event.sequence)
         async with self._uow() as uow:
             if message_id is not None and not await first_delivery(uow.conn, SOURCE, message_id):
@@ -120,17 +203,63 @@ class Orchestrator:
             flow = await repository.get(uow.conn, tenant, event.flow_id, lock=True)
             if flow is None:
                 raise NotFound(f"flow flows/{event.flow_id} not found")
-            transition = flow.apply(event)
-            if transition is not None:
-                await repository.save_transition(uow.conn, flow, transition)
+            entry = flow.apply(event)
+            if entry is not None:
+                await self._save(uow, flow, flow.create_user)
             await uow.commit()
-        if transition is not None:
-            log.info(
-                "phase event applied",
-                extra={
-                    "phase": event.phase.name,
-                    "phase_status": event.status.name,
-                    "flow_status": flow.status.name,
-                },
-            )
-        return transition is not None
+        if entry is None:
+            return False
+        self._after_commit()
+        log.info(
+            "phase event applied",
+            extra={
+                "phase": event.phase.name,
+                "phase_status": event.status.name,
+                "flow_status": flow.status.name,
+            },
+        )
+        return True
+
+    # -- history ---------------------------------------------------------------------------
+
+    async def list_history(
+        self, tenant: Tenant, flow_id: uuid.UUID, *, page_size: int, page_token: str
+    ) -> HistoryPage:
+        await self.get_flow(tenant, flow_id)
+        size = pagination.page_size(page_size, default=100)
+        after = pagination.decode_offset(page_token, str(flow_id))
+        async with self._engine.connect() as conn:
+            entries = await repository.list_history(conn, flow_id, after=after, limit=size + 1)
+        token = ""
+        if len(entries) > size:
+            entries = entries[:size]
+            token = pagination.encode_offset(entries[-1].sequence, str(flow_id))
+        return HistoryPage(entries, token)
+
+    async def watch(
+        self, tenant: Tenant, flow_id: uuid.UUID, after: int
+    ) -> AsyncIterator[HistoryEntry]:
+        """Every entry after ``after``, then each new one; ends once the flow is terminal."""
+        await self.get_flow(tenant, flow_id)
+        with self._watchers.watch(flow_id) as woken:
+            while True:
+                woken.clear()
+                async with self._engine.connect() as conn:
+                    # Status first: entries committed before it was read are all visible to
+                    # the next query, so a terminal status means the history is complete.
+                    status = await repository.status_of(conn, flow_id)
+                    entries = await repository.list_history(
+                        conn, flow_id, after=after, limit=HISTORY_PAGE
+                    )
+                for entry in entries:
+                    yield entry
+                    after = entry.sequence
+                if len(entries) == HISTORY_PAGE:
+                    continue
+                if status is None or status.is_terminal:
+                    return
+                try:
+                    async with asyncio.timeout(self._watch_recheck):
+                        await woken.wait()
+                except TimeoutError:
+                    pass

@@ -14,6 +14,7 @@ from google.protobuf import wrappers_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair_shared.db import asyncpg_dsn, create_engine
+from flowpair_shared.notify import Listener
 from flowpair_shared.outbox import OutgoingMessage, Relay, RelaySettings, UnitOfWork
 from flowpair_shared.outbox.store import list_parked, requeue
 from flowpair_shared.server import peer_channel
@@ -91,25 +92,30 @@ SETTINGS = RelaySettings(
 class Relays:
     def __init__(self, engine: AsyncEngine, database_url: str) -> None:
         self.engine, self.dsn = engine, asyncpg_dsn(database_url)
-        self.running: list[tuple[Relay, grpc.aio.Channel]] = []
+        self.running: list[tuple[Relay, grpc.aio.Channel, Listener | None]] = []
 
     def start(self, port: int, settings: RelaySettings = SETTINGS, listen: bool = True) -> Relay:
         channel = peer_channel(f"127.0.0.1:{port}")
+        listener = Listener(self.dsn) if listen else None
         relay = Relay(
             engine=self.engine,
-            listen_dsn=self.dsn if listen else None,
+            listener=listener,
             source="test",
             channels={"peer": channel},
             settings=settings,
         )
+        if listener is not None:
+            listener.start()
         relay.start()
-        self.running.append((relay, channel))
+        self.running.append((relay, channel, listener))
         return relay
 
     async def stop(self) -> None:
-        for relay, channel in self.running:
+        for relay, channel, listener in self.running:
             await relay.stop()
             await channel.close()
+            if listener is not None:
+                await listener.stop()
 
 
 @pytest.fixture

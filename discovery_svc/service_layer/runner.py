@@ -1,0 +1,198 @@
+"""The phase runner: takes queued phase jobs and runs their handlers.
+
+Jobs live in PostgreSQL, so work survives a crash: a job whose process died is taken over
+when its lease expires (the lease is renewed while the handler runs). A job that keeps
+killing its process fails after ``max_attempts`` instead of looping forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from discovery_svc.adapters import jobs, repository
+from discovery_svc.adapters.jobs import Job
+from discovery_svc.domain.model import PhaseFailure
+from discovery_svc.phases.base import PhaseFailed, PhaseHandler
+from discovery_svc.service_layer.handlers import SOURCE, emit
+from flowpair_shared import logs
+from flowpair_shared.domain import Phase, PhaseStatus
+from flowpair_shared.notify import Listener
+from flowpair_shared.outbox import UnitOfWork
+
+log = logging.getLogger("flowpair.discovery.runner")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerSettings:
+    concurrency: int = 4
+    """Phase jobs run at once by one process."""
+    lease_seconds: float = 30.0
+    """A job not renewed for this long is taken over by another runner."""
+    poll_interval: float = 5.0
+    """Fallback poll when no notification arrives."""
+    max_attempts: int = 3
+    """Runs of one job (crashes included) before it fails as PHASE_CRASHED."""
+
+
+class PhaseRunner:
+    """Background work of the discovery service: runs phase jobs."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        handlers: Mapping[Phase, PhaseHandler],
+        after_commit: Callable[[], None],
+        listener: Listener | None,
+        settings: RunnerSettings = RunnerSettings(),
+    ) -> None:
+        self._engine = engine
+        self._handlers = handlers
+        self._after_commit = after_commit
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        if listener is not None:
+            listener.subscribe(jobs.JOBS_CHANNEL, lambda _payload: self.kick())
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="phase-runner")
+
+    async def stop(self) -> None:
+        """Stop taking jobs; jobs in flight are abandoned and their leases expire."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self._settings.concurrency - len(self._running)
+            claimed: list[Job] = []
+            if free > 0:
+                try:
+                    async with self._engine.begin() as conn:
+                        claimed = await jobs.claim(
+                            conn, limit=free, lease_seconds=self._settings.lease_seconds
+                        )
+                except Exception:
+                    log.exception("claiming phase jobs failed")
+            for job in claimed:
+                task = asyncio.create_task(self._execute(job), name=f"phase-{job.id}")
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+            if claimed and len(claimed) == free:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.poll_interval):
+                    await self._wake.wait()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _execute(self, job: Job) -> None:
+        logs.reset()
+        logs.bind(job_id=job.id, phase=job.phase.name)
+        handler = self._handlers.get(job.phase)
+        heartbeat = asyncio.create_task(self._heartbeat(job, asyncio.current_task()))
+        started = time.perf_counter()
+        try:
+            failure: PhaseFailure | None
+            if job.attempts > self._settings.max_attempts:
+                failure = PhaseFailure(
+                    "PHASE_CRASHED",
+                    f"{job.phase.name} was started {job.attempts - 1} times and never finished",
+                )
+            elif handler is None:
+                failure = PhaseFailure("NOT_IMPLEMENTED", f"{job.phase.name} has no handler yet")
+            else:
+                failure = await self._run_handler(job, handler)
+            if failure is not None:
+                await self._record_failure(job, failure)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            log.info("phase job ended", extra={"ms": round((time.perf_counter() - started) * 1e3)})
+
+    async def _run_handler(self, job: Job, handler: PhaseHandler) -> PhaseFailure | None:
+        """Run the handler and record its outcome with its output; the failure if it failed."""
+        try:
+            async with UnitOfWork(self._engine, source=SOURCE) as uow:
+                child = await repository.get_for_job(uow.conn, job.child_flow_id, lock=False)
+                if child is None:
+                    return None
+                logs.bind(flow_id=str(child.master_flow_id))
+                async with asyncio.timeout(handler.timeout):
+                    outcome = await handler.run(child, uow.conn)
+                # Only now lock the child: a cancel must not wait for a long handler.
+                child = await repository.get_for_job(uow.conn, job.child_flow_id, lock=True)
+                if child is None or not await jobs.finish(uow.conn, job.id, job.attempts):
+                    log.info("phase result discarded: job cancelled or taken over")
+                    return None
+                if not child.can_finish(job.phase):
+                    return None
+                child.set_phase(job.phase, outcome.status)
+                await emit(uow, child)
+                await uow.commit()
+        except PhaseFailed as error:
+            return PhaseFailure(error.reason, error.message)
+        except TimeoutError:
+            return PhaseFailure(
+                "PHASE_TIMEOUT", f"{job.phase.name} took longer than {handler.timeout:g} s"
+            )
+        except Exception as error:
+            log.exception("phase handler crashed")
+            return PhaseFailure("PHASE_ERROR", f"{job.phase.name} failed: {error!r}"[:500])
+        log.info(
+            "phase finished",
+            extra={"phase_status": outcome.status.name, "summary": outcome.summary},
+        )
+        self._after_commit()
+        return None
+
+    async def _record_failure(self, job: Job, failure: PhaseFailure) -> None:
+        async with UnitOfWork(self._engine, source=SOURCE) as uow:
+            child = await repository.get_for_job(uow.conn, job.child_flow_id, lock=True)
+            if child is None or not await jobs.finish(uow.conn, job.id, job.attempts):
+                return
+            if child.can_finish(job.phase):
+                child.set_phase(job.phase, PhaseStatus.FAILED, failure)
+                await emit(uow, child)
+            await uow.commit()
+        log.warning("phase failed", extra={"reason": failure.reason, "error": failure.message})
+        self._after_commit()
+
+    async def _heartbeat(self, job: Job, worker: asyncio.Task[None] | None) -> None:
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._engine.begin() as conn:
+                    ours = await jobs.extend_lease(conn, job.id, self._settings.lease_seconds)
+            except Exception:
+                log.warning("lease renewal failed", exc_info=True)
+                continue
+            if not ours and worker is not None:
+                log.info("phase job cancelled; stopping its handler")
+                worker.cancel()
+                return

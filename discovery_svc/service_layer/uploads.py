@@ -1,0 +1,98 @@
+"""UploadImportData: a streamed CSV becomes an import in one transaction, all or nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from discovery_svc.adapters import imports
+from discovery_svc.domain.csv_stream import CsvFormatError, CsvStreamParser, Quarantined, Row
+from discovery_svc.domain.imports import QUARANTINE_SHOWN, ImportSummary
+from flowpair_shared import logs
+from flowpair_shared.errors import AlreadyExists, FieldViolation, InvalidArgument
+from flowpair_shared.tenancy import Tenant
+
+log = logging.getLogger("flowpair.discovery.upload")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadRequest:
+    import_id: uuid.UUID | None
+    file_name: str
+
+
+def _refuse(description: str) -> InvalidArgument:
+    return InvalidArgument([FieldViolation("chunk", description)])
+
+
+def _screen(item: Row | Quarantined) -> Row | Quarantined:
+    # PostgreSQL text cannot hold NUL; such a row is quarantined rather than failing the upload.
+    if isinstance(item, Row) and any("\x00" in v for v in item.values):
+        excerpt = ",".join(item.values)[:200].replace("\x00", "\\0")
+        return Quarantined(item.line_number, "row contains NUL characters", excerpt)
+    return item
+
+
+async def upload(
+    engine: AsyncEngine, tenant: Tenant, request: UploadRequest, chunks: AsyncIterator[bytes]
+) -> ImportSummary:
+    """Parse ``chunks`` as they arrive and COPY them; commit only a complete, valid import."""
+    import_id = request.import_id or uuid.uuid4()
+    logs.bind(import_id=str(import_id))
+    parser = CsvStreamParser()
+    shown: list[Quarantined] = []
+    byte_count = 0
+    async with engine.connect() as conn, conn.begin():
+        if await imports.exists(conn, import_id):
+            raise AlreadyExists(f"imports/{import_id} already exists")
+        writer = imports.CopyWriter(conn, import_id)
+
+        async def take(items: list[Row | Quarantined]) -> None:
+            for item in map(_screen, items):
+                if isinstance(item, Quarantined) and len(shown) < QUARANTINE_SHOWN:
+                    shown.append(item)
+                await writer.add(item)
+
+        try:
+            async for chunk in chunks:
+                byte_count += len(chunk)
+                await take(parser.feed(chunk))
+            await take(parser.close())
+        except CsvFormatError as error:
+            raise _refuse(str(error)) from None
+        await writer.flush()
+        if parser.header is None:
+            raise _refuse("the upload is empty: expected a CSV file with a header row")
+        if writer.row_count == 0:
+            raise _refuse(
+                "the file has a header but no importable data rows"
+                f" ({writer.quarantined_count} quarantined)"
+            )
+        summary = await imports.insert(
+            conn,
+            tenant,
+            ImportSummary(
+                id=import_id,
+                file_name=request.file_name,
+                columns=parser.header,
+                delimiter=parser.delimiter or ",",
+                had_bom=parser.had_bom,
+                row_count=writer.row_count,
+                quarantined_count=writer.quarantined_count,
+                byte_count=byte_count,
+                quarantined=shown,
+            ),
+        )
+    log.info(
+        "import uploaded",
+        extra={
+            "rows": summary.row_count,
+            "quarantined": summary.quarantined_count,
+            "bytes": byte_count,
+        },
+    )
+    return summary
