@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,7 +19,14 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from flowpair.v1 import discovery_pb2_grpc, flow_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from discovery_svc.service_layer.runner import PhaseRunner
+from flowpair.v1 import (
+    discovery_pb2,
+    discovery_pb2_grpc,
+    flow_pb2,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+)
 from flowpair_shared.db import asyncpg_dsn
 from flowpair_shared.outbox import RelaySettings
 from flowpair_shared.server import ServiceApp
@@ -148,6 +155,44 @@ class Stack:
 
     def discovery(self) -> DiscoveryServiceAsyncStub:
         return discovery_pb2_grpc.DiscoveryServiceStub(self.channel(self.discovery_port))
+
+    def runner(self) -> PhaseRunner:
+        """The in-process discovery service's phase runner (to hold phases back in tests)."""
+        for app in self.apps:
+            for work in app.background:
+                if isinstance(work, PhaseRunner):
+                    return work
+        raise LookupError("discovery is not running in this process")
+
+    async def upload(
+        self,
+        tenant: Tenant,
+        data: bytes | Iterable[bytes],
+        *,
+        import_id: uuid.UUID | None = None,
+        chunk_size: int = 256 * 1024,
+    ) -> discovery_pb2.Import:
+        """Upload CSV bytes (or an iterable of chunks) through UploadImportData."""
+
+        def chunks() -> Iterator[bytes]:
+            if isinstance(data, bytes):
+                for i in range(0, len(data), chunk_size):
+                    yield data[i : i + chunk_size]
+            else:
+                yield from data
+
+        async def requests() -> AsyncIterator[discovery_pb2.UploadImportDataRequest]:
+            yield discovery_pb2.UploadImportDataRequest(
+                metadata=discovery_pb2.ImportMetadata(
+                    import_id=str(import_id) if import_id else "", file_name="test.csv"
+                )
+            )
+            for chunk in chunks():
+                yield discovery_pb2.UploadImportDataRequest(chunk=chunk)
+
+        response = await self.discovery().UploadImportData(requests(), metadata=md(tenant))
+        result: discovery_pb2.Import = getattr(response, "import")
+        return result
 
     async def start_processes(self, log_dir: Path) -> tuple[Process, Process]:
         """Both services in their own OS processes, once they report SERVING."""

@@ -68,6 +68,7 @@ class PhaseRunner:
         self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="phase-runner")
 
     async def stop(self) -> None:
@@ -76,6 +77,7 @@ class PhaseRunner:
         self._wake.set()
         if self._task is not None:
             await self._task
+            self._task = None
         for task in list(self._running):
             task.cancel()
         for task in list(self._running):

@@ -256,6 +256,8 @@ class MasterFlow:
         self._record(FlowEventKind.RESUMED, actor=actor.user_id, reason=actor.reason)
 
     def cancel(self, actor: Actor) -> None:
+        if self.status == FlowStatus.CANCELLED:
+            raise IllegalTransition("flow", self.status, FlowStatus.CANCELLED)
         self._move(FlowStatus.CANCELLED)
         self.commands.append(CancelChild())
         self._record(FlowEventKind.CANCELLED, actor=actor.user_id, reason=actor.reason)

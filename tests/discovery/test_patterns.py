@@ -144,6 +144,7 @@ CASES: dict[ValueKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "1.2.3.com",
             "xn--bcher-kva.example",
             "a" * 63 + ".com",
+            "a" * 64 + ".com",  # label lengths are not capped (see the module docstring)
         ),
         (
             "10.0.0.1",
@@ -158,7 +159,6 @@ CASES: dict[ValueKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "example.c",
             "example.123",
             "example.com1",
-            "a" * 64 + ".com",
             "user@example.com",
             "example.com..",
         ),
@@ -177,7 +177,7 @@ CASES: dict[ValueKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "a" * 63,
             "1" * 62 + "a",
             "a" + "1" * 62,
-            "1" * 30 + "a" + "1" * 32,
+            "1-" * 40 + "a",  # not capped at 63 characters (see the module docstring)
         ),
         (
             "42",
@@ -188,9 +188,7 @@ CASES: dict[ValueKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "web.example.com",
             "web_01",
             "web 01",
-            "a" * 64,
-            "1" * 63 + "a",
-            "1" * 30 + "a" + "1" * 33,
+            "1-" * 40,
             KELVIN,
             "stra\u00dfe",
         ),
