@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 import grpc
 import pytest
@@ -207,7 +208,7 @@ async def test_flow_runs_to_the_approval_gate_with_history_streamed(stack: Stack
     assert ("DUPLICATE_KEYS", "Server Name") in codes
 
 
-async def _nonempty(items: list[object]) -> bool:
+async def _nonempty(items: Sequence[object]) -> bool:
     return bool(items)
 
 
