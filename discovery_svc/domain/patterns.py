@@ -66,13 +66,13 @@ class Pattern:
 
 
 # ``~*`` semantics, see the module docstring for why each flag is needed.
-PY_FLAGS = re.IGNORECASE | re.ASCII | re.DOTALL
+_PY_FLAGS = re.IGNORECASE | re.ASCII | re.DOTALL
 
 
 def _make(kind: ValueKind, body: str) -> Pattern:
     # The group keeps a top-level alternation inside the anchors.
     source = f"^(?:{body})$"
-    return Pattern(kind=kind, pg_regex=source, py_regex=re.compile(source, PY_FLAGS))
+    return Pattern(kind=kind, pg_regex=source, py_regex=re.compile(source, _PY_FLAGS))
 
 
 def _alt(*parts: str) -> str:
@@ -176,11 +176,8 @@ def _ipv6_address() -> str:
 # A zone index ("fe80::1%eth0") is how link-local addresses appear in host exports.
 _IPV6 = _ipv6_address() + r"(?:%[0-9a-z._-]+)?(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
 
-# RFC 1123 label: [a-z0-9-], not starting or ending with "-". The 63-character cap is NOT
-# enforced (see the module docstring): in PostgreSQL every counted repetition costs about a
-# microsecond and a half per row, and the cap on a letter-containing label, which without a
-# lookahead must be enumerated per position of the first letter, cost ~19 µs per row, 100 times
-# the uncapped label, for labels longer than 63 characters that inventories do not contain.
+# RFC 1123 label: [a-z0-9-], not starting or ending with "-". No 63-character cap and no
+# 63-letter cap on the TLD: counting is what makes a pattern slow in PostgreSQL (module docstring).
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 # The last label must be letters so that IPv4 addresses and decimals ("12.5") never qualify.
 _DOMAIN = rf"(?:{_LABEL}\.)+[a-z]{{2,}}"
