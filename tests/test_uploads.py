@@ -130,7 +130,7 @@ async def test_cancelled_upload_leaves_nothing(discovery: Stack) -> None:
             "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
             " AND datname = current_database()",
         )
-        return n == 0 and idle == 0
+        return bool(n == 0 and idle == 0)
 
     await eventually(rolled_back)
     await nothing_stored(discovery)
