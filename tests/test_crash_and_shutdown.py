@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import uuid
 from pathlib import Path
 
 import grpc
 import pytest
 
-from flowpair.v1 import orchestrator_pb2
+from flowpair.v1 import flow_pb2, orchestrator_pb2
 from tests.support import (
     Process,
     Stack,
@@ -163,3 +165,71 @@ async def test_sigterm_drains_and_exits_cleanly(stack: Stack, tmp_path: Path, mo
         assert '"msg": "stopped"' in log
     finally:
         proc.close()
+
+
+async def test_kill_9_while_phases_run_applies_every_event_once_in_order(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Both services are SIGKILLed at random points while 20 flows run their phases
+    (including between an event's commit and its acknowledgement); every flow still reaches
+    the approval gate with its history complete, gap-free and without repeats."""
+    env = stack.env()
+    orchestrator, discovery = await stack.start_processes(tmp_path)
+    try:
+        tenant = new_tenant()
+        header = b"host,ip,os\n"
+        rows = b"".join(
+            b"web%04d,10.0.%d.%d,RHEL 8.6\n" % (i, i // 256, i % 256) for i in range(2000)
+        )
+        imp = await stack.upload(tenant, header + rows)
+        import_id = uuid.UUID(imp.name.split("/")[1])
+        orch = stack.orchestrator()
+        request = orchestrator_pb2.CreateFlowRequest(flow=discovery_flow(import_id=import_id))
+        for _ in range(20):
+            await orch.CreateFlow(request, metadata=md(tenant))
+        rng = random.Random(11)
+        for round_ in range(4):
+            await asyncio.sleep(rng.uniform(0.05, 0.4))
+            if round_ % 2 == 0:
+                orchestrator.kill()
+                orchestrator = Process("orchestrator_svc", env, tmp_path / "orchestrator.log")
+                await orchestrator.wait_serving(stack.orchestrator_port)
+            else:
+                discovery.kill()
+                discovery = Process("discovery_svc", env, tmp_path / "discovery.log")
+                await discovery.wait_serving(stack.discovery_port)
+
+        async def at_gate() -> bool:
+            n = await fetchval(
+                stack.database_url,
+                "SELECT count(*) FROM orchestrator.flows WHERE status = $1",
+                flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL,
+            )
+            return bool(n == 20)
+
+        await eventually(at_gate, timeout=120)
+        rows_ = await fetch(
+            stack.database_url,
+            """
+            SELECT f.id,
+              (SELECT array_agg(e.seq ORDER BY e.seq) FROM orchestrator.flow_events e
+               WHERE e.flow_id = f.id) AS seqs,
+              (SELECT array_agg(e.source_sequence ORDER BY e.seq) FROM orchestrator.flow_events e
+               WHERE e.flow_id = f.id) AS sources
+            FROM orchestrator.flows f
+            """,
+        )
+        assert len(rows_) == 20
+        for r in rows_:
+            assert r["seqs"] == list(range(1, 9)), r
+            assert r["sources"] == [None, *range(1, 8)], r
+        assert (
+            await fetchval(
+                stack.database_url,
+                "SELECT count(*) FROM messaging.outbox WHERE parked_at IS NOT NULL",
+            )
+            == 0
+        )
+    finally:
+        orchestrator.close()
+        discovery.close()
