@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+
 import grpc
 
 from discovery_svc.adapters.messages import ORCHESTRATOR
 from discovery_svc.entrypoints.grpc_api import DiscoveryServicer
 from discovery_svc.phases import HANDLERS
+from discovery_svc.phases.base import PhaseHandler
 from discovery_svc.service_layer.handlers import SOURCE, Discovery
 from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
+from flowpair_shared.domain import Phase
 from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 
 SERVICE_NAMES = (discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"].full_name,)
 
 
-def _servicers(wiring: Wiring) -> Servicers:
+def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servicers:
     runner = PhaseRunner(
         wiring.engine,
-        handlers=HANDLERS,
+        handlers=handlers,
         after_commit=wiring.kick_relay,
         listener=wiring.listener,
         settings=RunnerSettings(
@@ -36,12 +41,12 @@ def _servicers(wiring: Wiring) -> Servicers:
     return Servicers(register, background=(runner,))
 
 
-def build(settings: Settings) -> ServiceApp:
+def build(settings: Settings, *, handlers: Mapping[Phase, PhaseHandler] = HANDLERS) -> ServiceApp:
     return assemble(
         name=SOURCE,
         settings=settings,
         listen=settings.discovery_listen,
         peers={ORCHESTRATOR: settings.orchestrator_target},
         service_names=SERVICE_NAMES,
-        servicers=_servicers,
+        servicers=functools.partial(_servicers, handlers=handlers),
     )

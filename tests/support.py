@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,6 +19,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from discovery_svc.phases.base import PhaseHandler
 from discovery_svc.service_layer.runner import PhaseRunner
 from flowpair.v1 import (
     discovery_pb2,
@@ -28,6 +29,7 @@ from flowpair.v1 import (
     orchestrator_pb2_grpc,
 )
 from flowpair_shared.db import asyncpg_dsn
+from flowpair_shared.domain import Phase
 from flowpair_shared.outbox import RelaySettings
 from flowpair_shared.server import ServiceApp
 from flowpair_shared.settings import Settings
@@ -134,10 +136,13 @@ class Stack:
         self.apps.append(app)
         return app
 
-    async def start_discovery(self) -> ServiceApp:
+    async def start_discovery(
+        self, handlers: Mapping[Phase, PhaseHandler] | None = None
+    ) -> ServiceApp:
         from discovery_svc.app import build
+        from discovery_svc.phases import HANDLERS
 
-        app = build(self.settings())
+        app = build(self.settings(), handlers=HANDLERS if handlers is None else handlers)
         await app.start()
         self.apps.append(app)
         return app

@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from typing import ClassVar
 
 import grpc
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discovery_svc.domain.model import ChildFlow
+from discovery_svc.phases import HANDLERS
+from discovery_svc.phases.base import PhaseOutcome
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
+from flowpair_shared.domain import Phase, PhaseStatus
 from tests.support import Stack, discovery_flow, eventually, fetch, fetchval, md, new_tenant
 
 HEADER = b"Server Name,IP Addr,O/S,RAM (GB),Environment,Owner\r\n"
@@ -410,3 +417,26 @@ async def test_redelivered_phase_events_change_nothing(stack: Stack) -> None:
             )
             assert not r.applied
     assert await all_events(stack, tenant, name) == before
+
+
+class SlowValidation:
+    """A real phase handler that outlives its timeout."""
+
+    phase: ClassVar[Phase] = Phase.DATA_VALIDATION
+    timeout: ClassVar[float] = 0.2
+
+    async def run(self, child: ChildFlow, conn: AsyncConnection) -> PhaseOutcome:
+        await conn.execute(text("SELECT pg_sleep(5)"))
+        return PhaseOutcome(PhaseStatus.COMPLETED)
+
+
+async def test_a_phase_over_its_timeout_fails_with_a_clear_reason(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    await stack.start_discovery(handlers={**HANDLERS, Phase.DATA_VALIDATION: SlowValidation()})
+    tenant = new_tenant()
+    imp = await stack.upload(tenant, inventory(20, bad_rows=False))
+    name = (await stack.orchestrator().CreateFlow(Flow(imp.name), metadata=md(tenant))).flow.name
+    failed = await wait_status(stack, tenant, name, flow_pb2.FLOW_STATUS_FAILED)
+    error = phase(failed, flow_pb2.PHASE_DATA_VALIDATION).error
+    assert error.reason == "PHASE_TIMEOUT"
+    assert error.message == "DATA_VALIDATION took longer than 0.2 s"
