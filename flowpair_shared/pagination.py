@@ -1,4 +1,4 @@
-"""Opaque, filter-bound page tokens for keyset pagination (AIP-158)."""
+"""Opaque page tokens bound to the query they were issued for (AIP-158)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 from flowpair_shared.errors import FieldViolation, InvalidArgument
 
@@ -24,47 +25,57 @@ def _fingerprint(query: str) -> str:
     return hashlib.sha256(query.encode()).hexdigest()[:16]
 
 
+def _seal(body: dict[str, Any], query: str) -> str:
+    return base64.urlsafe_b64encode(
+        json.dumps({**body, "q": _fingerprint(query)}).encode()
+    ).decode()
+
+
+def _foreign() -> InvalidArgument:
+    return InvalidArgument([FieldViolation("page_token", "is not a token returned by this method")])
+
+
+def _open(token: str, query: str) -> dict[str, Any]:
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError:
+        raise _foreign() from None
+    if not isinstance(body, dict):
+        raise _foreign()
+    if body.get("q") != _fingerprint(query):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "was issued for a different filter or resource")]
+        )
+    return body
+
+
 def encode(position: tuple[datetime, uuid.UUID], query: str) -> str:
-    """A token for the page after ``position``, valid only with the same ``query``."""
-    body = {"t": position[0].isoformat(), "id": str(position[1]), "q": _fingerprint(query)}
-    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+    """A token for the page after keyset ``position``, valid only with the same ``query``."""
+    return _seal({"t": position[0].isoformat(), "id": str(position[1])}, query)
 
 
 def decode(token: str, query: str) -> tuple[datetime, uuid.UUID] | None:
-    """The position in ``token``; None for an empty token; InvalidArgument if foreign."""
+    """The keyset position in ``token``; None for an empty token; InvalidArgument if foreign."""
     if not token:
         return None
+    body = _open(token, query)
     try:
-        body = json.loads(base64.urlsafe_b64decode(token.encode()))
-        position = (datetime.fromisoformat(body["t"]), uuid.UUID(body["id"]))
-        same_query = body["q"] == _fingerprint(query)
+        return datetime.fromisoformat(body["t"]), uuid.UUID(body["id"])
     except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            [FieldViolation("page_token", "is not a token returned by this method")]
-        ) from None
-    if not same_query:
-        raise InvalidArgument([FieldViolation("page_token", "was issued for a different filter")])
-    return position
+        raise _foreign() from None
 
 
 def encode_offset(position: int, query: str) -> str:
     """A token for the page after sequence ``position`` (for ordered histories)."""
-    body = {"after": position, "q": _fingerprint(query)}
-    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+    return _seal({"after": position}, query)
 
 
 def decode_offset(token: str, query: str) -> int:
     """The sequence in ``token``; 0 for an empty token; InvalidArgument if foreign."""
     if not token:
         return 0
-    try:
-        body = json.loads(base64.urlsafe_b64decode(token.encode()))
-        position = int(body["after"])
-        same_query = body["q"] == _fingerprint(query)
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            [FieldViolation("page_token", "is not a token returned by this method")]
-        ) from None
-    if not same_query or position < 0:
-        raise InvalidArgument([FieldViolation("page_token", "was issued for another request")])
+    body = _open(token, query)
+    position = body.get("after")
+    if not isinstance(position, int) or position < 0:
+        raise _foreign()
     return position

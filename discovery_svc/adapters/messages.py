@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from discovery_svc.domain.model import PhaseChanged
 from flowpair.v1 import flow_pb2, orchestrator_pb2
-from flowpair_shared.convert import timestamp
+from flowpair_shared.convert import phase_error, timestamp
 from flowpair_shared.names import CHILD_FLOWS, FLOWS, format_name
 from flowpair_shared.outbox import OutgoingMessage
 from flowpair_shared.tenancy import Tenant
@@ -25,9 +25,7 @@ def phase_status_event(event: PhaseChanged, tenant: Tenant) -> OutgoingMessage:
                 status=flow_pb2.PhaseStatus.ValueType(int(event.status)),
                 sequence=event.sequence,
                 occur_time=timestamp(event.occur_time),
-                error=flow_pb2.PhaseError(reason=event.error.reason, message=event.error.message)
-                if event.error
-                else None,
+                error=phase_error(event.error),
             )
         ),
         ordering_key=event.master_flow_id,

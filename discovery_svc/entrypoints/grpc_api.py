@@ -15,7 +15,7 @@ from discovery_svc.service_layer.handlers import CreateChildFlow, Discovery
 from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
 from flowpair_shared import tenancy
-from flowpair_shared.convert import enum_value, timestamp
+from flowpair_shared.convert import enum_value, phase_state, timestamp
 from flowpair_shared.domain import FlowType, Phase
 from flowpair_shared.errors import FieldViolation, InvalidArgument, Validator
 from flowpair_shared.names import (
@@ -41,14 +41,7 @@ def child_to_proto(child: ChildFlow) -> discovery_pb2.ChildFlow:
         display_name=child.display_name,
         status=flow_pb2.FlowStatus.ValueType(int(child.status)),
         phases=[
-            flow_pb2.PhaseState(
-                phase=flow_pb2.Phase.ValueType(int(phase)),
-                status=flow_pb2.PhaseStatus.ValueType(int(status)),
-                update_time=timestamp(child.phase_times.get(phase)),
-                error=flow_pb2.PhaseError(reason=e.reason, message=e.message)
-                if (e := child.phase_errors.get(phase))
-                else None,
-            )
+            phase_state(phase, status, child.phase_times.get(phase), child.phase_errors.get(phase))
             for phase, status in child.phases.items()
         ],
         create_time=timestamp(child.create_time),

@@ -11,7 +11,13 @@ import grpc
 
 from flowpair.v1 import flow_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from flowpair_shared import tenancy
-from flowpair_shared.convert import enum_value, from_timestamp, timestamp
+from flowpair_shared.convert import (
+    enum_value,
+    from_timestamp,
+    phase_error,
+    phase_state,
+    timestamp,
+)
 from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
 from flowpair_shared.errors import Validator
 from flowpair_shared.names import (
@@ -44,15 +50,7 @@ def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
         status=flow_pb2.FlowStatus.ValueType(int(flow.status)),
         current_phase=flow_pb2.Phase.ValueType(int(flow.current_phase)),
         phases=[
-            flow_pb2.PhaseState(
-                phase=flow_pb2.Phase.ValueType(int(s.phase)),
-                status=flow_pb2.PhaseStatus.ValueType(int(s.status)),
-                update_time=timestamp(s.update_time),
-                error=flow_pb2.PhaseError(reason=s.error.reason, message=s.error.message)
-                if s.error
-                else None,
-            )
-            for s in flow.phases.values()
+            phase_state(s.phase, s.status, s.update_time, s.error) for s in flow.phases.values()
         ],
         child_flow=format_name(CHILD_FLOWS, flow.child_flow_id) if flow.child_flow_id else "",
         paused_by=str(flow.paused_by) if flow.paused_by else "",
@@ -77,9 +75,7 @@ def history_to_proto(flow_id: uuid.UUID, e: HistoryEntry) -> flow_pb2.FlowEvent:
         flow_status=flow_pb2.FlowStatus.ValueType(int(e.flow_status)),
         actor=str(e.actor) if e.actor else "",
         reason=e.reason,
-        error=flow_pb2.PhaseError(reason=e.error.reason, message=e.error.message)
-        if e.error
-        else None,
+        error=phase_error(e.error),
         occur_time=timestamp(e.occur_time),
     )
 
