@@ -207,3 +207,10 @@ async def test_200_mb_upload_in_bounded_memory(stack: Stack, tmp_path: Path) -> 
         assert peak < 250
     finally:
         proc.close()
+
+
+async def test_nul_bytes_are_quarantined_not_fatal(discovery: Stack) -> None:
+    imp = await discovery.upload(new_tenant(), b"host,ip\nweb1,10.0.0.1\nweb\x002,10.0.0.2\n")
+    assert (imp.row_count, imp.quarantined_row_count) == (1, 1)
+    assert "NUL" in imp.quarantined_rows[0].reason
+    assert "\\0" in imp.quarantined_rows[0].excerpt

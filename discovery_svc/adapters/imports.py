@@ -32,9 +32,7 @@ class CopyWriter:
             self._rows.append((self._import_id, self.row_count, item.line_number, item.values))
         else:
             self.quarantined_count += 1
-            self._quarantined.append(
-                (self._import_id, item.line_number, item.reason, item.excerpt.replace("\x00", ""))
-            )
+            self._quarantined.append((self._import_id, item.line_number, item.reason, item.excerpt))
         if len(self._rows) + len(self._quarantined) >= self._batch:
             await self.flush()
 

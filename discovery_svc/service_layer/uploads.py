@@ -29,14 +29,6 @@ def _refuse(description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation("chunk", description)])
 
 
-def _screen(item: Row | Quarantined) -> Row | Quarantined:
-    # PostgreSQL text cannot hold NUL; such a row is quarantined rather than failing the upload.
-    if isinstance(item, Row) and any("\x00" in v for v in item.values):
-        excerpt = ",".join(item.values)[:200].replace("\x00", "\\0")
-        return Quarantined(item.line_number, "row contains NUL characters", excerpt)
-    return item
-
-
 async def upload(
     engine: AsyncEngine, tenant: Tenant, request: UploadRequest, chunks: AsyncIterator[bytes]
 ) -> ImportSummary:
@@ -52,7 +44,7 @@ async def upload(
         writer = imports.CopyWriter(conn, import_id)
 
         async def take(items: list[Row | Quarantined]) -> None:
-            for item in map(_screen, items):
+            for item in items:
                 if isinstance(item, Quarantined) and len(shown) < QUARANTINE_SHOWN:
                     shown.append(item)
                 await writer.add(item)

@@ -13,15 +13,18 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 
-from flowpair.v1 import flow_pb2, orchestrator_pb2
+from flowpair.v1 import orchestrator_pb2
 from flowpair_shared import devstack
-from tests.support import Stack, eventually, fetchval, md, new_tenant
+from flowpair_shared.db import asyncpg_dsn
+from tests.support import Stack, discovery_flow, eventually, fetchval, md, new_tenant
 
 ECHO = "/bench.Echo/Echo"
 
@@ -67,9 +70,9 @@ async def flow_creation(url: str, n: int, concurrency: int) -> tuple[float, floa
     orchestrator, discovery = await stack.start_processes(logs)
     try:
         orch, tenant = stack.orchestrator(), new_tenant()
-        req = orchestrator_pb2.CreateFlowRequest(
-            flow=orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
-        )
+        # On an import nobody uploaded: after linking, DATA_IMPORT runs and fails, so each
+        # flow also costs a RunPhase command, a phase job and three more events.
+        req = orchestrator_pb2.CreateFlowRequest(flow=discovery_flow())
         await _rate(200, concurrency, lambda: orch.CreateFlow(req, metadata=md(tenant)))
         total = n + 200
 
@@ -98,10 +101,56 @@ async def flow_creation(url: str, n: int, concurrency: int) -> tuple[float, floa
         discovery.terminate()
 
 
+ROW = b"web%07d.corp.example.com,10.1.2.3,RHEL 8.6,16 GB,Production,Jane Doe,EMEA\n"
+
+
+async def upload_vs_copy(url: str, rows: int) -> tuple[float, float, float]:
+    """Rows/s of a streamed CSV upload (parse + COPY in batches) and of a bare asyncpg COPY of
+    the same, already parsed rows into the same table; and the upload's MB/s."""
+    stack = Stack(url)
+    logs = Path(tempfile.mkdtemp(prefix="flowpair-bench-"))
+    orchestrator, discovery = await stack.start_processes(logs)
+    try:
+
+        def chunks() -> Iterator[bytes]:
+            yield b"host,ip,os,ram,env,owner,region\n"
+            for start in range(0, rows, 10_000):
+                yield b"".join(ROW % i for i in range(start, min(rows, start + 10_000)))
+
+        size = sum(len(c) for c in chunks())
+        started = time.perf_counter()
+        imp = await stack.upload(new_tenant(), chunks())
+        upload_s = time.perf_counter() - started
+        assert imp.row_count == rows
+    finally:
+        await stack.close()
+        orchestrator.terminate()
+        discovery.terminate()
+    records = [
+        (uuid.UUID(int=1), i + 1, i + 2, (ROW % i).decode().rstrip("\n").split(","))
+        for i in range(rows)
+    ]
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "raw_records",
+                schema_name="discovery",
+                columns=["import_id", "row_number", "line_number", "values"],
+                records=records,
+            )
+        copy_s = time.perf_counter() - started
+    finally:
+        await conn.close()
+    return rows / upload_s, rows / copy_s, size / upload_s / 2**20
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flows", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rows", type=int, default=500_000)
     args = parser.parse_args()
     admin = (
         os.environ.get("FLOWPAIR_TEST_DATABASE_URL")
@@ -114,6 +163,7 @@ async def main() -> None:
     try:
         echo = await echo_baseline(args.flows * 2, args.concurrency)
         create, e2e = await flow_creation(url, args.flows, args.concurrency)
+        upload_rate, copy_rate, upload_mb = await upload_vs_copy(url, args.rows)
     finally:
         await devstack.drop_database(admin, name)
     print(
@@ -123,6 +173,12 @@ async def main() -> None:
     print(f"{'bare grpc.aio echo':40s} {echo:9.0f} calls/s   1.00")
     print(f"{'CreateFlow (master + outbox, 1 tx)':40s} {create:9.0f} calls/s   {create / echo:.2f}")
     print(f"{'flows fully linked (child + event back)':40s} {e2e:9.0f} flows/s   {e2e / echo:.2f}")
+    print(f"\nrows={args.rows}")
+    print(f"{'bare asyncpg COPY of parsed rows':40s} {copy_rate:9.0f} rows/s    1.00")
+    print(
+        f"{'UploadImportData (gRPC, parse, COPY)':40s} {upload_rate:9.0f} rows/s    "
+        f"{upload_rate / copy_rate:.2f}   ({upload_mb:.0f} MB/s)"
+    )
 
 
 if __name__ == "__main__":
