@@ -23,7 +23,7 @@ from tests.support import (
     new_tenant,
 )
 
-REALDATA = ROOT.parent / "shared" / "realdata" / "servicenow_style_cmdb_export.csv"
+REALDATA = ROOT / "examples" / "realdata" / "servicenow_style_cmdb_export.csv"
 
 
 async def nothing_stored(stack: Stack) -> None:
@@ -167,8 +167,6 @@ async def test_imports_belong_to_their_tenant(stack: Stack) -> None:
 
 
 async def test_real_cmdb_export_imports_cleanly(discovery: Stack) -> None:
-    if not REALDATA.exists():
-        pytest.skip(f"{REALDATA} is not on this machine")
     imp = await discovery.upload(new_tenant(), REALDATA.read_bytes(), chunk_size=1000)
     assert (imp.row_count, len(imp.columns), imp.quarantined_row_count) == (109, 17, 0)
     assert imp.columns[0] == "serv_u_environment"

@@ -11,7 +11,12 @@ import pytest
 
 from discovery_svc.domain.csv_stream import CsvFormatError, CsvStreamParser, Quarantined, Row
 
-REAL_EXPORT = Path("/work/shared/realdata/servicenow_style_cmdb_export.csv")
+REAL_EXPORT = (
+    Path(__file__).resolve().parents[2]
+    / "examples"
+    / "realdata"
+    / "servicenow_style_cmdb_export.csv"
+)
 
 Result = list[Row | Quarantined]
 
@@ -371,7 +376,6 @@ def test_parser_refuses_input_after_close() -> None:
         parser.feed(b"2\n")
 
 
-@pytest.mark.skipif(not REAL_EXPORT.exists(), reason="real-world sample not available")
 def test_real_servicenow_export() -> None:
     data = REAL_EXPORT.read_bytes()
     parser, results = parse(data, 1000)
