@@ -74,3 +74,9 @@ class AlreadyExists(DomainError):
     """A resource with the client-chosen id exists already."""
 
     reason = "ALREADY_EXISTS"
+
+
+class Aborted(DomainError):
+    """A concurrent change won: re-read and try again (stale etag)."""
+
+    reason = "ABORTED"

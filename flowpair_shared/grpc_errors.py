@@ -9,6 +9,7 @@ from grpc_status import rpc_status
 
 from flowpair_shared.domain import IllegalTransition
 from flowpair_shared.errors import (
+    Aborted,
     AlreadyExists,
     DomainError,
     FailedPrecondition,
@@ -55,6 +56,8 @@ def to_status(error: Exception) -> grpc.Status:
         code = code_pb2.NOT_FOUND
     elif isinstance(error, AlreadyExists):
         code = code_pb2.ALREADY_EXISTS
+    elif isinstance(error, Aborted):
+        code = code_pb2.ABORTED
     elif isinstance(error, FailedPrecondition):
         code = code_pb2.FAILED_PRECONDITION
         details.append(

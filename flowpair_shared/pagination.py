@@ -79,3 +79,18 @@ def decode_offset(token: str, query: str) -> int:
     if not isinstance(position, int) or position < 0:
         raise _foreign()
     return position
+
+
+def encode_named(position: tuple[str, uuid.UUID], query: str) -> str:
+    """A token for the page after (name, id) ``position``, for lists ordered by name."""
+    return _seal({"name": position[0], "id": str(position[1])}, query)
+
+
+def decode_named(token: str, query: str) -> tuple[str, uuid.UUID] | None:
+    if not token:
+        return None
+    body = _open(token, query)
+    try:
+        return str(body["name"]), uuid.UUID(body["id"])
+    except (ValueError, KeyError, TypeError):
+        raise _foreign() from None

@@ -15,7 +15,8 @@ from flowpair_shared.tenancy import Tenant
 
 _COLUMNS = """
   c.id, c.master_flow_id, c.client_account_id, c.engagement_id, c.create_user, c.flow_type,
-  c.display_name, c.import_id, c.status, c.event_seq, c.create_time, c.update_time
+  c.display_name, c.import_id, c.status, c.event_seq, c.create_time, c.update_time,
+  c.auto_approve, c.confidence_threshold
 """
 
 
@@ -33,6 +34,8 @@ def _from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> ChildFlow:
         event_seq=row[9],
         create_time=row[10],
         update_time=row[11],
+        auto_approve=row[12],
+        confidence_threshold=row[13],
     )
     for phase, status, update_time, reason, message in phases:
         child.phases[Phase(phase)] = PhaseStatus(status)
@@ -56,9 +59,11 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
                 """
                 INSERT INTO discovery.child_flows
                   (id, master_flow_id, client_account_id, engagement_id, create_user, flow_type,
-                   display_name, import_id, status, event_seq)
+                   display_name, import_id, status, event_seq, auto_approve,
+                   confidence_threshold)
                 VALUES (:id, :master, :client_account_id, :engagement_id, :create_user,
-                        :flow_type, :display_name, :import_id, :status, :event_seq)
+                        :flow_type, :display_name, :import_id, :status, :event_seq,
+                        :auto_approve, :threshold)
                 ON CONFLICT (master_flow_id) DO NOTHING
                 RETURNING create_time, update_time
                 """
@@ -74,6 +79,8 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
                 "import_id": child.import_id,
                 "status": int(child.status),
                 "event_seq": child.event_seq,
+                "auto_approve": child.auto_approve,
+                "threshold": child.confidence_threshold,
             },
         )
     ).first()

@@ -55,6 +55,8 @@ class ChildFlow:
     flow_type: FlowType
     display_name: str
     import_id: uuid.UUID | None = None
+    auto_approve: bool = False
+    confidence_threshold: float = 0.85
     status: FlowStatus = FlowStatus.INITIALIZING
     event_seq: int = 0
     create_time: datetime | None = None

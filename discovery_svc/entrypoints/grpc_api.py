@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import grpc
 
 from discovery_svc.domain.imports import ImportSummary
+from discovery_svc.domain.inventory import Asset
+from discovery_svc.domain.mapping_set import REQUIRED, TARGET_ATTRIBUTES, FieldMapping, Update
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import DataProfile
 from discovery_svc.service_layer.handlers import CreateChildFlow, Discovery
@@ -118,6 +121,49 @@ def profile_to_proto(profile: DataProfile) -> discovery_pb2.DataProfile:
     return proto
 
 
+ASSETS = "assets"
+ASSET_TYPES = ("server", "application", "database", "network_device", "other")
+
+
+def mapping_to_proto(m: FieldMapping) -> discovery_pb2.FieldMapping:
+    return discovery_pb2.FieldMapping(
+        source_column=m.source_column,
+        position=m.position,
+        target_attribute=m.target_attribute or "",
+        confidence=m.confidence,
+        reason=m.reason,
+        state=discovery_pb2.MappingState.Value(f"MAPPING_STATE_{m.state.name}"),
+        alternatives=m.alternatives,
+        custom_attribute=m.custom_attribute or "",
+    )
+
+
+def asset_to_proto(a: Asset) -> discovery_pb2.Asset:
+    return discovery_pb2.Asset(
+        name=format_name(ASSETS, a.id),
+        asset_type=a.asset_type,
+        display_name=a.display_name,
+        hostname=a.hostname or "",
+        domain=a.domain or "",
+        ip_address=a.ip_address or "",
+        operating_system=a.operating_system or "",
+        os_family=a.os_family or "",
+        os_version=a.os_version or "",
+        cpu_cores=a.cpu_cores or 0,
+        memory_gb=a.memory_gb or 0.0,
+        storage_gb=a.storage_gb or 0.0,
+        environment=a.environment or "",
+        application_name=a.application_name or "",
+        owner=a.owner or "",
+        location=a.location or "",
+        business_criticality=a.business_criticality or "",
+        serial_number=a.serial_number or "",
+        attributes={k: v if isinstance(v, str) else json.dumps(v) for k, v in a.attributes.items()},
+        source_rows=[f"{format_name(IMPORTS, i)}/rows/{n}" for i, n in a.source_rows],
+        update_time=timestamp(a.update_time),
+    )
+
+
 def _master(value: str, v: Validator) -> uuid.UUID:
     master = parse_name(value, FLOWS, "master_flow", v)
     v.raise_if_any()
@@ -148,6 +194,8 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         flow_type = enum_value(FlowType, request.type, "type", v, "FLOW_TYPE_")
         check_display_name(request.display_name, "display_name", v)
         import_id = parse_name(getattr(request, "import"), IMPORTS, "import", v, required=False)
+        if not 0 <= request.mapping_confidence_threshold <= 1:
+            v.add("mapping_confidence_threshold", "must be between 0 and 1")
         message_id = message_id_from(context.invocation_metadata())
         v.raise_if_any()
         assert master is not None and flow_type is not None
@@ -158,6 +206,8 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
                 flow_type=flow_type,
                 display_name=request.display_name,
                 import_id=import_id,
+                auto_approve=request.auto_approve,
+                confidence_threshold=request.mapping_confidence_threshold or 0.85,
             ),
             message_id,
         )
@@ -236,3 +286,111 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         master = _master(request.master_flow, Validator())
         profile = await self._d.get_profile(tenancy.current(), master)
         return discovery_pb2.GetDataProfileResponse(profile=profile_to_proto(profile))
+
+    async def ListFieldMappings(
+        self, request: discovery_pb2.ListFieldMappingsRequest, context: Context
+    ) -> discovery_pb2.ListFieldMappingsResponse:
+        master = _master(request.master_flow, Validator())
+        found = await self._d.list_mappings(tenancy.current(), master)
+        return discovery_pb2.ListFieldMappingsResponse(
+            mappings=[mapping_to_proto(m) for m in found.mappings],
+            etag=found.etag,
+            missing_required_attributes=found.missing_required(),
+            approved=found.approved,
+            confidence_threshold=found.threshold,
+            target_attributes=TARGET_ATTRIBUTES,
+            required_attributes=REQUIRED,
+            waived_required_attributes=found.waived,
+        )
+
+    async def UpdateFieldMappings(
+        self, request: discovery_pb2.UpdateFieldMappingsRequest, context: Context
+    ) -> discovery_pb2.UpdateFieldMappingsResponse:
+        v = Validator()
+        updates = []
+        for i, u in enumerate(request.updates):
+            action = u.WhichOneof("action")
+            if not u.source_column:
+                v.add(f"updates[{i}].source_column", "is required")
+            if action is None:
+                v.add(f"updates[{i}]", "set one of approve, reject, remap_to, custom_attribute")
+            updates.append(
+                Update(
+                    source_column=u.source_column,
+                    approve=action == "approve" and u.approve,
+                    reject=action == "reject" and u.reject,
+                    remap_to=u.remap_to if action == "remap_to" else None,
+                    custom_attribute=u.custom_attribute if action == "custom_attribute" else None,
+                )
+            )
+        master = _master(request.master_flow, v)
+        changed = await self._d.update_mappings(
+            tenancy.current(),
+            master,
+            etag=request.etag,
+            updates=updates,
+            approve=request.approve,
+            waive=list(request.waive_required_attributes),
+        )
+        return discovery_pb2.UpdateFieldMappingsResponse(
+            mappings=[mapping_to_proto(m) for m in changed.mappings],
+            etag=changed.etag,
+            missing_required_attributes=changed.missing_required(),
+            approved=changed.approved,
+            waived_required_attributes=changed.waived,
+        )
+
+    async def ListAssets(
+        self, request: discovery_pb2.ListAssetsRequest, context: Context
+    ) -> discovery_pb2.ListAssetsResponse:
+        v = Validator()
+        if request.asset_type and request.asset_type not in ASSET_TYPES:
+            v.add("asset_type", f"must be one of {', '.join(ASSET_TYPES)}")
+        v.raise_if_any()
+        found, token, total = await self._d.list_assets(
+            tenancy.current(),
+            asset_type=request.asset_type,
+            environment=request.environment.strip().lower(),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return discovery_pb2.ListAssetsResponse(
+            assets=[asset_to_proto(a) for a in found], next_page_token=token, total_size=total
+        )
+
+    async def GetAsset(
+        self, request: discovery_pb2.GetAssetRequest, context: Context
+    ) -> discovery_pb2.GetAssetResponse:
+        v = Validator()
+        asset_id = parse_name(request.name, ASSETS, "name", v)
+        v.raise_if_any()
+        assert asset_id is not None
+        asset = await self._d.get_asset(tenancy.current(), asset_id)
+        return discovery_pb2.GetAssetResponse(asset=asset_to_proto(asset))
+
+    async def ListDependencies(
+        self, request: discovery_pb2.ListDependenciesRequest, context: Context
+    ) -> discovery_pb2.ListDependenciesResponse:
+        v = Validator()
+        asset_id = parse_name(request.asset, ASSETS, "asset", v, required=False)
+        v.raise_if_any()
+        found, token = await self._d.list_dependencies(
+            tenancy.current(),
+            asset_id=asset_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return discovery_pb2.ListDependenciesResponse(
+            dependencies=[
+                discovery_pb2.Dependency(
+                    source=format_name(ASSETS, d.source),
+                    target=format_name(ASSETS, d.target),
+                    kind=d.kind,
+                    source_display_name=d.source_name,
+                    target_display_name=d.target_name,
+                    evidence=d.evidence,
+                )
+                for d in found
+            ],
+            next_page_token=token,
+        )

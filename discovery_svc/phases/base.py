@@ -13,6 +13,8 @@ from typing import ClassVar, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discovery_svc.adapters import imports, repository
+from discovery_svc.domain.imports import ImportSummary
 from discovery_svc.domain.model import ChildFlow
 from flowpair_shared.domain import Phase, PhaseStatus
 
@@ -43,3 +45,17 @@ class PhaseHandler(Protocol):
     """Seconds the phase may take before it fails with reason PHASE_TIMEOUT."""
 
     async def run(self, child: ChildFlow, conn: AsyncConnection) -> PhaseOutcome: ...
+
+
+async def flow_import(conn: AsyncConnection, child: ChildFlow) -> ImportSummary:
+    """The import the flow was created on; the phase fails if it is missing."""
+    if child.import_id is None:
+        raise PhaseFailed("IMPORT_MISSING", "the flow was created without an import")
+    found = await imports.get(conn, repository.tenant_of(child), child.import_id)
+    if found is None:
+        raise PhaseFailed(
+            "IMPORT_NOT_FOUND",
+            f"imports/{child.import_id} was not found for this engagement; upload it with"
+            f" UploadImportData (metadata.import_id = {child.import_id}), then RetryPhase",
+        )
+    return found

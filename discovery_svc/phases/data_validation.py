@@ -6,10 +6,10 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.adapters import imports, profiles, repository
+from discovery_svc.adapters import profiles
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import Severity, build_profile
-from discovery_svc.phases.base import PhaseFailed, PhaseOutcome
+from discovery_svc.phases.base import PhaseOutcome, flow_import
 from flowpair_shared.domain import Phase, PhaseStatus
 
 
@@ -18,13 +18,7 @@ class DataValidation:
     timeout: ClassVar[float] = 600.0
 
     async def run(self, child: ChildFlow, conn: AsyncConnection) -> PhaseOutcome:
-        found = (
-            await imports.get(conn, repository.tenant_of(child), child.import_id)
-            if child.import_id
-            else None
-        )
-        if found is None:
-            raise PhaseFailed("IMPORT_NOT_FOUND", "the flow's import no longer exists")
+        found = await flow_import(conn, child)
         counts = await profiles.count_columns(conn, found.id, found.columns)
         profile = build_profile(
             import_id=str(found.id),

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from discovery_svc.adapters import imports, jobs, messages, profiles, repository
+from discovery_svc.adapters import assets, imports, jobs, mappings, messages, profiles, repository
 from discovery_svc.domain.imports import ImportSummary
+from discovery_svc.domain.inventory import Asset, Dependency
+from discovery_svc.domain.mapping_set import MappingSet, Update
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import DataProfile
 from discovery_svc.service_layer import uploads
 from discovery_svc.service_layer.uploads import UploadRequest
-from flowpair_shared import logs
+from flowpair_shared import logs, pagination
 from flowpair_shared.domain import FlowType, Phase, PhaseStatus
-from flowpair_shared.errors import NotFound
+from flowpair_shared.errors import FailedPrecondition, NotFound
 from flowpair_shared.outbox import UnitOfWork, first_delivery
 from flowpair_shared.tenancy import Tenant
 
@@ -31,6 +33,8 @@ class CreateChildFlow:
     flow_type: FlowType
     display_name: str
     import_id: uuid.UUID | None
+    auto_approve: bool = False
+    confidence_threshold: float = 0.85
 
 
 async def emit(uow: UnitOfWork, child: ChildFlow) -> None:
@@ -77,6 +81,8 @@ class Discovery:
                 flow_type=cmd.flow_type,
                 display_name=cmd.display_name,
                 import_id=cmd.import_id,
+                auto_approve=cmd.auto_approve,
+                confidence_threshold=cmd.confidence_threshold,
             )
             child.initialize()
             if not fresh or not await repository.insert(uow.conn, child):
@@ -177,3 +183,106 @@ class Discovery:
                 f" (DATA_VALIDATION is {child.phases[Phase.DATA_VALIDATION].name})"
             )
         return profile
+
+    # -- attribute mapping -----------------------------------------------------------------
+
+    async def list_mappings(self, tenant: Tenant, master_flow_id: uuid.UUID) -> MappingSet:
+        child = await self.get_child_flow(tenant, master_flow_id=master_flow_id)
+        async with self._engine.connect() as conn:
+            found = await mappings.get(conn, child.id, child.confidence_threshold)
+        if found is None:
+            raise NotFound(
+                f"flows/{master_flow_id} has no mapping yet (ATTRIBUTE_MAPPING is"
+                f" {child.phases[Phase.ATTRIBUTE_MAPPING].name})"
+            )
+        return found
+
+    async def update_mappings(
+        self,
+        tenant: Tenant,
+        master_flow_id: uuid.UUID,
+        *,
+        etag: str,
+        updates: Sequence[Update],
+        approve: bool,
+        waive: Sequence[str] = (),
+    ) -> MappingSet:
+        """A person's edits and approval; approval completes ATTRIBUTE_MAPPING."""
+        logs.bind(flow_id=str(master_flow_id))
+        async with self._uow() as uow:
+            child = await self._locked(uow, tenant, master_flow_id)
+            status = child.phases[Phase.ATTRIBUTE_MAPPING]
+            current = await mappings.get(uow.conn, child.id, child.confidence_threshold, lock=True)
+            if current is None or (
+                status != PhaseStatus.WAITING_FOR_APPROVAL and not current.approved
+            ):
+                raise FailedPrecondition(
+                    "mappings can be edited only while the flow waits for their approval;"
+                    f" ATTRIBUTE_MAPPING is {status.name}",
+                    reason="NOT_WAITING_FOR_APPROVAL",
+                    subject=f"flows/{master_flow_id}",
+                )
+            changed = current.updated(etag, updates, approve=approve, waive=waive)
+            await mappings.save(
+                uow.conn, child.id, changed, approved_by=tenant.user_id if approve else None
+            )
+            if changed.approved:
+                child.set_phase(Phase.ATTRIBUTE_MAPPING, PhaseStatus.COMPLETED)
+                await emit(uow, child)
+            await uow.commit()
+        if changed.approved:
+            log.info("mapping approved")
+            self._after_commit()
+        return changed
+
+    # -- inventory -------------------------------------------------------------------------
+
+    async def list_assets(
+        self,
+        tenant: Tenant,
+        *,
+        asset_type: str,
+        environment: str,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[Asset], str, int]:
+        size = pagination.page_size(page_size)
+        query = f"{asset_type}|{environment}"
+        after = pagination.decode_named(page_token, query)
+        async with self._engine.connect() as conn:
+            found, total = await assets.list_page(
+                conn,
+                tenant,
+                asset_type=asset_type or None,
+                environment=environment or None,
+                after=after,
+                limit=size + 1,
+            )
+        token = ""
+        if len(found) > size:
+            found = found[:size]
+            token = pagination.encode_named((found[-1].display_name, found[-1].id), query)
+        return found, token, total
+
+    async def get_asset(self, tenant: Tenant, asset_id: uuid.UUID) -> Asset:
+        async with self._engine.connect() as conn:
+            found = await assets.get(conn, tenant, asset_id)
+        if found is None:
+            raise NotFound(f"assets/{asset_id} not found")
+        return found
+
+    async def list_dependencies(
+        self, tenant: Tenant, *, asset_id: uuid.UUID | None, page_size: int, page_token: str
+    ) -> tuple[list[Dependency], str]:
+        size = pagination.page_size(page_size)
+        query = str(asset_id or "")
+        after = pagination.decode_offset(page_token, query)
+        async with self._engine.connect() as conn:
+            found = await assets.list_dependencies(
+                conn, tenant, asset_id=asset_id, after=after, limit=size + 1
+            )
+        token = ""
+        if len(found) > size:
+            found = found[:size]
+            token = pagination.encode_offset(found[-1].id, query)
+        return found, token

@@ -34,6 +34,8 @@ def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
         master_flow=format_name(FLOWS, flow.id),
         type=flow_pb2.FlowType.ValueType(int(flow.flow_type)),
         display_name=flow.display_name,
+        auto_approve=flow.auto_approve,
+        mapping_confidence_threshold=flow.mapping_confidence_threshold,
     )
     # `import` is a Python keyword, so the field is only reachable by name.
     setattr(request, "import", format_name(IMPORTS, flow.import_id) if flow.import_id else "")

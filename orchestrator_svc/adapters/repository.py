@@ -19,16 +19,19 @@ FLOW_EVENTS_CHANNEL = "flowpair_flow_events"
 _FLOW_COLUMNS = """
   f.id, f.client_account_id, f.engagement_id, f.create_user, f.flow_type, f.display_name,
   f.auto_approve, f.import_id, f.status, f.current_phase, f.child_flow_id, f.paused_by,
-  f.last_event_seq, f.history_seq, f.request_id, f.create_time, f.update_time
+  f.last_event_seq, f.history_seq, f.request_id, f.create_time, f.update_time,
+  f.mapping_confidence_threshold
 """
 
 _INSERT_FLOW = text(
     """
     INSERT INTO orchestrator.flows
       (id, client_account_id, engagement_id, create_user, request_id, flow_type, display_name,
-       auto_approve, import_id, status, current_phase, history_seq)
+       auto_approve, import_id, status, current_phase, history_seq,
+       mapping_confidence_threshold)
     VALUES (:id, :client_account_id, :engagement_id, :create_user, :request_id, :flow_type,
-            :display_name, :auto_approve, :import_id, :status, :current_phase, :history_seq)
+            :display_name, :auto_approve, :import_id, :status, :current_phase, :history_seq,
+            :threshold)
     ON CONFLICT (client_account_id, engagement_id, request_id) DO NOTHING
     RETURNING create_time, update_time
     """
@@ -68,6 +71,7 @@ def _flow_from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> Maste
         request_id=row[14],
         create_time=row[15],
         update_time=row[16],
+        mapping_confidence_threshold=row[17],
     )
     for _flow_id, phase, status, reason, message, update_time in phases:
         error = PhaseError(reason, message or "") if reason is not None else None
@@ -95,6 +99,7 @@ async def insert(conn: AsyncConnection, flow: MasterFlow) -> bool:
                 "status": int(flow.status),
                 "current_phase": int(flow.current_phase),
                 "history_seq": flow.history_seq,
+                "threshold": flow.mapping_confidence_threshold,
             },
         )
     ).first()

@@ -101,6 +101,7 @@ class MasterFlow:
     display_name: str
     auto_approve: bool
     import_id: uuid.UUID | None = None
+    mapping_confidence_threshold: float = 0.85
     status: FlowStatus = FlowStatus.INITIALIZING
     current_phase: Phase = Phase.INITIALIZATION
     child_flow_id: uuid.UUID | None = None
@@ -203,6 +204,9 @@ class MasterFlow:
             self._move(FlowStatus.FAILED)
         elif finished and event.phase.next is None:
             self._move(FlowStatus.COMPLETED)
+        elif self.status == FlowStatus.WAITING_FOR_APPROVAL and finished:
+            # The output was approved; a person resumes the flow when ready.
+            pass
         elif self.status == FlowStatus.PAUSED:
             # Paused: the phase boundary is reached; nothing more starts until resume.
             if event.status == PhaseStatus.WAITING_FOR_APPROVAL:
@@ -236,16 +240,16 @@ class MasterFlow:
         self._record(FlowEventKind.PAUSED, actor=actor.user_id, reason=actor.reason)
 
     def resume(self, actor: Actor) -> None:
-        if self.status == FlowStatus.WAITING_FOR_APPROVAL:
+        state = self.phases[self.current_phase]
+        if self.status == FlowStatus.WAITING_FOR_APPROVAL and state.status != PhaseStatus.COMPLETED:
             raise FailedPrecondition(
-                f"flow {self.id} is waiting for approval of {self.current_phase.name};"
-                " it resumes once the phase's output is approved",
+                f"flow {self.id} is waiting for approval of {self.current_phase.name}; approve"
+                " its output first (for ATTRIBUTE_MAPPING: UpdateFieldMappings with approve)",
                 reason="APPROVAL_REQUIRED",
                 subject=f"flows/{self.id}",
             )
-        if self.status != FlowStatus.PAUSED:
+        if self.status not in (FlowStatus.PAUSED, FlowStatus.WAITING_FOR_APPROVAL):
             raise IllegalTransition("flow", self.status, FlowStatus.RUNNING)
-        state = self.phases[self.current_phase]
         if state.status == PhaseStatus.WAITING_FOR_APPROVAL:
             self._move(FlowStatus.WAITING_FOR_APPROVAL)
         else:

@@ -35,6 +35,7 @@ from orchestrator_svc.domain.model import HistoryEntry, MasterFlow, PhaseError, 
 from orchestrator_svc.service_layer.handlers import CreateFlow, Orchestrator
 
 Context = grpc.aio.ServicerContext[Any, Any]
+DEFAULT_THRESHOLD = 0.85
 _LifecycleRequest = (
     orchestrator_pb2.PauseFlowRequest
     | orchestrator_pb2.ResumeFlowRequest
@@ -54,6 +55,7 @@ def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
         ],
         child_flow=format_name(CHILD_FLOWS, flow.child_flow_id) if flow.child_flow_id else "",
         paused_by=str(flow.paused_by) if flow.paused_by else "",
+        mapping_confidence_threshold=flow.mapping_confidence_threshold,
         auto_approve=flow.auto_approve,
         create_user=str(flow.create_user),
         create_time=timestamp(flow.create_time),
@@ -136,6 +138,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             required=flow_type == FlowType.DISCOVERY,
         )
         request_id = parse_uuid(request.request_id, "request_id", v, required=False)
+        threshold = request.flow.mapping_confidence_threshold or DEFAULT_THRESHOLD
+        if not 0 < threshold <= 1:
+            v.add("flow.mapping_confidence_threshold", "must be between 0 and 1")
         v.raise_if_any()
         assert flow_type is not None
         flow = await self._o.create_flow(
@@ -147,6 +152,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 import_id=import_id,
                 allow_concurrent=request.flow.allow_concurrent,
                 request_id=request_id,
+                mapping_confidence_threshold=threshold,
             ),
         )
         return orchestrator_pb2.CreateFlowResponse(flow=flow_to_proto(flow))

@@ -32,6 +32,7 @@ class CreateFlow:
     import_id: uuid.UUID | None
     allow_concurrent: bool
     request_id: uuid.UUID | None
+    mapping_confidence_threshold: float = 0.85
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Orchestrator:
                 auto_approve=cmd.auto_approve,
                 import_id=cmd.import_id,
                 request_id=cmd.request_id,
+                mapping_confidence_threshold=cmd.mapping_confidence_threshold,
             )
             flow.created()
             if not await repository.insert(uow.conn, flow):

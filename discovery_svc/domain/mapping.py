@@ -1,0 +1,491 @@
+"""Suggesting a target attribute for every source column, from its header and its values.
+
+Two kinds of evidence, scored separately and then combined:
+
+* the header, normalised (case, spacing, punctuation, camelCase, units in brackets, ``#``,
+  common export prefixes such as ``serv_`` or ``u_``) and compared with synonyms;
+* the values, as DATA_VALIDATION profiled them: the share of IPs, FQDNs, OS strings, sizes,
+  integers. Values confirm a header (more confidence), contradict it (less), or name the
+  attribute on their own when the header says nothing ("Column7" full of IPs).
+
+Then columns are assigned greedily by score, one column per attribute. A column whose best
+two candidates score within ``_TIE`` of each other, or that lost its attribute to a column
+scoring within ``_TIE``, is AMBIGUOUS; a column with no candidate above ``_FLOOR`` is
+UNMAPPED. Nothing is forced: a person settles both before approval.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from discovery_svc.domain.mapping_set import TARGET_ATTRIBUTES, FieldMapping, State
+from discovery_svc.domain.profile import ColumnProfile
+
+_FLOOR = 0.5
+_TIE = 0.05
+
+# Exact synonyms, as normalised phrases; the first is the attribute's own name.
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "asset_name": (
+        "asset name",
+        "name",
+        "ci name",
+        "ci",
+        "display name",
+        "asset",
+        "configuration item",
+        "item name",
+        "resource name",
+        "label",
+    ),
+    "asset_type": (
+        "asset type",
+        "type",
+        "ci class",
+        "class",
+        "ci type",
+        "category",
+        "device type",
+        "sys class name",
+        "asset class",
+        "asset category",
+        "resource type",
+        "kind",
+    ),
+    "hostname": (
+        "hostname",
+        "host name",
+        "host",
+        "server name",
+        "server",
+        "computer name",
+        "machine name",
+        "dns name",
+        "fqdn",
+        "node name",
+        "node",
+        "vm name",
+        "device name",
+        "system name",
+        "server hostname",
+        "netbios name",
+    ),
+    "ip_address": (
+        "ip address",
+        "ip addr",
+        "ip",
+        "ipv4",
+        "ipv4 address",
+        "ipv6",
+        "ipv6 address",
+        "primary ip",
+        "primary ip address",
+        "mgmt ip",
+        "management ip",
+        "ip adress",
+        "ip addresses",
+        "private ip",
+        "internal ip",
+    ),
+    "operating_system": (
+        "operating system",
+        "os",
+        "os name",
+        "operating system name",
+        "os type",
+        "guest os",
+        "os family",
+    ),
+    "cpu_cores": (
+        "cpu cores",
+        "cpu",
+        "v cpu",
+        "v cpus",
+        "cpus",
+        "vcpu",
+        "vcpus",
+        "cores",
+        "cpu count",
+        "num cpu",
+        "number of cpus",
+        "processors",
+        "core count",
+        "cpu core count",
+        "num cores",
+        "number of cores",
+        "processor count",
+        "logical processors",
+        "cpu number",
+    ),
+    "memory_gb": (
+        "memory gb",
+        "memory",
+        "ram",
+        "mem",
+        "memory size",
+        "ram size",
+        "ram total",
+        "total memory",
+        "physical memory",
+        "memory total",
+        "vram",
+    ),
+    "storage_gb": (
+        "storage gb",
+        "storage",
+        "disk",
+        "disk size",
+        "total disk",
+        "hdd",
+        "disk space",
+        "disk capacity",
+        "total storage",
+        "storage size",
+        "disks",
+        "capacity",
+        "disk total",
+    ),
+    "environment": ("environment", "env", "environment name", "stage", "lifecycle"),
+    "application_name": (
+        "application name",
+        "application",
+        "app",
+        "app name",
+        "business service",
+        "business application",
+        "service",
+        "applications",
+        "apps",
+        "system",
+    ),
+    "owner": (
+        "owner",
+        "app owner",
+        "technical owner",
+        "business owner",
+        "owned by",
+        "managed by",
+        "contact",
+        "system owner",
+        "server owner",
+        "responsible",
+        "e2e csm",
+    ),
+    "location": ("location", "site", "region", "city", "country", "building", "site name"),
+    "os_version": (
+        "os version",
+        "version",
+        "operating system version",
+        "os release",
+        "release",
+        "os ver",
+    ),
+    "business_criticality": (
+        "business criticality",
+        "criticality",
+        "application criticality",
+        "priority",
+        "importance",
+        "business impact",
+        "crit",
+        "tier",
+    ),
+    "virtualization_platform": (
+        "virtualization platform",
+        "virtualization",
+        "hypervisor",
+        "platform",
+        "virtual platform",
+        "vm platform",
+        "virtualisation",
+        "virtualisation platform",
+    ),
+    "serial_number": (
+        "serial number",
+        "serial",
+        "serial no",
+        "sn",
+        "serial num",
+        "service tag",
+        "asset tag",
+    ),
+    "department": (
+        "department",
+        "dept",
+        "business unit",
+        "bu",
+        "division",
+        "function",
+        "cost center",
+        "cost centre",
+    ),
+    "data_center": ("data center", "datacenter", "dc", "data centre", "datacentre"),
+    "depends_on": (
+        "depends on",
+        "dependencies",
+        "dependency",
+        "connects to",
+        "upstream",
+        "related ci",
+        "relationships",
+        "uses",
+        "depends upon",
+        "dependent on",
+        "calls",
+    ),
+}
+assert set(_SYNONYMS) == set(TARGET_ATTRIBUTES)
+
+_PHRASE = {phrase: attr for attr, phrases in _SYNONYMS.items() for phrase in phrases}
+# Words that name a unit or an export's table, not the attribute.
+_UNIT_WORDS = frozenset({"gb", "mb", "tb", "gib", "mib", "tib", "kb", "g", "m", "t"})
+_PREFIX_WORDS = frozenset({"server", "u", "cmdb", "sys", "x", "app", "bus", "ci", "asset"})
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD = re.compile(r"[a-z0-9]+")
+_ABBREVIATIONS = {
+    "no": "number",
+    "num": "number",
+    "nr": "number",
+    "addr": "address",
+    "serv": "server",
+    "srv": "server",
+}
+
+# Which profiled kinds speak for an attribute: (kinds, whether they name it on their own).
+_VALUE_KINDS: dict[str, tuple[frozenset[str], bool]] = {
+    "ip_address": (frozenset({"ipv4", "ipv6"}), True),
+    "hostname": (frozenset({"fqdn", "hostname"}), False),
+    "operating_system": (frozenset({"os"}), True),
+    "memory_gb": (frozenset({"size", "integer", "decimal"}), False),
+    "storage_gb": (frozenset({"size", "integer", "decimal"}), False),
+    "cpu_cores": (frozenset({"integer"}), False),
+}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    attribute: str
+    score: float
+    reason: str
+
+
+def header_words(header: str) -> list[str]:
+    """``"RAM (GB)"`` → ``["ram", "gb"]``, ``"HOST_NAME"`` → ``["host", "name"]``."""
+    spaced = _CAMEL.sub(" ", header.replace("#", " number ").replace("O/S", "OS"))
+    words = _WORD.findall(spaced.lower())
+    # "o s" (from "O.S.") and other split single letters read as one word.
+    joined: list[str] = []
+    for w in words:
+        if len(w) == 1 and joined and len(joined[-1]) == 1 and w.isalpha():
+            joined[-1] += w
+        else:
+            joined.append(w)
+    return [_ABBREVIATIONS.get(w, w) for w in joined]
+
+
+def _header_candidates(header: str) -> list[_Candidate]:
+    words = header_words(header)
+    if not words:
+        return []
+    phrase = " ".join(words)
+    quoted = repr(header.strip())
+    found: dict[str, _Candidate] = {}
+
+    def offer(attr: str, score: float, why: str) -> None:
+        if attr not in found or found[attr].score < score:
+            found[attr] = _Candidate(attr, score, why)
+
+    if phrase in _PHRASE:
+        attr = _PHRASE[phrase]
+        own = phrase == _SYNONYMS[attr][0]
+        offer(attr, 0.95 if own else 0.9, f"header {quoted} is a synonym of {attr}")
+    core = [w for w in words if w not in _UNIT_WORDS] or words
+    while core and core[0] in _PREFIX_WORDS and len(core) > 1:
+        core = core[1:]
+    stripped = " ".join(core)
+    if stripped != phrase and stripped in _PHRASE:
+        attr = _PHRASE[stripped]
+        offer(attr, 0.85, f"header {quoted} reads as {stripped!r}, a synonym of {attr}")
+    # A synonym of several words inside a longer header ("Primary Server Hostname"), or one
+    # that starts it ("Hostname (FQDN)"). A single word further in is not enough: it is often
+    # qualified into something else ("last backup category" is no asset type).
+    padded = f" {stripped} "
+    for candidate, attr in _PHRASE.items():
+        if candidate == stripped:
+            continue
+        if " " in candidate and f" {candidate} " in padded:
+            offer(attr, 0.7, f"header {quoted} contains {candidate!r} ({attr})")
+        elif len(candidate) >= 4 and core[0] == candidate:
+            offer(attr, 0.65, f"header {quoted} starts with {candidate!r} ({attr})")
+    return list(found.values())
+
+
+def _value_share(column: ColumnProfile, attribute: str) -> float | None:
+    """The share of non-empty values that fit ``attribute``; ``None`` if values cannot tell."""
+    kinds = _VALUE_KINDS.get(attribute)
+    if kinds is None or column.inferred_type == "empty":
+        return None
+    patterns = dict(column.patterns)
+    if attribute in ("memory_gb", "storage_gb", "cpu_cores"):
+        # Numbers with or without units: the largest matching kind, not the sum (overlap).
+        return max((patterns.get(k, 0.0) for k in kinds[0]), default=0.0)
+    return min(1.0, sum(patterns.get(k, 0.0) for k in kinds[0]))
+
+
+def _describe(kind: str) -> str:
+    return {
+        "ipv4": "IPv4 addresses",
+        "ipv6": "IPv6 addresses",
+        "fqdn": "fully qualified domain names",
+        "hostname": "host names",
+        "os": "operating-system names",
+        "size": "sizes",
+        "integer": "integers",
+        "decimal": "decimals",
+    }.get(kind, kind)
+
+
+def _top_kind(column: ColumnProfile, attribute: str) -> str:
+    kinds = _VALUE_KINDS[attribute][0]
+    best = max((p for p in column.patterns if p[0] in kinds), key=lambda p: p[1], default=None)
+    return _describe(best[0]) if best else "values"
+
+
+def _candidates(column: ColumnProfile) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    named = _header_candidates(column.name)
+    for c in named:
+        share = _value_share(column, c.attribute)
+        if share is None:
+            out.append(c)
+        elif share >= 0.8:
+            out.append(
+                _Candidate(
+                    c.attribute,
+                    min(0.99, c.score + 0.08),
+                    f"{c.reason}; {share:.0%} of values are {_top_kind(column, c.attribute)}",
+                )
+            )
+        elif share < 0.3:
+            out.append(
+                _Candidate(
+                    c.attribute,
+                    c.score * 0.6,
+                    f"{c.reason}, but only {share:.0%} of values look like it",
+                )
+            )
+        else:
+            out.append(c)
+    headed = {c.attribute for c in named}
+    for attribute, (_kinds, decisive) in _VALUE_KINDS.items():
+        if attribute in headed:
+            continue
+        share = _value_share(column, attribute)
+        if share is None or share < 0.8:
+            continue
+        if decisive:
+            score = 0.6 + 0.35 * share
+        elif attribute == "hostname" and dict(column.patterns).get("fqdn", 0.0) >= 0.8:
+            score = 0.8
+        else:
+            continue
+        out.append(
+            _Candidate(
+                attribute,
+                score,
+                f"{share:.0%} of values are {_top_kind(column, attribute)}"
+                f" (header {column.name.strip()!r} says nothing)",
+            )
+        )
+    out.sort(key=lambda c: -c.score)
+    return out
+
+
+def suggest(columns: Sequence[ColumnProfile]) -> list[FieldMapping]:
+    """One :class:`FieldMapping` per column, in column order."""
+    # An empty column fills nothing, whatever its header says: listed, never suggested.
+    candidates = {c.position: [] if c.inferred_type == "empty" else _candidates(c) for c in columns}
+    ranked = sorted(
+        ((cand.score, pos, cand) for pos, cands in candidates.items() for cand in cands),
+        key=lambda t: (-t[0], t[1]),
+    )
+    assigned: dict[int, _Candidate] = {}
+    winner: dict[str, tuple[int, float]] = {}
+    for score, pos, cand in ranked:
+        if score < _FLOOR or pos in assigned or cand.attribute in winner:
+            continue
+        assigned[pos] = cand
+        winner[cand.attribute] = (pos, score)
+
+    by_position = {c.position: c for c in columns}
+    result: list[FieldMapping] = []
+    for pos in sorted(by_position):
+        name = by_position[pos].name
+        mine = [c for c in candidates[pos] if c.score >= _FLOOR]
+        chosen = assigned.get(pos)
+        if chosen is None:
+            lost = [c for c in mine if c.attribute in winner]
+            if lost:
+                best = lost[0]
+                rival = by_position[winner[best.attribute][0]].name
+                close = winner[best.attribute][1] - best.score <= _TIE
+                result.append(
+                    FieldMapping(
+                        position=pos,
+                        source_column=name,
+                        target_attribute=best.attribute if close else None,
+                        confidence=round(best.score, 3),
+                        reason=(
+                            f"{best.reason}; {rival!r} fits {best.attribute} "
+                            + ("about as well" if close else "better")
+                        ),
+                        state=State.AMBIGUOUS if close else State.UNMAPPED,
+                        alternatives=(best.attribute,),
+                    )
+                )
+            else:
+                result.append(
+                    FieldMapping(
+                        position=pos,
+                        source_column=name,
+                        target_attribute=None,
+                        confidence=0.0,
+                        reason=_unmapped_reason(by_position[pos]),
+                        state=State.UNMAPPED,
+                        alternatives=_header_only(by_position[pos]),
+                    )
+                )
+            continue
+        others = tuple(c.attribute for c in mine if c.attribute != chosen.attribute)
+        tied = [
+            c for c in mine if c.attribute != chosen.attribute and chosen.score - c.score <= _TIE
+        ]
+        result.append(
+            FieldMapping(
+                position=pos,
+                source_column=name,
+                target_attribute=chosen.attribute,
+                confidence=round(chosen.score, 3),
+                reason=chosen.reason
+                + ("; could also be " + ", ".join(c.attribute for c in tied) if tied else ""),
+                state=State.AMBIGUOUS if tied else State.SUGGESTED,
+                alternatives=others,
+            )
+        )
+    return result
+
+
+def _header_only(column: ColumnProfile) -> tuple[str, ...]:
+    if column.inferred_type != "empty":
+        return ()
+    return tuple(c.attribute for c in _header_candidates(column.name))
+
+
+def _unmapped_reason(column: ColumnProfile) -> str:
+    if column.inferred_type == "empty":
+        named = _header_only(column)
+        hint = f" (the header suggests {', '.join(named)})" if named else ""
+        return "every value is empty, so it fills nothing" + hint
+    return "no header synonym or value pattern points to a target attribute"

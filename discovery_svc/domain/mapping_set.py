@@ -1,0 +1,224 @@
+"""The reviewable mapping of a flow: suggestions, a person's edits, and approval rules."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from flowpair_shared.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
+
+REQUIRED = (
+    "asset_name",
+    "asset_type",
+    "hostname",
+    "ip_address",
+    "operating_system",
+    "cpu_cores",
+    "memory_gb",
+)
+OPTIONAL = (
+    "storage_gb",
+    "environment",
+    "application_name",
+    "owner",
+    "location",
+    "os_version",
+    "business_criticality",
+    "virtualization_platform",
+    "serial_number",
+    "department",
+    "data_center",
+    "depends_on",
+)
+TARGET_ATTRIBUTES = REQUIRED + OPTIONAL
+_CUSTOM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class State(enum.Enum):
+    """Mirrors ``MappingState`` in the protos (by name)."""
+
+    SUGGESTED = "suggested"
+    AMBIGUOUS = "ambiguous"
+    UNMAPPED = "unmapped"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    position: int
+    source_column: str
+    target_attribute: str | None
+    confidence: float
+    reason: str
+    state: State
+    alternatives: tuple[str, ...] = ()
+    custom_attribute: str | None = None
+
+    @property
+    def usable_target(self) -> str | None:
+        """The attribute this column fills once approved, if any."""
+        if self.state in (State.SUGGESTED, State.APPROVED):
+            return self.target_attribute
+        return None
+
+
+@dataclass(frozen=True)
+class Update:
+    """One edit of a column's mapping; exactly one action is set."""
+
+    source_column: str
+    approve: bool = False
+    reject: bool = False
+    remap_to: str | None = None
+    custom_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    mappings: tuple[FieldMapping, ...]
+    version: int
+    approved: bool
+    threshold: float
+    waived: tuple[str, ...] = ()
+    """Required attributes the data does not have, acknowledged by the approver."""
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    def missing_required(self) -> list[str]:
+        mapped = {m.usable_target for m in self.mappings}
+        return [a for a in REQUIRED if a not in mapped and a not in self.waived]
+
+    def auto_approvable(self) -> bool:
+        """Every required attribute suggested with at least the threshold, nothing ambiguous."""
+        confident = {
+            m.target_attribute
+            for m in self.mappings
+            if m.state == State.SUGGESTED and m.confidence >= self.threshold
+        }
+        return all(a in confident for a in REQUIRED)
+
+    def updated(
+        self,
+        etag: str,
+        updates: Sequence[Update],
+        *,
+        approve: bool,
+        waive: Sequence[str] = (),
+    ) -> MappingSet:
+        """Apply a person's edits (and approval); refuse stale, malformed or incomplete ones."""
+        if self.approved:
+            raise FailedPrecondition(
+                "the mapping is already approved; it cannot change any more",
+                reason="MAPPING_APPROVED",
+            )
+        if etag and etag != self.etag:
+            raise Aborted(f"the mapping changed since etag {etag}; it is now {self.etag}")
+        by_column = {m.source_column: m for m in self.mappings}
+        violations: list[FieldViolation] = []
+        for i, u in enumerate(updates):
+            field = f"updates[{i}]"
+            current = by_column.get(u.source_column)
+            if current is None:
+                violations.append(
+                    FieldViolation(f"{field}.source_column", f"no column {u.source_column!r}")
+                )
+                continue
+            changed = _apply(current, u, field, violations)
+            if changed is not None:
+                by_column[u.source_column] = changed
+        for i, attribute in enumerate(waive):
+            if attribute not in REQUIRED:
+                violations.append(
+                    FieldViolation(
+                        f"waive_required_attributes[{i}]",
+                        f"{attribute!r} is not a required attribute ({', '.join(REQUIRED)})",
+                    )
+                )
+        if violations:
+            raise InvalidArgument(violations)
+        result = replace(
+            self,
+            mappings=tuple(by_column[m.source_column] for m in self.mappings),
+            version=self.version + 1,
+            waived=tuple(a for a in REQUIRED if a in self.waived or a in waive),
+        )
+        if approve:
+            result._check_approvable()
+            result = replace(result, approved=True)
+        return result
+
+    def _check_approvable(self) -> None:
+        problems: list[str] = []
+        missing = self.missing_required()
+        if missing:
+            problems.append("required attributes not mapped: " + ", ".join(missing))
+        ambiguous = [m.source_column for m in self.mappings if m.state == State.AMBIGUOUS]
+        if ambiguous:
+            problems.append("ambiguous columns to resolve: " + ", ".join(ambiguous))
+        seen: dict[str, str] = {}
+        for m in self.mappings:
+            target = m.usable_target
+            if target is None:
+                continue
+            if target in seen:
+                problems.append(
+                    f"{target} is mapped from both {seen[target]!r} and {m.source_column!r}"
+                )
+            seen[target] = m.source_column
+        if problems:
+            raise FailedPrecondition(
+                "the mapping cannot be approved: " + "; ".join(problems),
+                reason="MAPPING_INCOMPLETE",
+                subject=", ".join(missing),
+            )
+
+
+def _apply(
+    m: FieldMapping, u: Update, field: str, violations: list[FieldViolation]
+) -> FieldMapping | None:
+    actions = sum([u.approve, u.reject, u.remap_to is not None, u.custom_attribute is not None])
+    if actions != 1:
+        violations.append(FieldViolation(field, "set exactly one action"))
+        return None
+    if u.approve:
+        if m.target_attribute is None:
+            violations.append(
+                FieldViolation(f"{field}.approve", f"{m.source_column!r} has no target to approve")
+            )
+            return None
+        return replace(m, state=State.APPROVED, custom_attribute=None)
+    if u.reject:
+        return replace(m, state=State.REJECTED, custom_attribute=None)
+    if u.remap_to is not None:
+        if u.remap_to not in TARGET_ATTRIBUTES:
+            violations.append(
+                FieldViolation(f"{field}.remap_to", f"unknown target attribute {u.remap_to!r}")
+            )
+            return None
+        return replace(
+            m,
+            target_attribute=u.remap_to,
+            state=State.APPROVED,
+            confidence=1.0,
+            reason=f"mapped by a person (was: {m.reason})",
+            custom_attribute=None,
+        )
+    assert u.custom_attribute is not None
+    if not _CUSTOM_NAME.match(u.custom_attribute) or u.custom_attribute in TARGET_ATTRIBUTES:
+        violations.append(
+            FieldViolation(
+                f"{field}.custom_attribute",
+                "must be lower_snake_case (a letter, then letters, digits or _), up to 63"
+                " characters, and not a standard attribute",
+            )
+        )
+        return None
+    return replace(
+        m, state=State.CUSTOM, custom_attribute=u.custom_attribute, target_attribute=None
+    )
