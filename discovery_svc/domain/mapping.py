@@ -109,6 +109,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "cores",
         "cpu count",
         "num cpu",
+        "num cpus",
+        "num vcpus",
         "number of cpus",
         "processors",
         "core count",
@@ -130,6 +132,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "total memory",
         "physical memory",
         "memory total",
+        "total ram",
         "vram",
     ),
     "storage_gb": (
@@ -238,11 +241,13 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 assert set(_SYNONYMS) == set(TARGET_ATTRIBUTES)
 
-_PHRASE = {phrase: attr for attr, phrases in _SYNONYMS.items() for phrase in phrases}
 # Words that name a unit or an export's table, not the attribute.
 _UNIT_WORDS = frozenset({"gb", "mb", "tb", "gib", "mib", "tib", "kb", "g", "m", "t"})
 _PREFIX_WORDS = frozenset({"server", "u", "cmdb", "sys", "x", "app", "bus", "ci", "asset"})
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# Split camelCase, but keep "IPv4"/"IPv6" and a plural acronym ("CPUs", "IPs") whole.
+_CAMEL = re.compile(
+    r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])(?![A-Z]v[0-9])(?![A-Z]s(?![a-z]))"
+)
 _WORD = re.compile(r"[a-z0-9]+")
 _ABBREVIATIONS = {
     "no": "number",
@@ -251,6 +256,13 @@ _ABBREVIATIONS = {
     "addr": "address",
     "serv": "server",
     "srv": "server",
+}
+
+# Synonyms read the way headers are read, abbreviations expanded ("num cpu" → "number cpu").
+_PHRASE = {
+    " ".join(_ABBREVIATIONS.get(w, w) for w in phrase.split()): attr
+    for attr, phrases in _SYNONYMS.items()
+    for phrase in phrases
 }
 
 # Which profiled kinds speak for an attribute: (kinds, whether they name it on their own).

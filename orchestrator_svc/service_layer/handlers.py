@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowpair_shared import logs, pagination
 from flowpair_shared.domain import FlowStatus, FlowType, Phase
 from flowpair_shared.errors import FailedPrecondition, NotFound
-from flowpair_shared.outbox import UnitOfWork, first_delivery
+from flowpair_shared.outbox import UnitOfWork, first_delivery, in_flight
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.adapters import messages, repository
 from orchestrator_svc.adapters.watchers import FlowWatchers
 from orchestrator_svc.domain.model import Actor, HistoryEntry, MasterFlow, PhaseEvent
 
 SOURCE = "orchestrator"
+APPROVAL_WAIT_SECONDS = 10.0
 HISTORY_PAGE = 500
 log = logging.getLogger("flowpair.orchestrator")
 
@@ -176,9 +177,24 @@ class Orchestrator:
         return await self._change(tenant, flow_id, lambda f: f.pause(Actor(tenant.user_id, reason)))
 
     async def resume(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:
-        return await self._change(
-            tenant, flow_id, lambda f: f.resume(Actor(tenant.user_id, reason))
-        )
+        # A client approves on discovery and at once resumes here; the approval reaches this
+        # service through the outbox a moment later. While discovery still holds undelivered
+        # events for the flow, wait for them instead of refusing a resume that is about to be
+        # valid; with none in flight, the refusal is the answer.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + APPROVAL_WAIT_SECONDS
+        while True:
+            try:
+                return await self._change(
+                    tenant, flow_id, lambda f: f.resume(Actor(tenant.user_id, reason))
+                )
+            except FailedPrecondition as refused:
+                if refused.reason != "APPROVAL_REQUIRED" or loop.time() > deadline:
+                    raise
+                async with self._engine.connect() as conn:
+                    if not await in_flight(conn, source="discovery", ordering_key=flow_id):
+                        raise
+                await asyncio.sleep(0.02)
 
     async def cancel(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:
         return await self._change(

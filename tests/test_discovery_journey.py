@@ -1,0 +1,249 @@
+"""The whole discovery journey of DESIGN.md §3, through the public RPCs only, as a client would.
+
+Upload the sample CMDB export, create the flow, watch it to the approval gate, review and
+approve the suggested mapping, resume, watch it to COMPLETED, then read the inventory. The
+expected inventory is worked out here from the CSV with plain Python, independently of the
+service's SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import grpc
+import pytest
+
+from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
+from flowpair_shared.tenancy import Tenant
+from tests.support import ROOT, Stack, md, new_tenant
+
+SAMPLE = ROOT / "examples" / "cmdb_export.csv"
+REQUIRED_COLUMNS = {
+    "asset_name": "CI Name",
+    "asset_type": "CI Class",
+    "hostname": "Server Name",
+    "ip_address": "IP Addr",
+    "operating_system": "O/S",
+    "cpu_cores": "vCPU",
+    "memory_gb": "RAM",
+}
+TYPES = {
+    "Database": "database",
+    "Switch": "network_device",
+    "Load Balancer": "network_device",
+    "Firewall": "network_device",
+}
+
+
+def expected_inventory(path: Path) -> tuple[dict[str, set[str]], set[str]]:
+    """Short host name → the asset types its rows name; the distinct application names."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    hosts: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        host = row["Server Name"].strip().lower().split(".")[0]
+        hosts[host].add(TYPES.get(row["CI Class"], "server"))
+    apps = {row["App"].strip().lower() for row in rows if row["App"].strip()}
+    return hosts, apps
+
+
+async def watch_until(
+    stack: Stack, tenant: Tenant, name: str, statuses: set[int], after: int = 0
+) -> tuple[orchestrator_pb2.Flow, int]:
+    """Read WatchFlow from ``after`` until the flow reaches one of ``statuses``; the flow
+    then (read with GetFlow) and the last sequence seen."""
+    stream = stack.orchestrator().WatchFlow(
+        orchestrator_pb2.WatchFlowRequest(name=name, after_sequence=after), metadata=md(tenant)
+    )
+    async for update in stream:
+        if update.event.flow_status in statuses:
+            stream.cancel()
+            got = await stack.orchestrator().GetFlow(
+                orchestrator_pb2.GetFlowRequest(name=name), metadata=md(tenant)
+            )
+            return got.flow, update.event.sequence
+    raise AssertionError(f"WatchFlow ended before {statuses}")
+
+
+async def all_pages(call: object, request: object, field: str, tenant: Tenant) -> list[object]:
+    items: list[object] = []
+    token = ""
+    while True:
+        request.page_token = token  # type: ignore[attr-defined]
+        page = await call(request, metadata=md(tenant))  # type: ignore[operator]
+        items.extend(getattr(page, field))
+        token = page.next_page_token
+        if not token:
+            return items
+
+
+async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    orch = stack.orchestrator()
+    disc = stack.discovery()
+
+    uploaded = await stack.upload(tenant, SAMPLE.read_bytes())
+    assert uploaded.row_count == 226 and not uploaded.quarantined_rows
+    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, display_name="sample")
+    setattr(flow, "import", uploaded.name)
+    created = await orch.CreateFlow(
+        orchestrator_pb2.CreateFlowRequest(flow=flow, request_id=str(uuid.uuid4())),
+        metadata=md(tenant),
+    )
+    name = created.flow.name
+
+    waiting, seen = await asyncio.wait_for(
+        watch_until(stack, tenant, name, {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL}), 60
+    )
+    assert waiting.current_phase == flow_pb2.PHASE_ATTRIBUTE_MAPPING
+
+    profile = (
+        await disc.GetDataProfile(
+            discovery_pb2.GetDataProfileRequest(master_flow=name), metadata=md(tenant)
+        )
+    ).profile
+    by_column = {c.name: c for c in profile.columns}
+    assert by_column["IP Addr"].inferred_type == discovery_pb2.VALUE_KIND_IPV4
+
+    listed = await disc.ListFieldMappings(
+        discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=md(tenant)
+    )
+    suggested = {
+        m.target_attribute: m.source_column
+        for m in listed.mappings
+        if m.state == discovery_pb2.MAPPING_STATE_SUGGESTED
+    }
+    for attribute, column in REQUIRED_COLUMNS.items():
+        assert suggested.get(attribute) == column, (attribute, listed.mappings)
+    assert not listed.missing_required_attributes and not listed.approved
+    assert all(m.reason for m in listed.mappings)
+
+    # The gate holds: no resume before approval.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await orch.ResumeFlow(orchestrator_pb2.ResumeFlowRequest(name=name), metadata=md(tenant))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    # Approving without a required attribute lists what is missing, and changes nothing.
+    with pytest.raises(grpc.aio.AioRpcError) as incomplete:
+        await disc.UpdateFieldMappings(
+            discovery_pb2.UpdateFieldMappingsRequest(
+                master_flow=name,
+                etag=listed.etag,
+                updates=[discovery_pb2.FieldMappingUpdate(source_column="IP Addr", reject=True)],
+                approve=True,
+            ),
+            metadata=md(tenant),
+        )
+    assert incomplete.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "ip_address" in (incomplete.value.details() or "")
+
+    # A person marks one column custom; then a stale etag is refused.
+    edited = await disc.UpdateFieldMappings(
+        discovery_pb2.UpdateFieldMappingsRequest(
+            master_flow=name,
+            etag=listed.etag,
+            updates=[
+                discovery_pb2.FieldMappingUpdate(
+                    source_column="Owner", custom_attribute="owner_team"
+                )
+            ],
+        ),
+        metadata=md(tenant),
+    )
+    assert edited.etag != listed.etag and not edited.approved
+    with pytest.raises(grpc.aio.AioRpcError) as stale:
+        await disc.UpdateFieldMappings(
+            discovery_pb2.UpdateFieldMappingsRequest(
+                master_flow=name, etag=listed.etag, approve=True
+            ),
+            metadata=md(tenant),
+        )
+    assert stale.value.code() == grpc.StatusCode.ABORTED
+
+    approved = await disc.UpdateFieldMappings(
+        discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, etag=edited.etag, approve=True),
+        metadata=md(tenant),
+    )
+    assert approved.approved
+    await orch.ResumeFlow(
+        orchestrator_pb2.ResumeFlowRequest(name=name, reason="mapping reviewed"),
+        metadata=md(tenant),
+    )
+    done, _ = await asyncio.wait_for(
+        watch_until(
+            stack,
+            tenant,
+            name,
+            {flow_pb2.FLOW_STATUS_COMPLETED, flow_pb2.FLOW_STATUS_FAILED},
+            after=seen,
+        ),
+        120,
+    )
+    assert done.status == flow_pb2.FLOW_STATUS_COMPLETED, done
+    assert all(p.status == flow_pb2.PHASE_STATUS_COMPLETED for p in done.phases)
+
+    hosts, apps = expected_inventory(SAMPLE)
+    assets = await all_pages(
+        disc.ListAssets, discovery_pb2.ListAssetsRequest(page_size=37), "assets", tenant
+    )
+    typed = [a for a in assets if isinstance(a, discovery_pb2.Asset)]
+    assert len(typed) == len(hosts) + len(apps)
+    by_host = {a.hostname: a for a in typed if a.asset_type != "application"}
+    assert set(by_host) == set(hosts)
+    for host, types in hosts.items():
+        if len(types) == 1:
+            assert by_host[host].asset_type in types, (host, by_host[host])
+    assert {a.application_name.lower() for a in typed if a.asset_type == "application"} == apps
+    assert all(
+        a.environment in ("", "production", "test", "development", "staging", "dr") for a in typed
+    ), Counter(a.environment for a in typed)
+    assert all(a.memory_gb >= 0 for a in typed)
+
+    databases = await all_pages(
+        disc.ListAssets,
+        discovery_pb2.ListAssetsRequest(asset_type="database", environment="production"),
+        "assets",
+        tenant,
+    )
+    assert databases and all(
+        isinstance(a, discovery_pb2.Asset)
+        and a.asset_type == "database"
+        and a.environment == "production"
+        for a in databases
+    )
+    one = by_host["invwebt01"]
+    got = (
+        await disc.GetAsset(discovery_pb2.GetAssetRequest(name=one.name), metadata=md(tenant))
+    ).asset
+    assert got.ip_address == "10.4.10.10" and got.os_family == "linux"
+    assert got.memory_gb == 128 and got.storage_gb == 1000 and got.domain == "corp.example.com"
+
+    deps = await all_pages(
+        disc.ListDependencies,
+        discovery_pb2.ListDependenciesRequest(page_size=50),
+        "dependencies",
+        tenant,
+    )
+    edges = {
+        (d.source_display_name.lower(), d.target_display_name.lower(), d.kind)
+        for d in deps
+        if isinstance(d, discovery_pb2.Dependency)
+    }
+    assert len(edges) == len(deps)  # no duplicated dependency
+    kinds = Counter(kind for _, _, kind in edges)
+    assert kinds["runs_on"] and kinds["uses_database"] and kinds["depends_on"]
+    assert ("inventory", "inventory web test 01", "runs_on") in edges
+
+    # Another tenant sees none of it.
+    stranger = new_tenant()
+    nothing = await disc.ListAssets(discovery_pb2.ListAssetsRequest(), metadata=md(stranger))
+    assert not nothing.assets
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await disc.GetAsset(discovery_pb2.GetAssetRequest(name=one.name), metadata=md(stranger))
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
