@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto)
 GEN_STAMP := flowpair/v1/.generated
 
-.PHONY: all install protos run test lint migrate fmt bench clean dbshell
+.PHONY: all install protos run test lint migrate fmt bench demo clean dbshell
 
 all: protos
 
@@ -51,6 +51,9 @@ lint: protos
 fmt: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+demo: protos
+	$(PY) examples/demo.py $(DEMO_ARGS)
 
 bench: protos
 	$(PY) -m tests.benchmarks $(BENCH_ARGS)

@@ -92,15 +92,28 @@ def database_url() -> str:
     return asyncio.run(ensure_database(embedded_admin_url(), DEFAULT_DATABASE))
 
 
+def start_services(env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
+    """Both services as child processes with ``env``."""
+    return {
+        name: subprocess.Popen([sys.executable, "-m", f"{name}_svc"], env=env)
+        for name in ("orchestrator", "discovery")
+    }
+
+
+def stop_services(procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
+    """SIGTERM whatever still runs (a graceful stop); each service's exit code."""
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    return {name: p.wait() for name, p in procs.items()}
+
+
 def run() -> int:
     """Migrate, then serve both services until Ctrl-C/SIGTERM or until one of them exits."""
     url = database_url()
     migrate(url)
     env = {**os.environ, "DATABASE_URL": url}
-    procs = {
-        name: subprocess.Popen([sys.executable, "-m", f"{name}_svc"], env=env)
-        for name in ("orchestrator", "discovery")
-    }
+    procs = start_services(env)
     print(
         "flowpair is up: orchestrator on "
         f"{env.get('FLOWPAIR_ORCHESTRATOR_LISTEN', '127.0.0.1:50051')}, discovery on "
@@ -118,10 +131,7 @@ def run() -> int:
     signal.signal(signal.SIGTERM, stop)
     while not stopping and all(p.poll() is None for p in procs.values()):
         time.sleep(0.2)
-    for p in procs.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    codes = {name: p.wait() for name, p in procs.items()}
+    codes = stop_services(procs)
     failed = {n: c for n, c in codes.items() if c not in (0, -signal.SIGTERM)}
     if failed and not stopping:
         print(f"flowpair stopped because a service exited: {failed}", file=sys.stderr)

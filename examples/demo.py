@@ -1,0 +1,290 @@
+"""`make demo`: the discovery journey of DESIGN.md §3 on examples/cmdb_export.csv, as a client.
+
+Starts both services on free ports (on the embedded PostgreSQL unless DATABASE_URL is set),
+then, through the public RPCs only: upload the CSV, create a flow, watch it, show the
+suggested mappings, approve them, resume, watch it to COMPLETED and print an inventory
+summary. Exits non-zero if the flow does not complete.
+
+    python examples/demo.py [--csv FILE] [--orchestrator HOST:PORT --discovery HOST:PORT]
+
+With both addresses given it uses services already running (`make run`) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from flowpair.v1 import (
+    discovery_pb2,
+    discovery_pb2_grpc,
+    flow_pb2,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+)
+from flowpair_shared import devstack
+
+if TYPE_CHECKING:
+    from flowpair.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
+    from flowpair.v1.orchestrator_pb2_grpc import OrchestratorServiceAsyncStub
+
+WAITING: int = flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL
+SAMPLE = Path(__file__).resolve().parent / "cmdb_export.csv"
+TERMINAL: set[int] = {
+    flow_pb2.FLOW_STATUS_COMPLETED,
+    flow_pb2.FLOW_STATUS_FAILED,
+    flow_pb2.FLOW_STATUS_CANCELLED,
+}
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def name_of(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix)
+
+
+class Client:
+    """The two stubs and one tenant (a fresh engagement, so every run starts clean)."""
+
+    def __init__(self, orchestrator: str, discovery: str) -> None:
+        self.channels = [
+            grpc.aio.insecure_channel(orchestrator),
+            grpc.aio.insecure_channel(discovery),
+        ]
+        self.orch: OrchestratorServiceAsyncStub = orchestrator_pb2_grpc.OrchestratorServiceStub(
+            self.channels[0]
+        )
+        self.disc: DiscoveryServiceAsyncStub = discovery_pb2_grpc.DiscoveryServiceStub(
+            self.channels[1]
+        )
+        self.metadata = (
+            ("x-client-account-id", str(uuid.uuid4())),
+            ("x-engagement-id", str(uuid.uuid4())),
+            ("x-user-id", str(uuid.uuid4())),
+        )
+
+    async def close(self) -> None:
+        for ch in self.channels:
+            await ch.close()
+
+
+async def upload(client: Client, path: Path) -> discovery_pb2.Import:
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            while chunk := f.read(256 * 1024):
+                yield chunk
+
+    async def requests() -> AsyncIterator[discovery_pb2.UploadImportDataRequest]:
+        yield discovery_pb2.UploadImportDataRequest(
+            metadata=discovery_pb2.ImportMetadata(file_name=path.name)
+        )
+        for chunk in chunks():
+            yield discovery_pb2.UploadImportDataRequest(chunk=chunk)
+
+    response = await client.disc.UploadImportData(requests(), metadata=client.metadata)
+    result: discovery_pb2.Import = getattr(response, "import")
+    return result
+
+
+async def watch(client: Client, name: str, after: int, until: set[int]) -> tuple[int, int]:
+    """Print the flow's events after ``after`` until its status is in ``until``."""
+    stream = client.orch.WatchFlow(
+        orchestrator_pb2.WatchFlowRequest(name=name, after_sequence=after),
+        metadata=client.metadata,
+    )
+    async for update in stream:
+        e = update.event
+        what = name_of(flow_pb2.FlowEventKind, e.kind, "FLOW_EVENT_KIND_")
+        if e.phase:
+            what += " " + name_of(flow_pb2.Phase, e.phase, "PHASE_")
+        if e.phase_status:
+            what += " → " + name_of(flow_pb2.PhaseStatus, e.phase_status, "PHASE_STATUS_")
+        status = name_of(flow_pb2.FlowStatus, e.flow_status, "FLOW_STATUS_")
+        error = f"  ({e.error.reason}: {e.error.message})" if e.HasField("error") else ""
+        say(f"  #{e.sequence:<3} {what:<50} flow {status}{error}")
+        if e.flow_status in until:
+            stream.cancel()
+            return e.sequence, e.flow_status
+    raise RuntimeError("WatchFlow ended early")
+
+
+async def pages(call: Any, request: Any, field: str, metadata: Any) -> list[Any]:
+    items: list[Any] = []
+    while True:
+        page = await call(request, metadata=metadata)
+        items.extend(getattr(page, field))
+        if not page.next_page_token:
+            return items
+        request.page_token = page.next_page_token
+
+
+async def journey(client: Client, csv_path: Path) -> bool:
+    say(f"1. Upload {csv_path.name}")
+    imported = await upload(client, csv_path)
+    say(
+        f"   {imported.name}: {imported.row_count} rows, {len(imported.columns)} columns,"
+        f" {imported.quarantined_row_count} quarantined"
+    )
+    for q in imported.quarantined_rows[:5]:
+        say(f"   quarantined line {q.line_number}: {q.reason}")
+
+    say("2. CreateFlow (discovery, on that import)")
+    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, display_name=csv_path.stem)
+    setattr(flow, "import", imported.name)
+    created = await client.orch.CreateFlow(
+        orchestrator_pb2.CreateFlowRequest(flow=flow, request_id=str(uuid.uuid4())),
+        metadata=client.metadata,
+    )
+    name = created.flow.name
+    say(f"   {name}")
+
+    say("3. WatchFlow")
+    seen, status = await watch(client, name, 0, TERMINAL | {WAITING})
+    if status == WAITING:
+        say("4. Suggested mappings (ListFieldMappings)")
+        listed = await client.disc.ListFieldMappings(
+            discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=client.metadata
+        )
+        for m in listed.mappings:
+            state = name_of(discovery_pb2.MappingState, m.state, "MAPPING_STATE_")
+            target = m.target_attribute or "—"
+            line = f"{m.source_column:<14} → {target:<21} {m.confidence:4.2f} {state:<10}"
+            say(f"   {line} {m.reason}")
+        missing = list(listed.missing_required_attributes)
+        say(f"   missing required attributes: {', '.join(missing) or 'none'}")
+        say("   Approve (UpdateFieldMappings approve=true, with the etag) and ResumeFlow")
+        approved = await client.disc.UpdateFieldMappings(
+            discovery_pb2.UpdateFieldMappingsRequest(
+                master_flow=name,
+                etag=listed.etag,
+                approve=True,
+                waive_required_attributes=missing,
+            ),
+            metadata=client.metadata,
+        )
+        say(f"   approved: {approved.approved}, etag {approved.etag}")
+        await client.orch.ResumeFlow(
+            orchestrator_pb2.ResumeFlowRequest(name=name, reason="demo: mapping reviewed"),
+            metadata=client.metadata,
+        )
+        say("5. WatchFlow (resumed)")
+        seen, status = await watch(client, name, seen, TERMINAL)
+    if status != flow_pb2.FLOW_STATUS_COMPLETED:
+        say(f"the flow ended {name_of(flow_pb2.FlowStatus, status, 'FLOW_STATUS_')}")
+        return False
+    await summary(client)
+    return True
+
+
+async def summary(client: Client) -> None:
+    assets = await pages(
+        client.disc.ListAssets,
+        discovery_pb2.ListAssetsRequest(page_size=200),
+        "assets",
+        client.metadata,
+    )
+    deps = await pages(
+        client.disc.ListDependencies,
+        discovery_pb2.ListDependenciesRequest(page_size=200),
+        "dependencies",
+        client.metadata,
+    )
+    say("6. Inventory (ListAssets, ListDependencies)")
+    say(f"   {len(assets)} assets, {len(deps)} dependencies")
+    for title, counter in (
+        ("by type", Counter(a.asset_type for a in assets)),
+        ("by environment", Counter(a.environment or "(none)" for a in assets)),
+        (
+            "hosts by OS family",
+            Counter(a.os_family or "(unknown)" for a in assets if a.asset_type != "application"),
+        ),
+        ("dependencies by kind", Counter(d.kind for d in deps)),
+    ):
+        say(f"   {title}: " + ", ".join(f"{k} {n}" for k, n in counter.most_common()))
+    memory = sum(a.memory_gb for a in assets)
+    cores = sum(a.cpu_cores for a in assets)
+    say(f"   capacity: {cores} vCPU, {memory:,.0f} GB memory")
+    for d in deps[:5]:
+        say(f"   e.g. {d.source_display_name} —{d.kind}→ {d.target_display_name}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_serving(target: str, timeout: float = 60.0) -> None:
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub: Any = health_pb2_grpc.HealthStub(ch)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                r = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if loop.time() > deadline:
+                raise RuntimeError(f"{target} did not start serving within {timeout:g} s")
+            await asyncio.sleep(0.1)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    client = Client(args.orchestrator, args.discovery)
+    try:
+        await wait_serving(args.orchestrator)
+        await wait_serving(args.discovery)
+        ok = await journey(client, Path(args.csv))
+    finally:
+        await client.close()
+    say("COMPLETED" if ok else "NOT COMPLETED")
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", default=str(SAMPLE), help="the CMDB export to upload")
+    parser.add_argument("--orchestrator", help="a running orchestrator (host:port)")
+    parser.add_argument("--discovery", help="a running discovery service (host:port)")
+    args = parser.parse_args()
+    if bool(args.orchestrator) != bool(args.discovery):
+        parser.error("give both --orchestrator and --discovery, or neither")
+    if args.orchestrator:
+        return asyncio.run(main_async(args))
+
+    url = devstack.database_url()
+    devstack.migrate(url)
+    args.orchestrator = f"127.0.0.1:{free_port()}"
+    args.discovery = f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "FLOWPAIR_ORCHESTRATOR_LISTEN": args.orchestrator,
+        "FLOWPAIR_DISCOVERY_LISTEN": args.discovery,
+        "FLOWPAIR_LOG_LEVEL": os.environ.get("FLOWPAIR_LOG_LEVEL", "WARNING"),
+    }
+    procs = devstack.start_services(env)
+    try:
+        return asyncio.run(main_async(args))
+    finally:
+        devstack.stop_services(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
