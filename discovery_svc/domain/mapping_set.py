@@ -96,6 +96,9 @@ class MappingSet:
 
     def auto_approvable(self) -> bool:
         """Every required attribute suggested with at least the threshold, nothing ambiguous."""
+        # Auto-approval skips _check_approvable, so an ambiguous column must stop it here.
+        if any(m.state == State.AMBIGUOUS for m in self.mappings):
+            return False
         confident = {
             m.target_attribute
             for m in self.mappings

@@ -1,0 +1,306 @@
+"""MappingSet: a person's edits, the etag, waivers and the approval gate.
+
+Built from ``suggest()`` over the project's sample export, as ATTRIBUTE_MAPPING builds it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from discovery_svc.domain.mapping import suggest
+from discovery_svc.domain.mapping_set import (
+    TARGET_ATTRIBUTES,
+    FieldMapping,
+    MappingSet,
+    State,
+    Update,
+)
+from flowpair_shared.errors import Aborted, FailedPrecondition, InvalidArgument
+from tests.discovery.profiling import profile_csv
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cmdb_export.csv"
+THRESHOLD = 0.85
+
+
+def _mapping_set(text: str, *, threshold: float = THRESHOLD) -> MappingSet:
+    return MappingSet(
+        tuple(suggest(profile_csv(text))), version=1, approved=False, threshold=threshold
+    )
+
+
+def _sample_text() -> str:
+    return SAMPLE.read_text(encoding="utf-8-sig")
+
+
+@pytest.fixture
+def sample() -> MappingSet:
+    return _mapping_set(_sample_text())
+
+
+@pytest.fixture
+def with_ambiguous() -> MappingSet:
+    """The sample plus a "Host Name" column repeating "Server Name": both fit hostname."""
+    rows = list(csv.reader(io.StringIO(_sample_text())))
+    server = rows[0].index("Server Name")
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(
+        [[*rows[0], "Host Name"], *([*r, r[server]] for r in rows[1:])]
+    )
+    return _mapping_set(out.getvalue())
+
+
+def _column(ms: MappingSet, name: str) -> FieldMapping:
+    (found,) = [m for m in ms.mappings if m.source_column == name]
+    return found
+
+
+def _invalid(ms: MappingSet, updates: Sequence[Update], waive: Sequence[str] = ()) -> list[str]:
+    """The fields named by the InvalidArgument the request must raise."""
+    with pytest.raises(InvalidArgument) as exc:
+        ms.updated(ms.etag, updates, approve=False, waive=waive)
+    return [v.field for v in exc.value.violations]
+
+
+# --- the starting point ------------------------------------------------------------------------
+
+
+def test_sample_suggestions_complete_the_required_attributes(sample: MappingSet) -> None:
+    assert sample.missing_required() == []
+    assert not sample.approved and sample.waived == ()
+    assert sample.etag == 'W/"1"'
+
+
+def test_sample_is_auto_approvable_at_the_default_threshold_only(sample: MappingSet) -> None:
+    assert sample.auto_approvable()
+    strict = _mapping_set(_sample_text(), threshold=0.99)
+    assert not strict.auto_approvable()
+
+
+def test_a_rejected_required_column_stops_auto_approval(sample: MappingSet) -> None:
+    changed = sample.updated(sample.etag, [Update("RAM", reject=True)], approve=False)
+    assert not changed.auto_approvable()
+    assert changed.missing_required() == ["memory_gb"]
+
+
+def test_an_ambiguous_column_stops_auto_approval(with_ambiguous: MappingSet) -> None:
+    """Auto-approval skips the approval check, so it must refuse what that check refuses."""
+    assert _column(with_ambiguous, "Host Name").state == State.AMBIGUOUS
+    assert _column(with_ambiguous, "Server Name").state == State.SUGGESTED
+    assert not with_ambiguous.auto_approvable()
+
+
+# --- etag ---------------------------------------------------------------------------------------
+
+
+def test_etag_changes_with_each_update(sample: MappingSet) -> None:
+    first = sample.updated(sample.etag, [Update("Owner", reject=True)], approve=False)
+    second = first.updated(first.etag, [], approve=False)
+    etags = [sample.etag, first.etag, second.etag]
+    assert len(set(etags)) == 3
+    assert (first.version, second.version) == (2, 3)
+
+
+def test_a_stale_etag_is_aborted(sample: MappingSet) -> None:
+    newer = sample.updated(sample.etag, [Update("Owner", reject=True)], approve=False)
+    with pytest.raises(Aborted) as exc:
+        newer.updated(sample.etag, [Update("Env", reject=True)], approve=False)
+    assert sample.etag in exc.value.message and newer.etag in exc.value.message
+    with pytest.raises(Aborted):
+        sample.updated('W/"7"', [], approve=True)
+
+
+def test_an_empty_etag_skips_the_check(sample: MappingSet) -> None:
+    newer = sample.updated("", [Update("Owner", reject=True)], approve=False)
+    newest = newer.updated("", [Update("Env", reject=True)], approve=False)
+    assert newest.version == 3
+    assert _column(newest, "Owner").state == State.REJECTED
+
+
+# --- approval -----------------------------------------------------------------------------------
+
+
+def test_approving_the_suggestions_as_they_are(sample: MappingSet) -> None:
+    approved = sample.updated(sample.etag, [], approve=True)
+    assert approved.approved
+    assert approved.mappings == sample.mappings
+    assert not sample.approved  # the original is untouched
+
+
+def test_rejecting_a_required_column_blocks_approval_until_waived(sample: MappingSet) -> None:
+    reject = [Update("IP Addr", reject=True)]
+    with pytest.raises(FailedPrecondition) as exc:
+        sample.updated(sample.etag, reject, approve=True)
+    assert "ip_address" in exc.value.message
+    assert exc.value.subject == "ip_address"
+    assert exc.value.reason == "MAPPING_INCOMPLETE"
+
+    approved = sample.updated(sample.etag, reject, approve=True, waive=["ip_address"])
+    assert approved.approved
+    assert approved.waived == ("ip_address",)
+    assert approved.missing_required() == []
+    assert _column(approved, "IP Addr").state == State.REJECTED
+
+
+def test_a_waiver_is_kept_across_updates(sample: MappingSet) -> None:
+    waived = sample.updated(
+        sample.etag, [Update("IP Addr", reject=True)], approve=False, waive=["ip_address"]
+    )
+    assert waived.waived == ("ip_address",)
+    later = waived.updated(waived.etag, [Update("vCPU", reject=True)], approve=False)
+    assert later.waived == ("ip_address",)
+    assert later.missing_required() == ["cpu_cores"]
+    with pytest.raises(FailedPrecondition) as exc:
+        later.updated(later.etag, [], approve=True)
+    assert "cpu_cores" in exc.value.message and "ip_address" not in exc.value.message
+    done = later.updated(later.etag, [], approve=True, waive=["cpu_cores"])
+    assert done.approved and done.waived == ("ip_address", "cpu_cores")
+
+
+@pytest.mark.parametrize("attribute", ["storage_gb", "owner", "colour", ""])
+def test_only_required_attributes_can_be_waived(sample: MappingSet, attribute: str) -> None:
+    assert _invalid(sample, [], waive=[attribute]) == ["waive_required_attributes[0]"]
+
+
+def test_every_bad_waiver_is_reported(sample: MappingSet) -> None:
+    fields = _invalid(sample, [], waive=["ip_address", "owner", "nonsense"])
+    assert fields == ["waive_required_attributes[1]", "waive_required_attributes[2]"]
+
+
+def test_after_approval_nothing_changes(sample: MappingSet) -> None:
+    approved = sample.updated(sample.etag, [], approve=True)
+    attempts: list[tuple[Sequence[Update], bool]] = [
+        ([Update("Owner", reject=True)], False),
+        ([], False),
+        ([], True),
+    ]
+    for updates, approve in attempts:
+        with pytest.raises(FailedPrecondition) as exc:
+            approved.updated(approved.etag, updates, approve=approve)
+        assert exc.value.reason == "MAPPING_APPROVED"
+
+
+# --- remap and custom attributes --------------------------------------------------------------
+
+
+def test_remap_to_an_unknown_attribute_is_invalid(sample: MappingSet) -> None:
+    fields = _invalid(sample, [Update("Env", remap_to="stage_name")])
+    assert fields == ["updates[0].remap_to"]
+
+
+def test_remap_is_a_persons_decision(sample: MappingSet) -> None:
+    changed = sample.updated(sample.etag, [Update("Site", remap_to="data_center")], approve=False)
+    m = _column(changed, "Site")
+    assert (m.target_attribute, m.state, m.confidence) == ("data_center", State.APPROVED, 1.0)
+    assert "mapped by a person" in m.reason
+    assert m.usable_target == "data_center"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Cost Code", "cost-code", "1st_owner", "_private", "", "CostCode", "a" * 64, "kostenstelle€"],
+)
+def test_bad_custom_attribute_names_are_refused(sample: MappingSet, name: str) -> None:
+    assert _invalid(sample, [Update("Owner", custom_attribute=name)]) == [
+        "updates[0].custom_attribute"
+    ]
+
+
+@pytest.mark.parametrize("name", ["hostname", "owner", "depends_on"])
+def test_standard_names_are_refused_as_custom_attributes(sample: MappingSet, name: str) -> None:
+    assert name in TARGET_ATTRIBUTES
+    assert _invalid(sample, [Update("Owner", custom_attribute=name)]) == [
+        "updates[0].custom_attribute"
+    ]
+
+
+@pytest.mark.parametrize("name", ["cost_code", "x", "backup_tier_2", "a" * 63])
+def test_a_good_custom_attribute(sample: MappingSet, name: str) -> None:
+    changed = sample.updated(sample.etag, [Update("Owner", custom_attribute=name)], approve=True)
+    m = _column(changed, "Owner")
+    assert (m.state, m.custom_attribute, m.target_attribute) == (State.CUSTOM, name, None)
+    assert changed.approved
+
+
+def test_two_columns_on_one_target_block_approval(sample: MappingSet) -> None:
+    updates = [Update("App", remap_to="hostname")]
+    changed = sample.updated(sample.etag, updates, approve=False)
+    with pytest.raises(FailedPrecondition) as exc:
+        changed.updated(changed.etag, [], approve=True)
+    assert "'Server Name'" in exc.value.message and "'App'" in exc.value.message
+    assert "hostname" in exc.value.message
+    # Rejecting either one settles it.
+    fixed = changed.updated(changed.etag, [Update("Server Name", reject=True)], approve=True)
+    assert fixed.approved
+
+
+def test_moving_a_required_column_away_leaves_its_attribute_missing(sample: MappingSet) -> None:
+    updates = [Update("CI Class", remap_to="department")]
+    with pytest.raises(FailedPrecondition) as exc:
+        sample.updated(sample.etag, updates, approve=True)
+    assert exc.value.subject == "asset_type"
+
+
+# --- ambiguity ----------------------------------------------------------------------------------
+
+
+def test_an_ambiguous_column_blocks_approval(with_ambiguous: MappingSet) -> None:
+    with pytest.raises(FailedPrecondition) as exc:
+        with_ambiguous.updated(with_ambiguous.etag, [], approve=True)
+    assert "ambiguous" in exc.value.message and "Host Name" in exc.value.message
+
+
+def test_rejecting_the_ambiguous_column_allows_approval(with_ambiguous: MappingSet) -> None:
+    done = with_ambiguous.updated(
+        with_ambiguous.etag, [Update("Host Name", reject=True)], approve=True
+    )
+    assert done.approved
+    assert _column(done, "Server Name").usable_target == "hostname"
+
+
+def test_approving_the_ambiguous_column_needs_its_rival_moved(
+    with_ambiguous: MappingSet,
+) -> None:
+    ms = with_ambiguous
+    approve_it = [Update("Host Name", approve=True)]
+    with pytest.raises(FailedPrecondition) as exc:
+        ms.updated(ms.etag, approve_it, approve=True)
+    assert "'Server Name'" in exc.value.message and "'Host Name'" in exc.value.message
+    done = ms.updated(ms.etag, [*approve_it, Update("Server Name", reject=True)], approve=True)
+    assert done.approved
+    assert _column(done, "Host Name").usable_target == "hostname"
+    assert _column(done, "Server Name").usable_target is None
+
+
+# --- malformed updates --------------------------------------------------------------------------
+
+
+def test_an_unknown_column_is_invalid(sample: MappingSet) -> None:
+    fields = _invalid(sample, [Update("Owner", reject=True), Update("Hostname", approve=True)])
+    assert fields == ["updates[1].source_column"]
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        pytest.param(Update("Env"), id="no-action"),
+        pytest.param(Update("Env", approve=True, reject=True), id="approve-and-reject"),
+        pytest.param(Update("Env", reject=True, remap_to="location"), id="reject-and-remap"),
+        pytest.param(
+            Update("Env", remap_to="location", custom_attribute="stage"), id="remap-and-custom"
+        ),
+    ],
+)
+def test_an_update_needs_exactly_one_action(sample: MappingSet, update: Update) -> None:
+    assert _invalid(sample, [update]) == ["updates[0]"]
+
+
+def test_approving_a_column_without_target_is_invalid(sample: MappingSet) -> None:
+    custom = sample.updated(
+        sample.etag, [Update("Owner", custom_attribute="owner_mail")], approve=False
+    )
+    assert _invalid(custom, [Update("Owner", approve=True)]) == ["updates[0].approve"]
