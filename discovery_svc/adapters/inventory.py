@@ -59,6 +59,16 @@ async def copy_cleansed(
         )
 
 
+async def analyze(conn: AsyncConnection, table: str) -> None:
+    """Refresh the planner's statistics of a table this transaction just filled.
+
+    Autovacuum cannot see uncommitted rows, so without this the planner takes a table that
+    just gained a million rows for empty and picks nested loops (hours instead of seconds).
+    ANALYZE samples a bounded number of rows, and counts this transaction's own inserts.
+    """
+    await conn.execute(text(f"ANALYZE discovery.{table}"))
+
+
 def to_json(values: dict[str, object]) -> str:
     return json.dumps(values, separators=(",", ":"))
 
@@ -170,14 +180,22 @@ _UPSERT_APPLICATIONS = text(
     """
 )
 
+# Two equi-joins rather than one join on "key IN (a, b)": hash joins whatever the statistics
+# of freshly written tables say, where the IN form fell back to a nested loop (quadratic).
 _SOURCES = text(
     f"""
     INSERT INTO discovery.asset_sources (child_flow_id, row_number, asset_id, import_id)
-    SELECT :child, k.row_number, a.id, :import_id
+    SELECT CAST(:child AS uuid), k.row_number, a.id, CAST(:import_id AS uuid)
     FROM ({_KEYED}) k
     JOIN discovery.assets a ON a.client_account_id = :account
+      AND a.engagement_id = :engagement AND a.dedupe_key = k.key
+    UNION ALL
+    SELECT CAST(:child AS uuid), c.row_number, a.id, CAST(:import_id AS uuid)
+    FROM discovery.cleansed_records c
+    JOIN discovery.assets a ON a.client_account_id = :account
       AND a.engagement_id = :engagement
-      AND a.dedupe_key IN (k.key, 'app:' || lower(k.v->>'application_name'))
+      AND a.dedupe_key = 'app:' || lower(c.values->>'application_name')
+    WHERE c.child_flow_id = :child
     ON CONFLICT DO NOTHING
     """
 )
@@ -209,7 +227,9 @@ async def build_assets(
     )
     await conn.execute(_UPSERT_ASSETS, params)
     await conn.execute(_UPSERT_APPLICATIONS, params)
+    await analyze(conn, "assets")
     await conn.execute(_SOURCES, params)
+    await analyze(conn, "asset_sources")
     unkeyed = (await conn.execute(_UNKEYED, params)).rowcount
     linked = (
         await conn.execute(
@@ -244,27 +264,41 @@ _RUNS_ON = text(
     """
 )
 
+# Names resolve through one engagement-wide table of (name, asset, rank) joined by equality:
+# a host name beats an FQDN, an IP, a display name and an application name, in that order.
+# Both sides are MATERIALIZED: inlined, the planner nests the names inside the per-row
+# jsonb_array_elements_text and rebuilds them for every row.
 _DEPENDS_ON = text(
     """
-    WITH wanted AS (
+    WITH wanted AS MATERIALIZED (
       SELECT c.row_number, lower(btrim(t.name)) AS name
       FROM discovery.cleansed_records c,
            jsonb_array_elements_text(c.values->'depends_on') AS t(name)
       WHERE c.child_flow_id = :child AND jsonb_typeof(c.values->'depends_on') = 'array'
-    ), resolved AS (
-      SELECT w.row_number, w.name, src.asset_id AS source_id, tgt.id AS target_id,
-             tgt.asset_type AS target_type
+    ), engagement AS (
+      SELECT * FROM discovery.assets
+      WHERE client_account_id = :account AND engagement_id = :engagement
+    ), names AS MATERIALIZED (
+      SELECT hostname AS name, id, asset_type, 1 AS rank FROM engagement
+        WHERE hostname IS NOT NULL
+      UNION ALL SELECT attributes->>'fqdn', id, asset_type, 2 FROM engagement
+        WHERE attributes ? 'fqdn'
+      UNION ALL SELECT ip_address, id, asset_type, 3 FROM engagement
+        WHERE ip_address IS NOT NULL
+      UNION ALL SELECT lower(display_name), id, asset_type, 4 FROM engagement
+      UNION ALL SELECT substr(dedupe_key, 5), id, asset_type, 5 FROM engagement
+        WHERE dedupe_key LIKE 'app:%'
+    ), sources AS (
+      SELECT w.row_number, w.name, src.asset_id AS source_id
       FROM wanted w
       JOIN discovery.asset_sources src ON src.child_flow_id = :child
         AND src.row_number = w.row_number
       JOIN discovery.assets s ON s.id = src.asset_id AND s.asset_type <> 'application'
-      LEFT JOIN LATERAL (
-        SELECT a.id, a.asset_type FROM discovery.assets a
-        WHERE a.client_account_id = :account AND a.engagement_id = :engagement
-          AND (a.hostname = w.name OR a.ip_address = w.name OR lower(a.display_name) = w.name
-               OR a.attributes->>'fqdn' = w.name OR a.dedupe_key = 'app:' || w.name)
-        ORDER BY (a.hostname = w.name) DESC NULLS LAST LIMIT 1
-      ) tgt ON true
+    ), resolved AS (
+      SELECT DISTINCT ON (x.row_number, x.name, x.source_id)
+             x.row_number, x.name, x.source_id, n.id AS target_id, n.asset_type AS target_type
+      FROM sources x LEFT JOIN names n ON n.name = x.name
+      ORDER BY x.row_number, x.name, x.source_id, n.rank
     ), issues AS (
       INSERT INTO discovery.cleansing_issues
         (child_flow_id, row_number, attribute, value, problem)

@@ -62,4 +62,5 @@ class DataCleansing:
             await inventory.copy_cleansed(conn, out, problems)  # type: ignore[arg-type]
             rows += len(out)
             issues += len(problems)
+        await inventory.analyze(conn, "cleansed_records")
         return PhaseOutcome(PhaseStatus.COMPLETED, f"{rows} rows cleansed, {issues} issue(s)")
