@@ -224,6 +224,23 @@ async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
     assert got.ip_address == "10.4.10.10" and got.os_family == "linux"
     assert got.memory_gb == 128 and got.storage_gb == 1000 and got.domain == "corp.example.com"
 
+    # A host listed twice in the export is one asset that links back to both rows.
+    with SAMPLE.open(encoding="utf-8-sig", newline="") as f:
+        twice = [
+            i + 1
+            for i, row in enumerate(csv.DictReader(f))
+            if row["Server Name"].strip().lower().split(".")[0] == "webdbt02"
+        ]
+    assert len(twice) == 2
+    merged = (
+        await disc.GetAsset(
+            discovery_pb2.GetAssetRequest(name=by_host["webdbt02"].name), metadata=md(tenant)
+        )
+    ).asset
+    assert sorted(merged.source_rows) == sorted(f"{uploaded.name}/rows/{n}" for n in twice), (
+        merged.source_rows
+    )
+
     deps = await all_pages(
         disc.ListDependencies,
         discovery_pb2.ListDependenciesRequest(page_size=50),
