@@ -264,3 +264,61 @@ async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as hidden:
         await disc.GetAsset(discovery_pb2.GetAssetRequest(name=one.name), metadata=md(stranger))
     assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_real_export_completes_once_its_gaps_are_waived(stack: Stack) -> None:
+    """The ServiceNow export has no IPs, CPU or memory: approval names what is missing, and a
+    waiver for exactly those lets the flow finish with one asset per server."""
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    orch, disc = stack.orchestrator(), stack.discovery()
+    real = ROOT / "examples" / "realdata" / "servicenow_style_cmdb_export.csv"
+    uploaded = await stack.upload(tenant, real.read_bytes())
+    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
+    setattr(flow, "import", uploaded.name)
+    name = (
+        await orch.CreateFlow(orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant))
+    ).flow.name
+    _, seen = await asyncio.wait_for(
+        watch_until(stack, tenant, name, {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL}), 60
+    )
+    listed = await disc.ListFieldMappings(
+        discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=md(tenant)
+    )
+    missing = list(listed.missing_required_attributes)
+    assert {"ip_address", "cpu_cores", "memory_gb"} <= set(missing)
+    assert "hostname" not in missing and "operating_system" not in missing
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await disc.UpdateFieldMappings(
+            discovery_pb2.UpdateFieldMappingsRequest(
+                master_flow=name, etag=listed.etag, approve=True
+            ),
+            metadata=md(tenant),
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert all(a in (refused.value.details() or "") for a in missing)
+
+    approved = await disc.UpdateFieldMappings(
+        discovery_pb2.UpdateFieldMappingsRequest(
+            master_flow=name, etag=listed.etag, approve=True, waive_required_attributes=missing
+        ),
+        metadata=md(tenant),
+    )
+    assert approved.approved and list(approved.waived_required_attributes) == missing
+    await orch.ResumeFlow(orchestrator_pb2.ResumeFlowRequest(name=name), metadata=md(tenant))
+    done, _ = await asyncio.wait_for(
+        watch_until(
+            stack, tenant, name, {flow_pb2.FLOW_STATUS_COMPLETED, flow_pb2.FLOW_STATUS_FAILED}, seen
+        ),
+        120,
+    )
+    assert done.status == flow_pb2.FLOW_STATUS_COMPLETED, done
+    with real.open(encoding="utf-8-sig", newline="") as f:
+        servers = {row["serv_name"].strip().lower() for row in csv.DictReader(f)}
+    assets = await all_pages(
+        disc.ListAssets, discovery_pb2.ListAssetsRequest(page_size=100), "assets", tenant
+    )
+    hosts = {a.hostname for a in assets if isinstance(a, discovery_pb2.Asset)}
+    assert hosts == servers
