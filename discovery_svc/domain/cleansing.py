@@ -37,6 +37,7 @@ Decisions that are not obvious from the interface:
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ TARGET_ATTRIBUTES: Final = frozenset(mapping_set.TARGET_ATTRIBUTES)
 CUSTOM_PREFIX: Final = "custom:"
 CPU_CORES_RANGE: Final = (1, 1024)
 MAX_ISSUE_VALUE: Final = 200
+# An exabyte: anything larger in an inventory is a typo, and JSON has no infinity.
+_MAX_GB: Final = 1024.0**3
 
 _CACHE_SIZE: Final = 65536
 # Problems quote the value; a runaway cell must not turn every message into a megabyte.
@@ -307,7 +310,10 @@ def _size_gb(raw: str, default_factor: float) -> tuple[float | None, str | None]
         return None, f"ambiguous number in size {_quote(stripped)}"
     if sign == "-" and number != 0:
         return None, f"negative size {_quote(stripped)}"
-    return round(number * factor, 3), None
+    gb = number * factor
+    if not math.isfinite(gb) or gb > _MAX_GB:
+        return None, f"size out of range {_quote(stripped)}"
+    return round(gb, 3), None
 
 
 def normalize_size_gb(raw: str, *, default_unit: str = "GB") -> tuple[float | None, str | None]:

@@ -167,6 +167,8 @@ class MappingSet:
         seen: dict[str, str] = {}
         for m in self.mappings:
             target = m.usable_target
+            if target is None and m.state == State.CUSTOM:
+                target = f"custom attribute {m.custom_attribute}"
             if target is None:
                 continue
             if target in seen:

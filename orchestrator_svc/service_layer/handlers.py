@@ -192,8 +192,12 @@ class Orchestrator:
                 if refused.reason != "APPROVAL_REQUIRED" or loop.time() > deadline:
                     raise
                 async with self._engine.connect() as conn:
-                    if not await in_flight(conn, source="discovery", ordering_key=flow_id):
-                        raise
+                    pending = await in_flight(conn, source="discovery", ordering_key=flow_id)
+                if not pending:
+                    # The event may have landed between the refusal and this check.
+                    return await self._change(
+                        tenant, flow_id, lambda f: f.resume(Actor(tenant.user_id, reason))
+                    )
                 await asyncio.sleep(0.02)
 
     async def cancel(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:

@@ -649,3 +649,9 @@ def test_row_cleanser_on_many_generated_rows() -> None:
     results = [cleanser.cleanse(row) for row in rows]
     assert not any(r.issues for r in results)
     assert {r.values["memory_gb"] for r in results} == {16.0, 32.0, 8.0, 1536.0, 64.0}
+
+
+@pytest.mark.parametrize("raw", ["9" * 400, "1" + "0" * 307 + " PB", "5000000000 TB"])
+def test_sizes_beyond_range_are_issues_not_infinity(raw: str) -> None:
+    value, problem = normalize_size_gb(raw)
+    assert value is None and problem is not None and "out of range" in problem

@@ -304,3 +304,18 @@ def test_approving_a_column_without_target_is_invalid(sample: MappingSet) -> Non
         sample.etag, [Update("Owner", custom_attribute="owner_mail")], approve=False
     )
     assert _invalid(custom, [Update("Owner", approve=True)]) == ["updates[0].approve"]
+
+
+def test_two_columns_with_one_custom_attribute_cannot_be_approved(sample: MappingSet) -> None:
+    m = sample
+    edited = m.updated(
+        m.etag,
+        [
+            Update(source_column="Owner", custom_attribute="notes"),
+            Update(source_column="Site", custom_attribute="notes"),
+        ],
+        approve=False,
+    )
+    with pytest.raises(FailedPrecondition) as err:
+        edited.updated(edited.etag, [], approve=True)
+    assert "custom attribute notes" in str(err.value)
