@@ -164,11 +164,16 @@ def asset_to_proto(a: Asset) -> discovery_pb2.Asset:
     )
 
 
-def _master(value: str, v: Validator) -> uuid.UUID:
-    master = parse_name(value, FLOWS, "master_flow", v)
+def _required(value: str, collection: str, field: str, v: Validator) -> uuid.UUID:
+    """A required resource name's id; every violation collected so far is raised first."""
+    found = parse_name(value, collection, field, v)
     v.raise_if_any()
-    assert master is not None
-    return master
+    assert found is not None
+    return found
+
+
+def _master(value: str, v: Validator) -> uuid.UUID:
+    return _required(value, FLOWS, "master_flow", v)
 
 
 async def _chunks(
@@ -274,9 +279,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self, request: discovery_pb2.GetImportRequest, context: Context
     ) -> discovery_pb2.GetImportResponse:
         v = Validator()
-        import_id = parse_name(request.name, IMPORTS, "name", v)
-        v.raise_if_any()
-        assert import_id is not None
+        import_id = _required(request.name, IMPORTS, "name", v)
         summary = await self._d.get_import(tenancy.current(), import_id)
         return discovery_pb2.GetImportResponse(**{"import": import_to_proto(summary)})
 
@@ -362,9 +365,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self, request: discovery_pb2.GetAssetRequest, context: Context
     ) -> discovery_pb2.GetAssetResponse:
         v = Validator()
-        asset_id = parse_name(request.name, ASSETS, "name", v)
-        v.raise_if_any()
-        assert asset_id is not None
+        asset_id = _required(request.name, ASSETS, "name", v)
         asset = await self._d.get_asset(tenancy.current(), asset_id)
         return discovery_pb2.GetAssetResponse(asset=asset_to_proto(asset))
 
