@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 export PYTHONPATH := $(CURDIR)
-PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto)
+PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto protos/flowpair/internal/v1/*.proto)
 GEN_STAMP := flowpair/v1/.generated
 
 .PHONY: all install protos run test lint migrate fmt bench demo clean dbshell
@@ -23,13 +23,13 @@ install: $(BIN)/.installed
 # The one target that writes generated code: messages, gRPC stubs and their typed stubs (.pyi).
 $(GEN_STAMP): $(BIN)/.installed $(PROTO_SRC)
 	rm -rf flowpair
-	mkdir -p flowpair/v1
+	mkdir -p flowpair/v1 flowpair/internal/v1
 	$(PY) -m grpc_tools.protoc -Iprotos \
 	  --python_out=. --grpc_python_out=. \
 	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=. \
 	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=. \
 	  $(PROTO_SRC)
-	touch flowpair/__init__.py flowpair/v1/__init__.py flowpair/py.typed $@
+	touch flowpair/__init__.py flowpair/v1/__init__.py flowpair/internal/__init__.py flowpair/internal/v1/__init__.py flowpair/py.typed $@
 
 protos: $(GEN_STAMP)
 

@@ -7,18 +7,20 @@ from collections.abc import Mapping
 
 import grpc
 
-from discovery_svc.adapters.messages import ORCHESTRATOR
 from discovery_svc.entrypoints.grpc_api import DiscoveryServicer
+from discovery_svc.entrypoints.internal_api import ChildFlowServicer
 from discovery_svc.phases import HANDLERS
 from discovery_svc.phases.base import PhaseHandler
 from discovery_svc.service_layer.handlers import SOURCE, Discovery
 from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
+from flowpair.internal.v1 import child_flow_service_pb2, child_flow_service_pb2_grpc
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
 from flowpair_shared.domain import Phase
 from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 
-SERVICE_NAMES = (discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"].full_name,)
+PUBLIC_SERVICES = (discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"],)
+INTERNAL_SERVICES = (child_flow_service_pb2.DESCRIPTOR.services_by_name["ChildFlowService"],)
 
 
 def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servicers:
@@ -38,15 +40,18 @@ def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servic
         servicer = DiscoveryServicer(discovery)
         discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(servicer, server)
 
-    return Servicers(register, background=(runner,))
+    def register_internal(server: grpc.aio.Server) -> None:
+        servicer = ChildFlowServicer(discovery)
+        child_flow_service_pb2_grpc.add_ChildFlowServiceServicer_to_server(servicer, server)
+
+    return Servicers(register, register_internal, background=(runner,))
 
 
 def build(settings: Settings, *, handlers: Mapping[Phase, PhaseHandler] = HANDLERS) -> ServiceApp:
     return assemble(
         name=SOURCE,
         settings=settings,
-        listen=settings.discovery_listen,
-        peers={ORCHESTRATOR: settings.orchestrator_target},
-        service_names=SERVICE_NAMES,
+        public_services=PUBLIC_SERVICES,
+        internal_services=INTERNAL_SERVICES,
         servicers=functools.partial(_servicers, handlers=handlers),
     )

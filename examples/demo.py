@@ -6,8 +6,11 @@ suggested mappings, approve them, resume, watch it to COMPLETED and print an inv
 summary. Exits non-zero if the flow does not complete.
 
     python examples/demo.py [--csv FILE] [--orchestrator HOST:PORT --discovery HOST:PORT]
+                            [--token-file FILE]
 
-With both addresses given it uses services already running (`make run`) instead.
+With both addresses given it uses services already running (`make run`) instead. The bearer
+token is read from --token-file (default: the development token `make run` writes,
+.data/dev-token); it must be allowed to act for any client account (each run uses a fresh one).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def name_of(enum: Any, value: int, prefix: str) -> str:
 class Client:
     """The two stubs and one tenant (a fresh engagement, so every run starts clean)."""
 
-    def __init__(self, orchestrator: str, discovery: str) -> None:
+    def __init__(self, orchestrator: str, discovery: str, token: str) -> None:
         self.channels = [
             grpc.aio.insecure_channel(orchestrator),
             grpc.aio.insecure_channel(discovery),
@@ -73,7 +76,7 @@ class Client:
         self.metadata = (
             ("x-client-account-id", str(uuid.uuid4())),
             ("x-engagement-id", str(uuid.uuid4())),
-            ("x-user-id", str(uuid.uuid4())),
+            ("authorization", f"Bearer {token}"),
         )
 
     async def close(self) -> None:
@@ -245,8 +248,8 @@ async def wait_serving(target: str, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.1)
 
 
-async def main_async(args: argparse.Namespace) -> int:
-    client = Client(args.orchestrator, args.discovery)
+async def main_async(args: argparse.Namespace, token: str) -> int:
+    client = Client(args.orchestrator, args.discovery, token)
     try:
         await wait_serving(args.orchestrator)
         await wait_serving(args.discovery)
@@ -262,11 +265,16 @@ def main() -> int:
     parser.add_argument("--csv", default=str(SAMPLE), help="the CMDB export to upload")
     parser.add_argument("--orchestrator", help="a running orchestrator (host:port)")
     parser.add_argument("--discovery", help="a running discovery service (host:port)")
+    parser.add_argument(
+        "--token-file",
+        default=str(devstack.DATA_DIR / "dev-token"),
+        help="file holding the bearer token (default: the development token)",
+    )
     args = parser.parse_args()
     if bool(args.orchestrator) != bool(args.discovery):
         parser.error("give both --orchestrator and --discovery, or neither")
     if args.orchestrator:
-        return asyncio.run(main_async(args))
+        return asyncio.run(main_async(args, Path(args.token_file).read_text().strip()))
 
     url = devstack.database_url()
     devstack.migrate(url)
@@ -274,14 +282,17 @@ def main() -> int:
     args.discovery = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
+        **devstack.ensure_dev_credentials(),
         "DATABASE_URL": url,
         "FLOWPAIR_ORCHESTRATOR_LISTEN": args.orchestrator,
         "FLOWPAIR_DISCOVERY_LISTEN": args.discovery,
+        "FLOWPAIR_ORCHESTRATOR_INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
+        "FLOWPAIR_DISCOVERY_INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
         "FLOWPAIR_LOG_LEVEL": os.environ.get("FLOWPAIR_LOG_LEVEL", "WARNING"),
     }
     procs = devstack.start_services(env)
     try:
-        return asyncio.run(main_async(args))
+        return asyncio.run(main_async(args, Path(args.token_file).read_text().strip()))
     finally:
         devstack.stop_services(procs)
 

@@ -6,17 +6,24 @@
     python -m flowpair_shared.devstack run       # migrate, then serve both services
     python -m flowpair_shared.devstack migrate   # migrate only
     python -m flowpair_shared.devstack url       # print the database URL (starts the server)
+    python -m flowpair_shared.devstack credentials  # make the development token and certificates
+
+``run`` also makes development credentials in ``.data/`` once: ``dev-token`` (an admin token
+for every client account; ``tokens.json`` holds only its hash) and ``certs/`` (a private CA
+and the certificates of the mutual TLS between the services).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -92,6 +99,30 @@ def database_url() -> str:
     return asyncio.run(ensure_database(embedded_admin_url(), DEFAULT_DATABASE))
 
 
+def ensure_dev_credentials(data_dir: Path = DATA_DIR) -> dict[str, str]:
+    """Development credentials in ``data_dir``, made once and kept: the internal CA and mTLS
+    certificates, and one admin token for every client account (``dev-token``; the tokens
+    file holds only its hash). Returns the settings (env) that use them; settings already in
+    the environment win."""
+    from flowpair_shared import devcerts
+    from flowpair_shared.auth.principal import ANY, Role
+    from flowpair_shared.auth.token_file import new_token, token_entry
+
+    data_dir.mkdir(exist_ok=True)
+    env = devcerts.ensure_internal(data_dir / "certs")
+    token_path, tokens_path = data_dir / "dev-token", data_dir / "tokens.json"
+    if not (token_path.exists() and tokens_path.exists()):
+        token = new_token()
+        entry = token_entry(
+            token, user_id=uuid.uuid4(), role=Role.ADMIN, client_accounts=[ANY], name="dev"
+        )
+        tokens_path.write_text(json.dumps({"tokens": [entry]}, indent=2) + "\n")
+        token_path.write_text(token + "\n")
+        token_path.chmod(0o600)
+    env["FLOWPAIR_AUTH_TOKENS_FILE"] = str(tokens_path)
+    return {**env, **{k: v for k, v in os.environ.items() if k in env}}
+
+
 def start_services(env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
     """Both services as child processes with ``env``."""
     return {
@@ -112,12 +143,17 @@ def run() -> int:
     """Migrate, then serve both services until Ctrl-C/SIGTERM or until one of them exits."""
     url = database_url()
     migrate(url)
-    env = {**os.environ, "DATABASE_URL": url}
+    env = {**os.environ, **ensure_dev_credentials(), "DATABASE_URL": url}
     procs = start_services(env)
+    token = os.path.relpath(DATA_DIR / "dev-token")
     print(
         "flowpair is up: orchestrator on "
         f"{env.get('FLOWPAIR_ORCHESTRATOR_LISTEN', '127.0.0.1:50051')}, discovery on "
-        f"{env.get('FLOWPAIR_DISCOVERY_LISTEN', '127.0.0.1:50052')}. Ctrl-C stops both.",
+        f"{env.get('FLOWPAIR_DISCOVERY_LISTEN', '127.0.0.1:50052')} (internal mTLS ports "
+        f"{env.get('FLOWPAIR_ORCHESTRATOR_INTERNAL_LISTEN', '127.0.0.1:50061')} and "
+        f"{env.get('FLOWPAIR_DISCOVERY_INTERNAL_LISTEN', '127.0.0.1:50062')}). Ctrl-C stops both.\n"
+        f"Development token (admin, every client account): {token}\n"
+        f'  grpcurl -plaintext -H "authorization: Bearer $(cat {token})" ...',
         file=sys.stderr,
         flush=True,
     )
@@ -146,6 +182,10 @@ def main(argv: list[str]) -> int:
     if command == "migrate":
         migrate(database_url())
         print("migrated", file=sys.stderr)
+        return 0
+    if command == "credentials":
+        for key, value in ensure_dev_credentials().items():
+            print(f"{key}={value}")
         return 0
     if command == "url":
         print(database_url())

@@ -80,3 +80,15 @@ class Aborted(DomainError):
     """A concurrent change won: re-read and try again (stale etag)."""
 
     reason = "ABORTED"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that do not verify (bad, expired, unknown)."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this (role, client account, identity)."""
+
+    reason = "PERMISSION_DENIED"

@@ -15,6 +15,8 @@ from flowpair_shared.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
 )
 
 DOMAIN = "flowpair.dev"
@@ -54,6 +56,10 @@ def to_status(error: Exception) -> grpc.Status:
         )
     elif isinstance(error, NotFound):
         code = code_pb2.NOT_FOUND
+    elif isinstance(error, Unauthenticated):
+        code = code_pb2.UNAUTHENTICATED
+    elif isinstance(error, PermissionDenied):
+        code = code_pb2.PERMISSION_DENIED
     elif isinstance(error, AlreadyExists):
         code = code_pb2.ALREADY_EXISTS
     elif isinstance(error, Aborted):

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from flowpair_shared import logs, tenancy
+from flowpair_shared.auth.access import Access
 from flowpair_shared.domain import IllegalTransition
 from flowpair_shared.errors import DomainError
 from flowpair_shared.grpc_errors import to_status
@@ -28,18 +29,23 @@ _UNSCOPED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 class _Rpc:
     """Per-call bookkeeping shared by the unary and streaming wrappers."""
 
-    def __init__(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def __init__(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], access: Access
+    ) -> None:
         self.method = method
+        self.access = access
         self.context = context
         self.started = time.perf_counter()
 
-    def enter(self) -> None:
+    async def enter(self) -> None:
         logs.reset()
         logs.bind(rpc=self.method)
-        tenant = tenancy.tenant_from_metadata(self.context.invocation_metadata())
+        tenant = await self.access.admit(self.method, self.context)
         tenancy.set_current(tenant)
         logs.bind(
-            client_account_id=str(tenant.client_account_id), engagement_id=str(tenant.engagement_id)
+            client_account_id=str(tenant.client_account_id),
+            engagement_id=str(tenant.engagement_id),
+            user_id=str(tenant.user_id),
         )
 
     def timeout(self) -> float | None:
@@ -71,7 +77,11 @@ def _is_abort(error: BaseException) -> bool:
 
 
 class FlowpairInterceptor(grpc.aio.ServerInterceptor):
-    """Wrap every flowpair RPC handler; leave health and reflection alone."""
+    """Wrap every flowpair RPC handler; leave health and reflection alone. ``access`` admits
+    each call (authentication and authorization) and names its tenant."""
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
 
     async def intercept_service(
         self,
@@ -86,34 +96,34 @@ class FlowpairInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
+                _wrap_unary(method, self._access, handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary),
+                _wrap_unary(method, self._access, handler.stream_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream),
+                _wrap_stream(method, self._access, handler.unary_stream),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream),
+            _wrap_stream(method, self._access, handler.stream_stream),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
 
-def _wrap_unary(method: str, behavior: Any) -> Any:
+def _wrap_unary(method: str, access: Access, behavior: Any) -> Any:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        rpc = _Rpc(method, context)
+        rpc = _Rpc(method, context, access)
         try:
-            rpc.enter()
+            await rpc.enter()
             async with asyncio.timeout(rpc.timeout()):
                 response = await behavior(request, context)
         except Exception as error:
@@ -127,13 +137,13 @@ def _wrap_unary(method: str, behavior: Any) -> Any:
     return wrapped
 
 
-def _wrap_stream(method: str, behavior: Any) -> Any:
+def _wrap_stream(method: str, access: Access, behavior: Any) -> Any:
     async def wrapped(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        rpc = _Rpc(method, context)
+        rpc = _Rpc(method, context, access)
         try:
-            rpc.enter()
+            await rpc.enter()
             async with asyncio.timeout(rpc.timeout()):
                 async for item in behavior(request, context):
                     yield item

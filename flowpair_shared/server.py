@@ -10,11 +10,22 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared import logs
+from flowpair_shared import logs, tls
+from flowpair_shared.auth import (
+    Access,
+    Authenticator,
+    PeerAccess,
+    PublicAccess,
+    TrustedHeadersAccess,
+    method_roles,
+)
+from flowpair_shared.auth.jwt_verifier import JwtVerifier
+from flowpair_shared.auth.token_file import TokenFile
 from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.interceptor import FlowpairInterceptor
 from flowpair_shared.notify import Listener
@@ -23,18 +34,12 @@ from flowpair_shared.settings import Settings
 
 log = logging.getLogger("flowpair.server")
 
-# Reconnect quickly after a peer restarts: gRPC's default backoff grows to two minutes.
-PEER_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    # Spread deliveries over every replica a DNS name resolves to.
-    ("grpc.lb_policy_name", "round_robin"),
+# Upload chunks are at most 4 MiB; leave room for the framing around them. A second process
+# on the same port must fail to bind rather than silently share it (SO_REUSEPORT).
+_SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", 5 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
 )
-
-
-def peer_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=PEER_CHANNEL_OPTIONS)
 
 
 class Background(Protocol):
@@ -57,58 +62,94 @@ class Wiring:
 
 @dataclass(frozen=True)
 class Servicers:
-    """A service's gRPC registrations and the background work it needs."""
+    """A service's gRPC registrations (public and internal) and its background work."""
 
     register: Callable[[grpc.aio.Server], None]
+    register_internal: Callable[[grpc.aio.Server], None]
     background: Sequence[Background] = ()
+
+
+@dataclass(frozen=True)
+class Port:
+    """One listening port: address, credentials (None: plaintext), admission, services."""
+
+    listen: str
+    credentials: grpc.ServerCredentials | None
+    access: Access
+    register: Callable[[grpc.aio.Server], None]
+    service_names: Sequence[str]
+    reflection: bool
 
 
 @dataclass(kw_only=True)
 class ServiceApp:
-    """One running service: its gRPC server, background work and the resources they hold."""
+    """One running service: its public and internal gRPC servers, background work and the
+    resources they hold."""
 
     name: str
-    listen: str
+    public: Port
+    internal: Port
     engine: AsyncEngine
-    register: Callable[[grpc.aio.Server], None]
-    service_names: Sequence[str]
     background: Sequence[Background] = ()
     channels: Mapping[str, grpc.aio.Channel] = field(default_factory=dict)
     port: int = 0
-    _server: grpc.aio.Server | None = None
+    internal_port: int = 0
+    _servers: list[grpc.aio.Server] = field(default_factory=list)
     _health: health.aio.HealthServicer | None = None
 
-    async def start(self) -> int:
-        """Bind, start serving and start the relay; return the bound port."""
+    async def _serve(self, spec: Port, role: str) -> int:
         server = grpc.aio.server(
-            interceptors=[FlowpairInterceptor()],
-            # Upload chunks are at most 4 MiB; leave room for the framing around them.
-            options=[("grpc.max_receive_message_length", 5 * 1024 * 1024)],
+            interceptors=[FlowpairInterceptor(spec.access)], options=_SERVER_OPTIONS
         )
-        self.register(server)
-        self._health = health.aio.HealthServicer()
+        spec.register(server)
+        assert self._health is not None
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        self.port = server.add_insecure_port(self.listen)
-        if self.port == 0:
-            raise SystemExit(f"{self.name}: cannot listen on {self.listen}")
+        if spec.reflection:
+            reflection.enable_server_reflection(
+                (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
+        if spec.credentials is None:
+            port = server.add_insecure_port(spec.listen)
+        else:
+            port = server.add_secure_port(spec.listen, spec.credentials)
+        if port == 0:
+            raise SystemExit(f"{self.name}: cannot listen on {spec.listen} ({role}): in use?")
         await server.start()
-        self._server = server
-        for service in ("", *self.service_names):
+        self._servers.append(server)
+        return port
+
+    async def start(self) -> int:
+        """Bind both ports, start serving and start the relay; return the public port."""
+        self._health = health.aio.HealthServicer()
+        try:
+            self.port = await self._serve(self.public, "public")
+            self.internal_port = await self._serve(self.internal, "internal")
+        except BaseException:
+            for server in self._servers:
+                await server.stop(None)
+            raise
+        for service in ("", *self.public.service_names, *self.internal.service_names):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         for work in self.background:
             work.start()
-        log.info("serving", extra={"listen": self.listen, "port": self.port})
+        log.info(
+            "serving",
+            extra={
+                "listen": self.public.listen,
+                "port": self.port,
+                "tls": self.public.credentials is not None,
+                "internal_listen": self.internal.listen,
+                "internal_port": self.internal_port,
+                "mtls": self.internal.credentials is not None,
+            },
+        )
         return self.port
 
     async def stop(self, grace: float = 10.0) -> None:
         """Not serving → drain in-flight RPCs → stop background work → close channels and pool."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
-        if self._server is not None:
-            await self._server.stop(grace)
+        await asyncio.gather(*(server.stop(grace) for server in self._servers))
         for work in reversed(self.background):
             await work.stop()
         for channel in self.channels.values():
@@ -117,22 +158,65 @@ class ServiceApp:
         log.info("stopped")
 
 
+def _insecure(settings: Settings, what: str) -> None:
+    """Refuse ``what`` unless FLOWPAIR_ALLOW_INSECURE=1, and then say so loudly."""
+    if not settings.allow_insecure:
+        raise SystemExit(f"refusing to start: {what}. Set FLOWPAIR_ALLOW_INSECURE=1 to allow it.")
+    log.warning("INSECURE: %s (allowed by FLOWPAIR_ALLOW_INSECURE=1)", what)
+
+
+def public_access(settings: Settings, services: Sequence[ServiceDescriptor]) -> Access:
+    """Bearer-token admission from the tokens file and/or JWKS in ``settings``."""
+    tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
+    jwts = (
+        JwtVerifier(
+            settings.auth_jwks,
+            issuer=settings.auth_jwt_issuer,
+            audience=settings.auth_jwt_audience,
+        )
+        if settings.auth_jwks
+        else None
+    )
+    if tokens is None and jwts is None:
+        _insecure(
+            settings,
+            "no authentication is configured (FLOWPAIR_AUTH_TOKENS_FILE or FLOWPAIR_AUTH_JWKS);"
+            " callers' tenant and user headers would be believed",
+        )
+        return TrustedHeadersAccess()
+    return PublicAccess(Authenticator(tokens, jwts), method_roles(services))
+
+
 def assemble(
     *,
     name: str,
     settings: Settings,
-    listen: str,
-    peers: Mapping[str, str],
-    service_names: Sequence[str],
+    public_services: Sequence[ServiceDescriptor],
+    internal_services: Sequence[ServiceDescriptor],
     servicers: Callable[[Wiring], Servicers],
 ) -> ServiceApp:
-    """Wire a service: engine, LISTEN connection, peer channels, relay (its outbox ``source``
-    is ``name``) and the servicers, which get all of it (the relay's kick to call after each
-    commit) and may add background work of their own."""
+    """Wire a service: engine, LISTEN connection, the channel to its peer's internal port,
+    relay (its outbox ``source`` is ``name``) and the servicers, which get all of it (the
+    relay's kick to call after each commit) and may add background work of their own.
+
+    Refuses (SystemExit) to expose a port unsafely unless FLOWPAIR_ALLOW_INSECURE=1: a public
+    port off loopback without TLS, no authentication, an internal port without mutual TLS."""
+    svc = settings.service(name)
+    public_tls = tls.public_credentials(svc)
+    if public_tls is None and not tls.is_loopback(svc.listen):
+        _insecure(settings, f"public port {svc.listen} is not loopback and has no TLS")
+    access = public_access(settings, public_services)
+    mtls = tls.has_internal_tls(svc)
+    if not mtls:
+        _insecure(
+            settings,
+            f"internal port {svc.internal_listen} has no mutual TLS"
+            " (FLOWPAIR_INTERNAL_CA_FILE and this service's internal certificate and key)",
+        )
     engine = create_engine(
         settings.database_url, pool_size=settings.db_pool_size, application_name=f"flowpair-{name}"
     )
-    channels = {peer: peer_channel(target) for peer, target in peers.items()}
+    channels = {svc.peer: tls.peer_channel(svc, secure=mtls)}
     listener = Listener(asyncpg_dsn(settings.database_url))
     relay = Relay(
         engine=engine, listener=listener, source=name, channels=channels, settings=settings.relay
@@ -140,10 +224,23 @@ def assemble(
     wired = servicers(Wiring(engine, listener, relay.kick, settings))
     return ServiceApp(
         name=name,
-        listen=listen,
+        public=Port(
+            listen=svc.listen,
+            credentials=public_tls,
+            access=access,
+            register=wired.register,
+            service_names=[s.full_name for s in public_services],
+            reflection=True,
+        ),
+        internal=Port(
+            listen=svc.internal_listen,
+            credentials=tls.internal_server_credentials(svc) if mtls else None,
+            access=PeerAccess(svc.peer) if mtls else TrustedHeadersAccess(),
+            register=wired.register_internal,
+            service_names=[s.full_name for s in internal_services],
+            reflection=False,
+        ),
         engine=engine,
-        register=wired.register,
-        service_names=service_names,
         # Started in this order, stopped in reverse: the listener outlives its subscribers.
         background=(listener, relay, *wired.background),
         channels=channels,

@@ -26,6 +26,31 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
     return int(value)
 
 
+def _flag(env: Mapping[str, str], key: str) -> bool:
+    raw = env.get(key, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SystemExit(f"{key} must be 1 or 0, got {raw!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings:
+    """One service's view of the settings: where it listens and which files secure it."""
+
+    name: str
+    peer: str
+    listen: str
+    internal_listen: str
+    peer_internal_target: str
+    tls_cert_file: str
+    tls_key_file: str
+    internal_ca_file: str
+    internal_cert_file: str
+    internal_key_file: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a flowpair process needs to know about its surroundings."""
@@ -33,13 +58,45 @@ class Settings:
     database_url: str
     orchestrator_listen: str = "127.0.0.1:50051"
     discovery_listen: str = "127.0.0.1:50052"
-    orchestrator_target: str = "127.0.0.1:50051"
-    discovery_target: str = "127.0.0.1:50052"
     db_pool_size: int = 20
     shutdown_grace: float = 10.0
     phase_concurrency: int = 4
     phase_lease_seconds: float = 30.0
     relay: RelaySettings = field(default_factory=RelaySettings)
+    orchestrator_internal_listen: str = "127.0.0.1:50061"
+    discovery_internal_listen: str = "127.0.0.1:50062"
+    orchestrator_internal_target: str = "127.0.0.1:50061"
+    discovery_internal_target: str = "127.0.0.1:50062"
+    internal_ca_file: str = ""
+    orchestrator_internal_cert_file: str = ""
+    orchestrator_internal_key_file: str = ""
+    discovery_internal_cert_file: str = ""
+    discovery_internal_key_file: str = ""
+    orchestrator_tls_cert_file: str = ""
+    orchestrator_tls_key_file: str = ""
+    discovery_tls_cert_file: str = ""
+    discovery_tls_key_file: str = ""
+    auth_tokens_file: str = ""
+    auth_jwks: str = ""
+    auth_jwt_issuer: str = ""
+    auth_jwt_audience: str = ""
+    allow_insecure: bool = False
+
+    def service(self, name: str) -> ServiceSettings:
+        """The addresses and files of one service (``"orchestrator"`` or ``"discovery"``)."""
+        peer = {"orchestrator": "discovery", "discovery": "orchestrator"}[name]
+        return ServiceSettings(
+            name=name,
+            peer=peer,
+            listen=getattr(self, f"{name}_listen"),
+            internal_listen=getattr(self, f"{name}_internal_listen"),
+            peer_internal_target=getattr(self, f"{peer}_internal_target"),
+            tls_cert_file=getattr(self, f"{name}_tls_cert_file"),
+            tls_key_file=getattr(self, f"{name}_tls_key_file"),
+            internal_ca_file=self.internal_ca_file,
+            internal_cert_file=getattr(self, f"{name}_internal_cert_file"),
+            internal_key_file=getattr(self, f"{name}_internal_key_file"),
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,12 +109,38 @@ class Settings:
             )
         o_listen = env.get("FLOWPAIR_ORCHESTRATOR_LISTEN", "127.0.0.1:50051")
         d_listen = env.get("FLOWPAIR_DISCOVERY_LISTEN", "127.0.0.1:50052")
+        o_internal = env.get("FLOWPAIR_ORCHESTRATOR_INTERNAL_LISTEN", "127.0.0.1:50061")
+        d_internal = env.get("FLOWPAIR_DISCOVERY_INTERNAL_LISTEN", "127.0.0.1:50062")
+        files = {
+            name: env.get(f"FLOWPAIR_{name.upper()}", "")
+            for name in (
+                "internal_ca_file",
+                "orchestrator_internal_cert_file",
+                "orchestrator_internal_key_file",
+                "discovery_internal_cert_file",
+                "discovery_internal_key_file",
+                "orchestrator_tls_cert_file",
+                "orchestrator_tls_key_file",
+                "discovery_tls_cert_file",
+                "discovery_tls_key_file",
+                "auth_tokens_file",
+                "auth_jwks",
+                "auth_jwt_issuer",
+                "auth_jwt_audience",
+            )
+        }
         return cls(
             database_url=url,
             orchestrator_listen=o_listen,
             discovery_listen=d_listen,
-            orchestrator_target=env.get("FLOWPAIR_ORCHESTRATOR_TARGET", o_listen),
-            discovery_target=env.get("FLOWPAIR_DISCOVERY_TARGET", d_listen),
+            orchestrator_internal_listen=o_internal,
+            discovery_internal_listen=d_internal,
+            orchestrator_internal_target=env.get(
+                "FLOWPAIR_ORCHESTRATOR_INTERNAL_TARGET", o_internal
+            ),
+            discovery_internal_target=env.get("FLOWPAIR_DISCOVERY_INTERNAL_TARGET", d_internal),
+            allow_insecure=_flag(env, "FLOWPAIR_ALLOW_INSECURE"),
+            **files,
             db_pool_size=_int(env, "FLOWPAIR_DB_POOL_SIZE", 20),
             shutdown_grace=_float(env, "FLOWPAIR_SHUTDOWN_GRACE_SECONDS", 10.0),
             phase_concurrency=_int(env, "FLOWPAIR_PHASE_CONCURRENCY", 4),

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import grpc
 
+from flowpair.internal.v1 import flow_event_service_pb2, flow_event_service_pb2_grpc
 from flowpair.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
-from orchestrator_svc.adapters.messages import DISCOVERY
 from orchestrator_svc.adapters.repository import FLOW_EVENTS_CHANNEL
 from orchestrator_svc.adapters.watchers import FlowWatchers
-from orchestrator_svc.entrypoints.grpc_api import FlowEventServicer, OrchestratorServicer
+from orchestrator_svc.entrypoints.grpc_api import OrchestratorServicer
+from orchestrator_svc.entrypoints.internal_api import FlowEventServicer
 from orchestrator_svc.service_layer.handlers import SOURCE, Orchestrator
 
-SERVICE_NAMES = (
-    orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name,
-    orchestrator_pb2.DESCRIPTOR.services_by_name["FlowEventService"].full_name,
-)
+PUBLIC_SERVICES = (orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"],)
+INTERNAL_SERVICES = (flow_event_service_pb2.DESCRIPTOR.services_by_name["FlowEventService"],)
 
 
 def _servicers(wiring: Wiring) -> Servicers:
@@ -28,19 +27,20 @@ def _servicers(wiring: Wiring) -> Servicers:
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
             OrchestratorServicer(orchestrator), server
         )
-        orchestrator_pb2_grpc.add_FlowEventServiceServicer_to_server(
+
+    def register_internal(server: grpc.aio.Server) -> None:
+        flow_event_service_pb2_grpc.add_FlowEventServiceServicer_to_server(
             FlowEventServicer(orchestrator), server
         )
 
-    return Servicers(register)
+    return Servicers(register, register_internal)
 
 
 def build(settings: Settings) -> ServiceApp:
     return assemble(
         name=SOURCE,
         settings=settings,
-        listen=settings.orchestrator_listen,
-        peers={DISCOVERY: settings.discovery_target},
-        service_names=SERVICE_NAMES,
+        public_services=PUBLIC_SERVICES,
+        internal_services=INTERNAL_SERVICES,
         servicers=_servicers,
     )

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from discovery_svc.phases.base import PhaseHandler
 from discovery_svc.service_layer.runner import PhaseRunner
+from flowpair.internal.v1 import child_flow_service_pb2_grpc, flow_event_service_pb2_grpc
 from flowpair.v1 import (
     discovery_pb2,
     discovery_pb2_grpc,
@@ -28,19 +29,20 @@ from flowpair.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
+from flowpair_shared.auth.principal import Role
 from flowpair_shared.db import asyncpg_dsn
 from flowpair_shared.domain import Phase
 from flowpair_shared.outbox import RelaySettings
 from flowpair_shared.server import ServiceApp
 from flowpair_shared.settings import Settings
 from flowpair_shared.tenancy import Tenant
+from tests.credentials import bearer, credentials, internal_channel
 
 if TYPE_CHECKING:
+    from flowpair.internal.v1.child_flow_service_pb2_grpc import ChildFlowServiceAsyncStub
+    from flowpair.internal.v1.flow_event_service_pb2_grpc import FlowEventServiceAsyncStub
     from flowpair.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
-    from flowpair.v1.orchestrator_pb2_grpc import (
-        FlowEventServiceAsyncStub,
-        OrchestratorServiceAsyncStub,
-    )
+    from flowpair.v1.orchestrator_pb2_grpc import OrchestratorServiceAsyncStub
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -73,7 +75,14 @@ def new_tenant() -> Tenant:
     return Tenant(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
 
 
-def md(tenant: Tenant) -> tuple[tuple[str, str], ...]:
+def md(tenant: Tenant, role: Role = Role.OPERATOR) -> tuple[tuple[str, str], ...]:
+    """A public call's metadata: the tenant headers and a bearer token (a JWT for the tenant's
+    user, client account and ``role``)."""
+    return (*tenant.metadata().items(), ("authorization", f"Bearer {bearer(tenant, role)}"))
+
+
+def peer_md(tenant: Tenant) -> tuple[tuple[str, str], ...]:
+    """An internal call's metadata, as the peer's relay sends it: tenant headers only."""
     return tuple(tenant.metadata().items())
 
 
@@ -98,6 +107,8 @@ class Stack:
     database_url: str
     orchestrator_port: int = field(default_factory=free_port)
     discovery_port: int = field(default_factory=free_port)
+    orchestrator_internal_port: int = field(default_factory=free_port)
+    discovery_internal_port: int = field(default_factory=free_port)
     relay: RelaySettings = FAST_RELAY
     apps: list[ServiceApp] = field(default_factory=list)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
@@ -107,12 +118,15 @@ class Stack:
             database_url=self.database_url,
             orchestrator_listen=f"127.0.0.1:{self.orchestrator_port}",
             discovery_listen=f"127.0.0.1:{self.discovery_port}",
-            orchestrator_target=f"127.0.0.1:{self.orchestrator_port}",
-            discovery_target=f"127.0.0.1:{self.discovery_port}",
+            orchestrator_internal_listen=f"127.0.0.1:{self.orchestrator_internal_port}",
+            discovery_internal_listen=f"127.0.0.1:{self.discovery_internal_port}",
+            orchestrator_internal_target=f"127.0.0.1:{self.orchestrator_internal_port}",
+            discovery_internal_target=f"127.0.0.1:{self.discovery_internal_port}",
             db_pool_size=20,
             shutdown_grace=1.0,
             phase_lease_seconds=3.0,
             relay=self.relay,
+            **credentials().settings,
         )
 
     def env(self) -> dict[str, str]:
@@ -123,6 +137,9 @@ class Stack:
             "DATABASE_URL": s.database_url,
             "FLOWPAIR_ORCHESTRATOR_LISTEN": s.orchestrator_listen,
             "FLOWPAIR_DISCOVERY_LISTEN": s.discovery_listen,
+            "FLOWPAIR_ORCHESTRATOR_INTERNAL_LISTEN": s.orchestrator_internal_listen,
+            "FLOWPAIR_DISCOVERY_INTERNAL_LISTEN": s.discovery_internal_listen,
+            **credentials().env,
             "FLOWPAIR_RELAY_POLL_SECONDS": str(s.relay.poll_interval),
             "FLOWPAIR_SHUTDOWN_GRACE_SECONDS": "2",
             "FLOWPAIR_PHASE_LEASE_SECONDS": str(s.phase_lease_seconds),
@@ -155,8 +172,17 @@ class Stack:
     def orchestrator(self) -> OrchestratorServiceAsyncStub:
         return orchestrator_pb2_grpc.OrchestratorServiceStub(self.channel(self.orchestrator_port))
 
-    def flow_events(self) -> FlowEventServiceAsyncStub:
-        return orchestrator_pb2_grpc.FlowEventServiceStub(self.channel(self.orchestrator_port))
+    def flow_events(self, *, as_peer: str = "discovery") -> FlowEventServiceAsyncStub:
+        """The orchestrator's internal API, called with ``as_peer``'s certificate."""
+        ch = internal_channel(self.orchestrator_internal_port, "orchestrator", as_peer)
+        self.channels.append(ch)
+        return flow_event_service_pb2_grpc.FlowEventServiceStub(ch)
+
+    def child_flows(self, *, as_peer: str = "orchestrator") -> ChildFlowServiceAsyncStub:
+        """The discovery service's internal API, called with ``as_peer``'s certificate."""
+        ch = internal_channel(self.discovery_internal_port, "discovery", as_peer)
+        self.channels.append(ch)
+        return child_flow_service_pb2_grpc.ChildFlowServiceStub(ch)
 
     def discovery(self) -> DiscoveryServiceAsyncStub:
         return discovery_pb2_grpc.DiscoveryServiceStub(self.channel(self.discovery_port))

@@ -8,8 +8,19 @@ import uuid
 import grpc
 import pytest
 
+from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
+from flowpair.internal.v1 import flow_event_service_pb2 as events_pb2
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
-from tests.support import Stack, discovery_flow, eventually, fetch, fetchval, md, new_tenant
+from tests.support import (
+    Stack,
+    discovery_flow,
+    eventually,
+    fetch,
+    fetchval,
+    md,
+    new_tenant,
+    peer_md,
+)
 
 DISCOVERY = flow_pb2.FLOW_TYPE_DISCOVERY
 
@@ -128,19 +139,19 @@ async def test_redelivered_command_and_event_apply_once(stack: Stack) -> None:
     await stack.start_orchestrator()
     await stack.start_discovery()
     tenant = new_tenant()
-    disc, events = stack.discovery(), stack.flow_events()
+    disc, events = stack.child_flows(), stack.flow_events()
     master = f"flows/{uuid.uuid4()}"
-    request = discovery_pb2.CreateChildFlowRequest(master_flow=master, type=DISCOVERY)
+    request = child_pb2.CreateChildFlowRequest(master_flow=master, type=DISCOVERY)
     message_id = str(uuid.uuid4())
     first = await disc.CreateChildFlow(
-        request, metadata=(*md(tenant), ("x-message-id", message_id))
+        request, metadata=(*peer_md(tenant), ("x-message-id", message_id))
     )
     second = await disc.CreateChildFlow(
-        request, metadata=(*md(tenant), ("x-message-id", message_id))
+        request, metadata=(*peer_md(tenant), ("x-message-id", message_id))
     )
     # A different message carrying the same command: the unique master id still holds.
     third = await disc.CreateChildFlow(
-        request, metadata=(*md(tenant), ("x-message-id", str(uuid.uuid4())))
+        request, metadata=(*peer_md(tenant), ("x-message-id", str(uuid.uuid4())))
     )
     assert first.child_flow.name == second.child_flow.name == third.child_flow.name
     assert await fetchval(stack.database_url, "SELECT count(*) FROM discovery.child_flows") == 1
@@ -170,10 +181,10 @@ async def test_redelivered_command_and_event_apply_once(stack: Stack) -> None:
         " AND seq = 1",
         uuid.UUID(flow.name.split("/")[1]),
     )
-    replay = orchestrator_pb2.RecordPhaseStatusRequest.FromString(payload)
+    replay = events_pb2.RecordPhaseStatusRequest.FromString(payload)
     msg = str(uuid.uuid4())
-    r1 = await events.RecordPhaseStatus(replay, metadata=(*md(tenant), ("x-message-id", msg)))
-    r2 = await events.RecordPhaseStatus(replay, metadata=(*md(tenant), ("x-message-id", msg)))
+    r1 = await events.RecordPhaseStatus(replay, metadata=(*peer_md(tenant), ("x-message-id", msg)))
+    r2 = await events.RecordPhaseStatus(replay, metadata=(*peer_md(tenant), ("x-message-id", msg)))
     assert (r1.applied, r2.applied) == (False, False)  # the relay applied it already
     assert (
         await fetchval(
@@ -201,7 +212,7 @@ async def test_event_ahead_of_its_predecessor_is_refused(stack: Stack) -> None:
     event.occur_time.GetCurrentTime()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await events.RecordPhaseStatus(
-            orchestrator_pb2.RecordPhaseStatusRequest(event=event), metadata=md(tenant)
+            events_pb2.RecordPhaseStatusRequest(event=event), metadata=peer_md(tenant)
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "arrived before event 1" in (err.value.details() or "")

@@ -15,9 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.phases import HANDLERS
 from discovery_svc.phases.base import PhaseOutcome
+from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
+from flowpair.internal.v1 import flow_event_service_pb2 as events_pb2
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared.domain import Phase, PhaseStatus
-from tests.support import Stack, discovery_flow, eventually, fetch, fetchval, md, new_tenant
+from tests.support import (
+    Stack,
+    discovery_flow,
+    eventually,
+    fetch,
+    fetchval,
+    md,
+    new_tenant,
+    peer_md,
+)
 
 HEADER = b"Server Name,IP Addr,O/S,RAM (GB),Environment,Owner\r\n"
 OSES = ["Windows 2012 R2 Standard", "RHEL 8.6", "Ubuntu 22.04 LTS", "Win2k19"]
@@ -308,10 +319,10 @@ async def _run_phase_commands(stack: Stack, name: str) -> list[int]:
     rows = await fetch(
         stack.database_url,
         "SELECT payload FROM messaging.outbox WHERE ordering_key = $1"
-        " AND method = '/flowpair.v1.DiscoveryService/RunPhase' ORDER BY seq",
+        " AND method = '/flowpair.internal.v1.ChildFlowService/RunPhase' ORDER BY seq",
         uuid.UUID(name.split("/")[1]),
     )
-    return [discovery_pb2.RunPhaseRequest.FromString(r["payload"]).phase for r in rows]
+    return [child_pb2.RunPhaseRequest.FromString(r["payload"]).phase for r in rows]
 
 
 async def test_cancel_while_a_phase_runs_stops_everything(stack: Stack) -> None:
@@ -410,10 +421,10 @@ async def test_redelivered_phase_events_change_nothing(stack: Stack) -> None:
     )
     events = stack.flow_events()
     for row in [*sent, *reversed(sent)]:
-        request = orchestrator_pb2.RecordPhaseStatusRequest.FromString(row["payload"])
+        request = events_pb2.RecordPhaseStatusRequest.FromString(row["payload"])
         for message_id in (str(row["message_id"]), str(uuid.uuid4())):
             r = await events.RecordPhaseStatus(
-                request, metadata=(*md(tenant), ("x-message-id", message_id))
+                request, metadata=(*peer_md(tenant), ("x-message-id", message_id))
             )
             assert not r.applied
     assert await all_events(stack, tenant, name) == before

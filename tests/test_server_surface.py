@@ -27,7 +27,7 @@ async def test_health_and_reflection_on_both_services(stack: Stack) -> None:
     for port, expected in (
         (
             stack.orchestrator_port,
-            {"flowpair.v1.OrchestratorService", "flowpair.v1.FlowEventService"},
+            {"flowpair.v1.OrchestratorService"},
         ),
         (stack.discovery_port, {"flowpair.v1.DiscoveryService"}),
     ):

@@ -12,8 +12,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
+from flowpair.internal.v1 import flow_event_service_pb2 as events_pb2
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
-from tests.support import Stack, discovery_flow, md, new_tenant
+from tests.support import Stack, discovery_flow, md, new_tenant, peer_md
 
 
 def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
@@ -49,12 +51,9 @@ async def servers(stack: Stack) -> Stack:
 async def test_missing_and_malformed_tenant_metadata(servers: Stack) -> None:
     orch = servers.orchestrator()
     req = orchestrator_pb2.CreateFlowRequest(flow=GOOD_FLOW)
-    v = await invalid(lambda: orch.CreateFlow(req))
-    assert set(v) == {
-        "metadata.x-client-account-id",
-        "metadata.x-engagement-id",
-        "metadata.x-user-id",
-    }
+    token_only = tuple((k, v) for k, v in md(new_tenant()) if k == "authorization")
+    v = await invalid(lambda: orch.CreateFlow(req, metadata=token_only))
+    assert set(v) == {"metadata.x-client-account-id", "metadata.x-engagement-id"}
     tenant = dict(md(new_tenant()))
     tenant["x-engagement-id"] = "not-a-uuid"
     v = await invalid(lambda: orch.CreateFlow(req, metadata=tuple(tenant.items())))
@@ -63,10 +62,11 @@ async def test_missing_and_malformed_tenant_metadata(servers: Stack) -> None:
     disc = servers.discovery()
     v = await invalid(
         lambda: disc.GetChildFlow(
-            discovery_pb2.GetChildFlowRequest(name=f"childFlows/{uuid.uuid4()}")
+            discovery_pb2.GetChildFlowRequest(name=f"childFlows/{uuid.uuid4()}"),
+            metadata=token_only,
         )
     )
-    assert "metadata.x-user-id" in v
+    assert "metadata.x-client-account-id" in v
 
 
 async def test_create_flow_field_violations(servers: Stack) -> None:
@@ -129,29 +129,30 @@ async def test_malformed_names_tokens_and_filters(servers: Stack) -> None:
         lambda: orch.ListFlows(orchestrator_pb2.ListFlowsRequest(page_size=-1), metadata=meta)
     )
     assert "page_size" in v
+    child_flows, peer_meta = servers.child_flows(), peer_md(new_tenant())
     v = await invalid(
-        lambda: disc.CreateChildFlow(
-            discovery_pb2.CreateChildFlowRequest(
+        lambda: child_flows.CreateChildFlow(
+            child_pb2.CreateChildFlowRequest(
                 master_flow="flows/nope", type=flow_pb2.FLOW_TYPE_UNSPECIFIED
             ),
-            metadata=meta,
+            metadata=peer_meta,
         )
     )
     assert {"master_flow", "type"} <= set(v)
     v = await invalid(lambda: disc.GetChildFlow(discovery_pb2.GetChildFlowRequest(), metadata=meta))
     assert "name" in v
     v = await invalid(
-        lambda: disc.CreateChildFlow(
-            discovery_pb2.CreateChildFlowRequest(
+        lambda: child_flows.CreateChildFlow(
+            child_pb2.CreateChildFlowRequest(
                 master_flow=f"flows/{uuid.uuid4()}", type=flow_pb2.FLOW_TYPE_DISCOVERY
             ),
-            metadata=(*meta, ("x-message-id", "nope")),
+            metadata=(*peer_meta, ("x-message-id", "nope")),
         )
     )
     assert "metadata.x-message-id" in v
     events = servers.flow_events()
     v = await invalid(
-        lambda: events.RecordPhaseStatus(orchestrator_pb2.RecordPhaseStatusRequest(), metadata=meta)
+        lambda: events.RecordPhaseStatus(events_pb2.RecordPhaseStatusRequest(), metadata=peer_meta)
     )
     assert {"event.flow", "event.phase", "event.status", "event.sequence"} <= set(v)
 

@@ -14,23 +14,20 @@ from discovery_svc.domain.inventory import Asset
 from discovery_svc.domain.mapping_set import REQUIRED, TARGET_ATTRIBUTES, FieldMapping, Update
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import DataProfile
-from discovery_svc.service_layer.handlers import CreateChildFlow, Discovery
+from discovery_svc.service_layer.handlers import Discovery
 from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
 from flowpair_shared import tenancy
-from flowpair_shared.convert import enum_value, phase_state, timestamp
-from flowpair_shared.domain import FlowType, Phase
+from flowpair_shared.convert import phase_state, timestamp
 from flowpair_shared.errors import FieldViolation, InvalidArgument, Validator
 from flowpair_shared.names import (
     CHILD_FLOWS,
     FLOWS,
     IMPORTS,
-    check_display_name,
     format_name,
     parse_name,
     parse_uuid,
 )
-from flowpair_shared.outbox import message_id_from
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_FILE_NAME = 255
@@ -164,7 +161,7 @@ def asset_to_proto(a: Asset) -> discovery_pb2.Asset:
     )
 
 
-def _required(value: str, collection: str, field: str, v: Validator) -> uuid.UUID:
+def required_name(value: str, collection: str, field: str, v: Validator) -> uuid.UUID:
     """A required resource name's id; every violation collected so far is raised first."""
     found = parse_name(value, collection, field, v)
     v.raise_if_any()
@@ -172,8 +169,8 @@ def _required(value: str, collection: str, field: str, v: Validator) -> uuid.UUI
     return found
 
 
-def _master(value: str, v: Validator) -> uuid.UUID:
-    return _required(value, FLOWS, "master_flow", v)
+def master_name(value: str, v: Validator) -> uuid.UUID:
+    return required_name(value, FLOWS, "master_flow", v)
 
 
 async def _chunks(
@@ -191,33 +188,6 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
     def __init__(self, discovery: Discovery) -> None:
         self._d = discovery
 
-    async def CreateChildFlow(
-        self, request: discovery_pb2.CreateChildFlowRequest, context: Context
-    ) -> discovery_pb2.CreateChildFlowResponse:
-        v = Validator()
-        master = parse_name(request.master_flow, FLOWS, "master_flow", v)
-        flow_type = enum_value(FlowType, request.type, "type", v, "FLOW_TYPE_")
-        check_display_name(request.display_name, "display_name", v)
-        import_id = parse_name(getattr(request, "import"), IMPORTS, "import", v, required=False)
-        if not 0 <= request.mapping_confidence_threshold <= 1:
-            v.add("mapping_confidence_threshold", "must be between 0 and 1")
-        message_id = message_id_from(context.invocation_metadata())
-        v.raise_if_any()
-        assert master is not None and flow_type is not None
-        child = await self._d.create_child_flow(
-            tenancy.current(),
-            CreateChildFlow(
-                master_flow_id=master,
-                flow_type=flow_type,
-                display_name=request.display_name,
-                import_id=import_id,
-                auto_approve=request.auto_approve,
-                confidence_threshold=request.mapping_confidence_threshold or 0.85,
-            ),
-            message_id,
-        )
-        return discovery_pb2.CreateChildFlowResponse(child_flow=child_to_proto(child))
-
     async def GetChildFlow(
         self, request: discovery_pb2.GetChildFlowRequest, context: Context
     ) -> discovery_pb2.GetChildFlowResponse:
@@ -231,26 +201,6 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
             tenancy.current(), child_id=child_id, master_flow_id=master
         )
         return discovery_pb2.GetChildFlowResponse(child_flow=child_to_proto(child))
-
-    async def RunPhase(
-        self, request: discovery_pb2.RunPhaseRequest, context: Context
-    ) -> discovery_pb2.RunPhaseResponse:
-        v = Validator()
-        phase = enum_value(Phase, request.phase, "phase", v, "PHASE_")
-        message_id = message_id_from(context.invocation_metadata())
-        master = _master(request.master_flow, v)
-        assert phase is not None
-        await self._d.run_phase(tenancy.current(), master, phase, message_id)
-        return discovery_pb2.RunPhaseResponse()
-
-    async def CancelChildFlow(
-        self, request: discovery_pb2.CancelChildFlowRequest, context: Context
-    ) -> discovery_pb2.CancelChildFlowResponse:
-        v = Validator()
-        message_id = message_id_from(context.invocation_metadata())
-        master = _master(request.master_flow, v)
-        await self._d.cancel_child_flow(tenancy.current(), master, message_id)
-        return discovery_pb2.CancelChildFlowResponse()
 
     async def UploadImportData(
         self,
@@ -279,21 +229,21 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self, request: discovery_pb2.GetImportRequest, context: Context
     ) -> discovery_pb2.GetImportResponse:
         v = Validator()
-        import_id = _required(request.name, IMPORTS, "name", v)
+        import_id = required_name(request.name, IMPORTS, "name", v)
         summary = await self._d.get_import(tenancy.current(), import_id)
         return discovery_pb2.GetImportResponse(**{"import": import_to_proto(summary)})
 
     async def GetDataProfile(
         self, request: discovery_pb2.GetDataProfileRequest, context: Context
     ) -> discovery_pb2.GetDataProfileResponse:
-        master = _master(request.master_flow, Validator())
+        master = master_name(request.master_flow, Validator())
         profile = await self._d.get_profile(tenancy.current(), master)
         return discovery_pb2.GetDataProfileResponse(profile=profile_to_proto(profile))
 
     async def ListFieldMappings(
         self, request: discovery_pb2.ListFieldMappingsRequest, context: Context
     ) -> discovery_pb2.ListFieldMappingsResponse:
-        master = _master(request.master_flow, Validator())
+        master = master_name(request.master_flow, Validator())
         found = await self._d.list_mappings(tenancy.current(), master)
         return discovery_pb2.ListFieldMappingsResponse(
             mappings=[mapping_to_proto(m) for m in found.mappings],
@@ -326,7 +276,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
                     custom_attribute=u.custom_attribute if action == "custom_attribute" else None,
                 )
             )
-        master = _master(request.master_flow, v)
+        master = master_name(request.master_flow, v)
         changed = await self._d.update_mappings(
             tenancy.current(),
             master,
@@ -365,7 +315,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self, request: discovery_pb2.GetAssetRequest, context: Context
     ) -> discovery_pb2.GetAssetResponse:
         v = Validator()
-        asset_id = _required(request.name, ASSETS, "name", v)
+        asset_id = required_name(request.name, ASSETS, "name", v)
         asset = await self._d.get_asset(tenancy.current(), asset_id)
         return discovery_pb2.GetAssetResponse(asset=asset_to_proto(asset))
 

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from flowpair.v1 import discovery_pb2, flow_pb2
+from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
+from flowpair.v1 import flow_pb2
 from flowpair_shared.names import FLOWS, IMPORTS, format_name
 from flowpair_shared.outbox import OutgoingMessage
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.domain.model import CancelChild, Command, MasterFlow, RunPhase
 
 DISCOVERY = "discovery"
-_SERVICE = "/flowpair.v1.DiscoveryService/"
+_SERVICE = f"/{child_pb2.DESCRIPTOR.services_by_name['ChildFlowService'].full_name}/"
 
 
 def _to_discovery(
     flow: MasterFlow,
     tenant: Tenant,
     method: str,
-    payload: discovery_pb2.CreateChildFlowRequest
-    | discovery_pb2.RunPhaseRequest
-    | discovery_pb2.CancelChildFlowRequest,
+    payload: child_pb2.CreateChildFlowRequest
+    | child_pb2.RunPhaseRequest
+    | child_pb2.CancelChildFlowRequest,
 ) -> OutgoingMessage:
     return OutgoingMessage(
         destination=DISCOVERY,
@@ -30,7 +31,7 @@ def _to_discovery(
 
 
 def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
-    request = discovery_pb2.CreateChildFlowRequest(
+    request = child_pb2.CreateChildFlowRequest(
         master_flow=format_name(FLOWS, flow.id),
         type=flow_pb2.FlowType.ValueType(int(flow.flow_type)),
         display_name=flow.display_name,
@@ -50,7 +51,7 @@ def command(flow: MasterFlow, tenant: Tenant, cmd: Command) -> OutgoingMessage:
                 flow,
                 tenant,
                 "RunPhase",
-                discovery_pb2.RunPhaseRequest(
+                child_pb2.RunPhaseRequest(
                     master_flow=master, phase=flow_pb2.Phase.ValueType(int(phase))
                 ),
             )
@@ -59,5 +60,5 @@ def command(flow: MasterFlow, tenant: Tenant, cmd: Command) -> OutgoingMessage:
                 flow,
                 tenant,
                 "CancelChildFlow",
-                discovery_pb2.CancelChildFlowRequest(master_flow=master),
+                child_pb2.CancelChildFlowRequest(master_flow=master),
             )

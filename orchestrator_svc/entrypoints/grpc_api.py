@@ -13,12 +13,11 @@ from flowpair.v1 import flow_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from flowpair_shared import tenancy
 from flowpair_shared.convert import (
     enum_value,
-    from_timestamp,
     phase_error,
     phase_state,
     timestamp,
 )
-from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
+from flowpair_shared.domain import FlowStatus, FlowType, Phase
 from flowpair_shared.errors import Validator
 from flowpair_shared.names import (
     CHILD_FLOWS,
@@ -30,8 +29,7 @@ from flowpair_shared.names import (
     parse_name,
     parse_uuid,
 )
-from flowpair_shared.outbox import message_id_from
-from orchestrator_svc.domain.model import HistoryEntry, MasterFlow, PhaseError, PhaseEvent
+from orchestrator_svc.domain.model import HistoryEntry, MasterFlow
 from orchestrator_svc.service_layer.handlers import CreateFlow, Orchestrator
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -228,38 +226,3 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         flow_id = _flow_name(request.name, v)
         async for entry in self._o.watch(tenancy.current(), flow_id, request.after_sequence):
             yield orchestrator_pb2.WatchFlowResponse(event=history_to_proto(flow_id, entry))
-
-
-def event_from_proto(
-    event: flow_pb2.PhaseStatusEvent, field: str, v: Validator
-) -> PhaseEvent | None:
-    flow_id = parse_name(event.flow, FLOWS, f"{field}.flow", v)
-    child_id = parse_name(event.child_flow, CHILD_FLOWS, f"{field}.child_flow", v)
-    phase = enum_value(Phase, event.phase, f"{field}.phase", v, "PHASE_")
-    status = enum_value(PhaseStatus, event.status, f"{field}.status", v, "PHASE_STATUS_")
-    if event.sequence < 1:
-        v.add(f"{field}.sequence", "must be 1 or more")
-    if not event.HasField("occur_time"):
-        v.add(f"{field}.occur_time", "is required")
-    if flow_id is None or child_id is None or phase is None or status is None or v.violations:
-        return None
-    error = PhaseError(event.error.reason, event.error.message) if event.HasField("error") else None
-    return PhaseEvent(
-        flow_id, child_id, phase, status, event.sequence, from_timestamp(event.occur_time), error
-    )
-
-
-class FlowEventServicer(orchestrator_pb2_grpc.FlowEventServiceServicer):
-    def __init__(self, orchestrator: Orchestrator) -> None:
-        self._o = orchestrator
-
-    async def RecordPhaseStatus(
-        self, request: orchestrator_pb2.RecordPhaseStatusRequest, context: Context
-    ) -> orchestrator_pb2.RecordPhaseStatusResponse:
-        v = Validator()
-        event = event_from_proto(request.event, "event", v)
-        message_id = message_id_from(context.invocation_metadata())
-        v.raise_if_any()
-        assert event is not None
-        applied = await self._o.record_phase_status(tenancy.current(), event, message_id)
-        return orchestrator_pb2.RecordPhaseStatusResponse(applied=applied)

@@ -17,7 +17,7 @@ from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox import OutgoingMessage, Relay, RelaySettings, UnitOfWork
 from flowpair_shared.outbox.store import list_parked, requeue
-from flowpair_shared.server import peer_channel
+from flowpair_shared.tls import PEER_CHANNEL_OPTIONS
 from tests.support import eventually, fetchval, free_port
 
 METHOD = "/test.Peer/Receive"
@@ -95,7 +95,7 @@ class Relays:
         self.running: list[tuple[Relay, grpc.aio.Channel, Listener | None]] = []
 
     def start(self, port: int, settings: RelaySettings = SETTINGS, listen: bool = True) -> Relay:
-        channel = peer_channel(f"127.0.0.1:{port}")
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=PEER_CHANNEL_OPTIONS)
         listener = Listener(self.dsn) if listen else None
         relay = Relay(
             engine=self.engine,

@@ -1,0 +1,127 @@
+"""JWT bearer tokens (RS256/ES256) verified against a JWKS file or URL.
+
+Claims: ``iss`` and ``aud`` must match the settings, ``exp`` is required; ``sub`` is the user
+(a UUID as is; any other subject becomes a stable UUIDv5 of issuer and subject);
+``flowpair_role`` is viewer/operator/admin; ``flowpair_client_accounts`` (list of UUIDs or
+``["*"]``) and optional ``flowpair_engagements`` say whom the caller may act for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from flowpair_shared.auth.principal import Principal, Role, parse_grants
+from flowpair_shared.errors import Unauthenticated
+
+ALGORITHMS = ("RS256", "ES256")
+ROLE_CLAIM = "flowpair_role"
+ACCOUNTS_CLAIM = "flowpair_client_accounts"
+ENGAGEMENTS_CLAIM = "flowpair_engagements"
+_LEEWAY_SECONDS = 30
+_CACHE_LIMIT = 4096
+
+
+def _user_id(issuer: str, subject: str) -> uuid.UUID:
+    try:
+        found = uuid.UUID(subject)
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"{issuer}#{subject}")
+    if found.int == 0:
+        raise Unauthenticated("the token's subject is the nil UUID")
+    return found
+
+
+def principal_from_claims(claims: dict[str, Any], issuer: str) -> Principal:
+    try:
+        role = Role.parse(str(claims.get(ROLE_CLAIM, "")))
+        accounts = parse_grants(claims.get(ACCOUNTS_CLAIM), ACCOUNTS_CLAIM)
+        engagements = parse_grants(claims.get(ENGAGEMENTS_CLAIM), ENGAGEMENTS_CLAIM)
+    except ValueError as error:
+        raise Unauthenticated(f"token claims: {error}") from None
+    if ACCOUNTS_CLAIM not in claims:
+        raise Unauthenticated(f"token claims: {ACCOUNTS_CLAIM} is required")
+    return Principal(_user_id(issuer, str(claims["sub"])), role, accounts, engagements, "jwt")
+
+
+class JwtVerifier:
+    """Verifies a JWT's signature, issuer, audience and lifetime; maps claims to a principal."""
+
+    def __init__(self, jwks: str, *, issuer: str, audience: str) -> None:
+        if not issuer or not audience:
+            raise SystemExit(
+                "FLOWPAIR_AUTH_JWKS needs FLOWPAIR_AUTH_JWT_ISSUER and FLOWPAIR_AUTH_JWT_AUDIENCE"
+            )
+        self.issuer, self.audience = issuer, audience
+        self._client: jwt.PyJWKClient | None = None
+        self._file: Path | None = None
+        self._file_keys: jwt.PyJWKSet | None = None
+        self._file_stamp: int | None = None
+        if jwks.startswith(("https://", "http://")):
+            self._client = jwt.PyJWKClient(jwks, cache_keys=True, lifespan=300, timeout=5)
+        else:
+            self._file = Path(jwks)
+            self._reload_file(strict=True)
+        self._verified: dict[str, tuple[Principal, float]] = {}
+
+    def _reload_file(self, *, strict: bool) -> None:
+        assert self._file is not None
+        try:
+            stamp = self._file.stat().st_mtime_ns
+            if stamp != self._file_stamp:
+                self._file_keys = jwt.PyJWKSet.from_json(self._file.read_text())
+                self._file_stamp = stamp
+        except (OSError, ValueError, jwt.PyJWTError) as error:
+            if strict:
+                raise SystemExit(f"FLOWPAIR_AUTH_JWKS: {self._file}: {error}") from None
+
+    async def _key(self, token: str, kid: str | None) -> jwt.PyJWK:
+        if self._client is not None:
+            client = self._client
+            return await asyncio.to_thread(client.get_signing_key_from_jwt, token)
+        self._reload_file(strict=False)
+        assert self._file_keys is not None
+        keys = self._file_keys.keys
+        if kid is not None:
+            for key in keys:
+                if key.key_id == kid:
+                    return key
+            raise Unauthenticated("the token's key id is not in the JWKS")
+        if len(keys) == 1:
+            return keys[0]
+        raise Unauthenticated("the token has no key id and the JWKS holds several keys")
+
+    async def principal(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") not in ALGORITHMS:
+                raise Unauthenticated(f"token algorithm must be one of {', '.join(ALGORITHMS)}")
+            key = await self._key(token, header.get("kid"))
+            if key.algorithm_name != header["alg"]:
+                raise Unauthenticated("token algorithm does not match its key")
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=_LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+            raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
+        principal = principal_from_claims(claims, self.issuer)
+        if len(self._verified) >= _CACHE_LIMIT:
+            self._verified.clear()
+        self._verified[token] = (principal, float(claims["exp"]))
+        return principal
