@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -106,7 +107,9 @@ class ServiceApp:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if spec.reflection:
             reflection.enable_server_reflection(
-                (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+                (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                server,
+                pool=_described_only(spec.service_names),
             )
         if spec.credentials is None:
             port = server.add_insecure_port(spec.listen)
@@ -156,6 +159,29 @@ class ServiceApp:
             await channel.close()
         await self.engine.dispose()
         log.info("stopped")
+
+
+def _described_only(service_names: Sequence[str]) -> descriptor_pool.DescriptorPool:
+    """A descriptor pool with just these services' files and what they import, so reflection
+    cannot describe anything else this process has loaded (the internal services)."""
+    default = descriptor_pool.Default()
+    names = (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(file.name)
+
+    for name in names:
+        add(default.FindServiceByName(name).file)
+    return pool
 
 
 def _insecure(settings: Settings, what: str) -> None:
