@@ -9,7 +9,9 @@ COPY discovery_svc ./discovery_svc
 COPY migrations ./migrations
 COPY alembic.ini Makefile ./
 RUN pip install --no-cache-dir -e '.[dev]' \
- && python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. protos/flowpair/v1/*.proto \
- && touch flowpair/__init__.py flowpair/v1/__init__.py
+ && python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
+      protos/flowpair/v1/*.proto protos/flowpair/internal/v1/*.proto \
+ && touch flowpair/__init__.py flowpair/v1/__init__.py flowpair/internal/__init__.py \
+      flowpair/internal/v1/__init__.py
 ENV PYTHONPATH=/app
 USER nobody

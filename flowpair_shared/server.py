@@ -11,6 +11,7 @@ from typing import Protocol
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.rpc import error_details_pb2
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -181,6 +182,8 @@ def _described_only(service_names: Sequence[str]) -> descriptor_pool.DescriptorP
 
     for name in names:
         add(default.FindServiceByName(name).file)
+    # The rich error details, so grpcurl and other reflection clients can decode them.
+    add(error_details_pb2.DESCRIPTOR)
     return pool
 
 

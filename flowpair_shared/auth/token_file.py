@@ -82,8 +82,8 @@ def parse(text: str, origin: str) -> dict[str, Principal]:
             bytes.fromhex(digest)
             user_id = uuid.UUID(str(entry.get("user_id")))
             role = Role.parse(str(entry.get("role", "")))
-            accounts = parse_grants(entry.get("client_accounts"), f"{where}.client_accounts")
-            engagements = parse_grants(entry.get("engagements"), f"{where}.engagements")
+            accounts = parse_grants(entry.get("client_accounts"), "client_accounts")
+            engagements = parse_grants(entry.get("engagements"), "engagements")
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         if "client_accounts" not in entry:
