@@ -11,8 +11,8 @@ from typing import Protocol
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from google.rpc import error_details_pb2
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -112,10 +112,13 @@ class ServiceApp:
                 server,
                 pool=_described_only(spec.service_names),
             )
-        if spec.credentials is None:
-            port = server.add_insecure_port(spec.listen)
-        else:
-            port = server.add_secure_port(spec.listen, spec.credentials)
+        try:
+            if spec.credentials is None:
+                port = server.add_insecure_port(spec.listen)
+            else:
+                port = server.add_secure_port(spec.listen, spec.credentials)
+        except RuntimeError:  # grpcio raises instead of returning 0 when the bind fails
+            port = 0
         if port == 0:
             raise SystemExit(f"{self.name}: cannot listen on {spec.listen} ({role}): in use?")
         await server.start()
