@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -453,3 +455,66 @@ async def _until_linked(stack: Stack, tenant: Tenant, name: str) -> None:
         return bool(got.flow.child_flow)
 
     await eventually(linked)
+
+
+async def test_jwks_from_a_url_and_tokens_file_reload(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    from flowpair_shared.auth.jwt_verifier import JwtVerifier
+    from flowpair_shared.auth.token_file import TokenFile, new_token, token_entry
+    from flowpair_shared.errors import Unauthenticated
+
+    folder = str(creds.credentials().dir)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=folder, **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        verifier = JwtVerifier(
+            f"http://127.0.0.1:{server.server_address[1]}/jwks.json",
+            issuer=creds.ISSUER,
+            audience=creds.AUDIENCE,
+        )
+        tenant = new_tenant()
+        principal = await verifier.principal(creds.bearer(tenant, Role.VIEWER))
+        assert (principal.user_id, principal.role) == (tenant.user_id, Role.VIEWER)
+        assert principal.may_act_for(tenant) and not principal.may_act_for(new_tenant())
+        with pytest.raises(Unauthenticated):
+            await verifier.principal(
+                creds.sign(
+                    creds.claims_for(tenant, Role.VIEWER),
+                    key=ec.generate_private_key(ec.SECP256R1()),
+                )
+            )
+    finally:
+        server.shutdown()
+
+    path = tmp_path / "tokens.json"
+    first, second = new_token(), new_token()
+    user = uuid.uuid4()
+
+    def write(*tokens: str) -> None:
+        entries = [
+            token_entry(t, user_id=user, role=Role.OPERATOR, client_accounts=["*"]) for t in tokens
+        ]
+        path.write_text(json.dumps({"tokens": entries}))
+
+    write(first)
+    tokens = TokenFile(path)
+    assert tokens.principal(first) is not None and tokens.principal(second) is None
+    assert first not in path.read_text()  # only the hash is stored
+    write(second)  # rotate: the first is revoked, the second added, no restart
+    await asyncio.sleep(1.1)
+    assert tokens.principal(first) is None and tokens.principal(second) is not None
+    path.write_text("{not json")  # a broken edit keeps the last good file
+    await asyncio.sleep(1.1)
+    assert tokens.principal(second) is not None
+    with pytest.raises(SystemExit, match="not JSON"):
+        TokenFile(path)
