@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared import logs
+from flowpair_shared import db_scope, logs
 from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.interceptor import FlowpairInterceptor
 from flowpair_shared.notify import Listener
@@ -80,6 +80,7 @@ class ServiceApp:
 
     async def start(self) -> int:
         """Bind, start serving and start the relay; return the bound port."""
+        await db_scope.refuse_rls_bypass(self.engine, self.name)
         server = grpc.aio.server(
             interceptors=[FlowpairInterceptor()],
             # Upload chunks are at most 4 MiB; leave room for the framing around them.
