@@ -34,6 +34,7 @@ from flowpair.v1 import (
     orchestrator_pb2_grpc,
 )
 from flowpair_shared import devstack
+from flowpair_shared.db import app_role_url
 
 if TYPE_CHECKING:
     from flowpair.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
@@ -274,7 +275,7 @@ def main() -> int:
     args.discovery = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
-        "DATABASE_URL": url,
+        "DATABASE_URL": app_role_url(url, os.environ.get("FLOWPAIR_APP_DB_PASSWORD")),
         "FLOWPAIR_ORCHESTRATOR_LISTEN": args.orchestrator,
         "FLOWPAIR_DISCOVERY_LISTEN": args.discovery,
         "FLOWPAIR_LOG_LEVEL": os.environ.get("FLOWPAIR_LOG_LEVEL", "WARNING"),
