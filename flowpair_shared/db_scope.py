@@ -149,6 +149,10 @@ async def copy_records(
         return
     raw = (await conn.get_raw_connection()).driver_connection
     assert raw is not None
+    if not raw.is_in_transaction():
+        # SQLAlchemy begins the driver's transaction lazily, at its first statement; without
+        # it these statements would each commit on their own.
+        raise RuntimeError("copy_records: the caller's transaction has not begun a statement")
     cols = ", ".join(columns)
     staging = f"flowpair_copy_{table.replace('.', '_')}_{zlib.crc32(cols.encode()):08x}"
     await raw.execute(
