@@ -37,6 +37,7 @@ from flowpair.v1 import (
     orchestrator_pb2_grpc,
 )
 from flowpair_shared import devstack
+from flowpair_shared.db import app_role_url
 
 if TYPE_CHECKING:
     from flowpair.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
@@ -283,7 +284,7 @@ def main() -> int:
     env = {
         **os.environ,
         **devstack.ensure_dev_credentials(),
-        "DATABASE_URL": url,
+        "DATABASE_URL": app_role_url(url, os.environ.get("FLOWPAIR_APP_DB_PASSWORD")),
         "FLOWPAIR_ORCHESTRATOR_LISTEN": args.orchestrator,
         "FLOWPAIR_DISCOVERY_LISTEN": args.discovery,
         "FLOWPAIR_ORCHESTRATOR_INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",

@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from flowpair_shared.db import asyncpg_dsn
+from flowpair_shared.db import app_role_url, asyncpg_dsn
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
@@ -142,8 +142,9 @@ def stop_services(procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
 def run() -> int:
     """Migrate, then serve both services until Ctrl-C/SIGTERM or until one of them exits."""
     url = database_url()
-    migrate(url)
-    env = {**os.environ, **ensure_dev_credentials(), "DATABASE_URL": url}
+    migrate(url)  # as the owner; the services as the role row-level security binds
+    app_url = app_role_url(url, os.environ.get("FLOWPAIR_APP_DB_PASSWORD"))
+    env = {**os.environ, **ensure_dev_credentials(), "DATABASE_URL": app_url}
     procs = start_services(env)
     token = os.path.relpath(DATA_DIR / "dev-token")
     print(

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared import logs, tls
+from flowpair_shared import db_scope, logs, tls
 from flowpair_shared.auth import (
     Access,
     Authenticator,
@@ -94,6 +94,7 @@ class ServiceApp:
     engine: AsyncEngine
     background: Sequence[Background] = ()
     channels: Mapping[str, grpc.aio.Channel] = field(default_factory=dict)
+    allow_insecure: bool = False
     port: int = 0
     internal_port: int = 0
     _servers: list[grpc.aio.Server] = field(default_factory=list)
@@ -126,7 +127,9 @@ class ServiceApp:
         return port
 
     async def start(self) -> int:
-        """Bind both ports, start serving and start the relay; return the public port."""
+        """Check the database role, bind both ports, start serving and start the relay;
+        return the public port."""
+        await db_scope.refuse_rls_bypass(self.engine, self.name, allow_insecure=self.allow_insecure)
         self._health = health.aio.HealthServicer()
         try:
             self.port = await self._serve(self.public, "public")
@@ -273,6 +276,7 @@ def assemble(
             reflection=False,
         ),
         engine=engine,
+        allow_insecure=settings.allow_insecure,
         # Started in this order, stopped in reverse: the listener outlives its subscribers.
         background=(listener, relay, *wired.background),
         channels=channels,

@@ -1,4 +1,10 @@
-"""Alembic environment: async, URL from DATABASE_URL (or the config's sqlalchemy.url)."""
+"""Alembic environment: async; the URL is the config's sqlalchemy.url (set by `make migrate`),
+else FLOWPAIR_MIGRATION_DATABASE_URL, else DATABASE_URL.
+
+Migrations run as the schema owner (they create tables, policies and the services' role
+``flowpair_app``); the services connect as ``flowpair_app``. With one environment for both,
+set DATABASE_URL to the services' URL and FLOWPAIR_MIGRATION_DATABASE_URL to the owner's.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,13 @@ config = context.config
 
 
 def _url() -> str:
-    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
+    url = (
+        config.get_main_option("sqlalchemy.url")
+        or os.environ.get("FLOWPAIR_MIGRATION_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+    )
     if not url:
-        raise SystemExit("DATABASE_URL is not set")
+        raise SystemExit("FLOWPAIR_MIGRATION_DATABASE_URL (or DATABASE_URL) is not set")
     return sqlalchemy_url(url)
 
 

@@ -30,7 +30,7 @@ from flowpair.v1 import (
     orchestrator_pb2_grpc,
 )
 from flowpair_shared.auth.principal import Role
-from flowpair_shared.db import asyncpg_dsn
+from flowpair_shared.db import app_role_url, asyncpg_dsn
 from flowpair_shared.domain import Phase
 from flowpair_shared.outbox import RelaySettings
 from flowpair_shared.server import ServiceApp
@@ -115,7 +115,8 @@ class Stack:
 
     def settings(self) -> Settings:
         return Settings(
-            database_url=self.database_url,
+            # The services' role, bound by row-level security; tests read as the owner.
+            database_url=app_role_url(self.database_url),
             orchestrator_listen=f"127.0.0.1:{self.orchestrator_port}",
             discovery_listen=f"127.0.0.1:{self.discovery_port}",
             orchestrator_internal_listen=f"127.0.0.1:{self.orchestrator_internal_port}",

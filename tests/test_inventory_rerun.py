@@ -18,7 +18,8 @@ from discovery_svc.domain.model import ChildFlow
 from discovery_svc.phases import HANDLERS
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome
 from flowpair.v1 import flow_pb2, orchestrator_pb2
-from flowpair_shared.db import create_engine
+from flowpair_shared import db_scope
+from flowpair_shared.db import app_role_url, create_engine
 from flowpair_shared.domain import Phase
 from flowpair_shared.tenancy import Tenant
 from tests.support import ROOT, Stack, fetch, fetchval, md, new_tenant
@@ -137,18 +138,20 @@ async def test_handlers_run_again_replace_their_output(stack: Stack) -> None:
     before = await counts(stack.database_url, tenant, name)
     ids = await asset_ids(stack.database_url, tenant)
 
-    engine = create_engine(stack.database_url, pool_size=2)
+    engine = create_engine(app_role_url(stack.database_url), pool_size=2)
     try:
         for _ in range(2):
-            async with engine.begin() as conn:
-                child_id = await conn.scalar(
-                    text("SELECT id FROM discovery.child_flows WHERE master_flow_id = :master"),
-                    {"master": uuid.UUID(name.split("/")[1])},
-                )
-                child = await repository.get_for_job(conn, child_id, lock=True)
-                assert child is not None
-                for phase in RERUN:
-                    await HANDLERS[phase].run(child, conn)
+            # As the phase runner runs a handler: in the flow's tenant.
+            with db_scope.tenant(tenant):
+                async with engine.begin() as conn:
+                    child_id = await conn.scalar(
+                        text("SELECT id FROM discovery.child_flows WHERE master_flow_id = :master"),
+                        {"master": uuid.UUID(name.split("/")[1])},
+                    )
+                    child = await repository.get_for_job(conn, child_id, lock=True)
+                    assert child is not None
+                    for phase in RERUN:
+                        await HANDLERS[phase].run(child, conn)
     finally:
         await engine.dispose()
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain.csv_stream import Quarantined, Row
 from discovery_svc.domain.imports import QUARANTINE_SHOWN, ImportSummary
+from flowpair_shared import db_scope
 from flowpair_shared.tenancy import Tenant
 
 
@@ -37,34 +38,29 @@ class CopyWriter:
             await self.flush()
 
     async def flush(self) -> None:
-        # The raw asyncpg connection shares the SQLAlchemy transaction, which the caller has
-        # already begun with a statement of its own.
-        raw = (await self._conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        if self._rows:
-            await raw.copy_records_to_table(
-                "raw_records",
-                schema_name="discovery",
-                columns=["import_id", "row_number", "line_number", "values"],
-                records=self._rows,
-            )
-            self._rows = []
-        if self._quarantined:
-            await raw.copy_records_to_table(
-                "quarantined_rows",
-                schema_name="discovery",
-                columns=["import_id", "line_number", "reason", "excerpt"],
-                records=self._quarantined,
-            )
-            self._quarantined = []
+        # Through the caller's transaction, which has already begun with a statement of its
+        # own (and so with its tenant set).
+        await db_scope.copy_records(
+            self._conn,
+            "discovery.raw_records",
+            ["import_id", "row_number", "line_number", "values"],
+            self._rows,
+        )
+        self._rows = []
+        await db_scope.copy_records(
+            self._conn,
+            "discovery.quarantined_rows",
+            ["import_id", "line_number", "reason", "excerpt"],
+            self._quarantined,
+        )
+        self._quarantined = []
 
 
 async def exists(conn: AsyncConnection, import_id: uuid.UUID) -> bool:
-    """Whether any tenant has an import with this id (ids are global)."""
-    row = await conn.execute(
-        text("SELECT 1 FROM discovery.imports WHERE id = :id"), {"id": import_id}
-    )
-    return row.first() is not None
+    """Whether any tenant has an import with this id (ids are global; the function sees past
+    row-level security and answers only this)."""
+    taken = await conn.scalar(text("SELECT discovery.import_id_taken(:id)"), {"id": import_id})
+    return bool(taken)
 
 
 async def insert(conn: AsyncConnection, tenant: Tenant, summary: ImportSummary) -> ImportSummary:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowpair_shared import db_scope
 from flowpair_shared.tenancy import Tenant
 
 BATCH = 5000
@@ -41,22 +42,15 @@ async def copy_cleansed(
     rows: list[tuple[uuid.UUID, int, str]],
     issues: list[tuple[uuid.UUID, int, str, str, str]],
 ) -> None:
-    raw = (await conn.get_raw_connection()).driver_connection
-    assert raw is not None
-    if rows:
-        await raw.copy_records_to_table(
-            "cleansed_records",
-            schema_name="discovery",
-            columns=["child_flow_id", "row_number", "values"],
-            records=rows,
-        )
-    if issues:
-        await raw.copy_records_to_table(
-            "cleansing_issues",
-            schema_name="discovery",
-            columns=["child_flow_id", "row_number", "attribute", "value", "problem"],
-            records=issues,
-        )
+    await db_scope.copy_records(
+        conn, "discovery.cleansed_records", ["child_flow_id", "row_number", "values"], rows
+    )
+    await db_scope.copy_records(
+        conn,
+        "discovery.cleansing_issues",
+        ["child_flow_id", "row_number", "attribute", "value", "problem"],
+        issues,
+    )
 
 
 async def analyze(conn: AsyncConnection, table: str) -> None:

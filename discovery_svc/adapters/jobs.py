@@ -19,6 +19,9 @@ class Job:
     child_flow_id: uuid.UUID
     phase: Phase
     attempts: int
+    client_account_id: uuid.UUID
+    """The tenant of the job's flow: its handler runs scoped to it."""
+    engagement_id: uuid.UUID
 
 
 async def enqueue(conn: AsyncConnection, child_flow_id: uuid.UUID, phase: Phase) -> None:
@@ -37,7 +40,8 @@ async def enqueue(conn: AsyncConnection, child_flow_id: uuid.UUID, phase: Phase)
 
 
 async def claim(conn: AsyncConnection, *, limit: int, lease_seconds: float) -> list[Job]:
-    """Take queued jobs, and running ones whose lease expired (their process died)."""
+    """Take queued jobs, and running ones whose lease expired (their process died), of every
+    tenant (in ``db_scope.system()``)."""
     rows = await conn.execute(
         text(
             """
@@ -48,12 +52,13 @@ async def claim(conn: AsyncConnection, *, limit: int, lease_seconds: float) -> l
               SELECT id FROM discovery.phase_jobs
               WHERE state = 'queued' OR (state = 'running' AND lease_until < now())
               ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-            RETURNING j.id, j.child_flow_id, j.phase, j.attempts
+            RETURNING j.id, j.child_flow_id, j.phase, j.attempts, j.client_account_id,
+                      j.engagement_id
             """
         ),
         {"limit": limit, "lease": lease_seconds},
     )
-    return [Job(r[0], r[1], Phase(r[2]), r[3]) for r in rows]
+    return [Job(r[0], r[1], Phase(r[2]), r[3], r[4], r[5]) for r in rows]
 
 
 async def extend_lease(conn: AsyncConnection, job_id: int, lease_seconds: float) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from discovery_svc.adapters.jobs import Job
 from discovery_svc.domain.model import PhaseFailure
 from discovery_svc.phases.base import PhaseFailed, PhaseHandler
 from discovery_svc.service_layer.handlers import SOURCE, emit
-from flowpair_shared import logs
+from flowpair_shared import db_scope, logs
 from flowpair_shared.domain import Phase, PhaseStatus
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox import UnitOfWork
@@ -85,6 +86,10 @@ class PhaseRunner:
                 await task
 
     async def _loop(self) -> None:
+        with db_scope.system():  # jobs of every tenant are claimed here
+            await self._claim_loop()
+
+    async def _claim_loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
             free = self._settings.concurrency - len(self._running)
@@ -98,7 +103,10 @@ class PhaseRunner:
                 except Exception:
                     log.exception("claiming phase jobs failed")
             for job in claimed:
-                task = asyncio.create_task(self._execute(job), name=f"phase-{job.id}")
+                # A fresh context: the job runs in its own tenant's scope, never in this loop's.
+                task = asyncio.create_task(
+                    self._execute(job), name=f"phase-{job.id}", context=contextvars.Context()
+                )
                 self._running.add(task)
                 task.add_done_callback(self._finished)
             if claimed and len(claimed) == free:
@@ -112,6 +120,12 @@ class PhaseRunner:
         self._wake.set()  # a slot is free
 
     async def _execute(self, job: Job) -> None:
+        # Every transaction of the job (handler, lease renewals, failure) sees only the job's
+        # tenant: a handler's unscoped query cannot touch another tenant's rows.
+        with db_scope.tenant(job):
+            await self._execute_scoped(job)
+
+    async def _execute_scoped(self, job: Job) -> None:
         logs.reset()
         logs.bind(job_id=job.id, phase=job.phase.name)
         handler = self._handlers.get(job.phase)

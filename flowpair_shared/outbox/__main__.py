@@ -10,7 +10,9 @@ import asyncio
 import sys
 import uuid
 
-from flowpair_shared import devstack
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flowpair_shared import db_scope, devstack
 from flowpair_shared.db import create_engine
 from flowpair_shared.outbox.store import list_parked, requeue
 
@@ -18,29 +20,34 @@ from flowpair_shared.outbox.store import list_parked, requeue
 async def _main(argv: list[str], url: str) -> int:
     engine = create_engine(url, pool_size=1)
     try:
-        if argv[:1] == ["parked"]:
-            async with engine.connect() as conn:
-                for m in await list_parked(conn):
-                    print(
-                        f"{m.message_id}  {m.source}->{m.method}  flow={m.ordering_key}"
-                        f"  seq={m.seq}  attempts={m.attempts}  parked={m.parked_at:%F %T}"
-                        f"  error={m.last_error}"
-                    )
-            return 0
-        if len(argv) == 2 and argv[0] == "requeue":
-            try:
-                message_id = uuid.UUID(argv[1])
-            except ValueError:
-                print(f"not a message id: {argv[1]!r}", file=sys.stderr)
-                return 2
-            async with engine.begin() as conn:
-                done = await requeue(conn, message_id)
-            print("re-queued" if done else "no parked message with that id", file=sys.stderr)
-            return 0 if done else 1
-        print(__doc__, file=sys.stderr)
-        return 2
+        with db_scope.system():  # the outbox of every tenant
+            return await _command(argv, engine)
     finally:
         await engine.dispose()
+
+
+async def _command(argv: list[str], engine: AsyncEngine) -> int:
+    if argv[:1] == ["parked"]:
+        async with engine.connect() as conn:
+            for m in await list_parked(conn):
+                print(
+                    f"{m.message_id}  {m.source}->{m.method}  flow={m.ordering_key}"
+                    f"  seq={m.seq}  attempts={m.attempts}  parked={m.parked_at:%F %T}"
+                    f"  error={m.last_error}"
+                )
+        return 0
+    if len(argv) == 2 and argv[0] == "requeue":
+        try:
+            message_id = uuid.UUID(argv[1])
+        except ValueError:
+            print(f"not a message id: {argv[1]!r}", file=sys.stderr)
+            return 2
+        async with engine.begin() as conn:
+            done = await requeue(conn, message_id)
+        print("re-queued" if done else "no parked message with that id", file=sys.stderr)
+        return 0 if done else 1
+    print(__doc__, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

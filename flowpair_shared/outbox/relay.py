@@ -27,7 +27,7 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from flowpair_shared import logs
+from flowpair_shared import db_scope, logs
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
 from flowpair_shared.outbox.store import NOTIFY_CHANNEL
@@ -205,6 +205,11 @@ class Relay:
 
     async def deliver_once(self) -> int:
         """Claim one batch, deliver it, record the outcomes; return how many were claimed."""
+        # The outbox of every tenant (its row-level security policy admits the system scope).
+        with db_scope.system():
+            return await self._deliver_batch()
+
+    async def _deliver_batch(self) -> int:
         async with self._engine.connect() as conn, conn.begin():
             rows = await conn.execute(
                 _CLAIM, {"source": self._source, "limit": self._settings.batch_size}

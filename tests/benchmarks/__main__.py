@@ -126,8 +126,16 @@ async def upload_vs_copy(url: str, rows: int) -> tuple[float, float, float]:
         await stack.close()
         orchestrator.terminate()
         discovery.terminate()
+    tenant = new_tenant()  # the rows' tenant columns, which the upload's transaction fills
     records = [
-        (uuid.UUID(int=1), i + 1, i + 2, (ROW % i).decode().rstrip("\n").split(","))
+        (
+            uuid.UUID(int=1),
+            i + 1,
+            i + 2,
+            (ROW % i).decode().rstrip("\n").split(","),
+            tenant.client_account_id,
+            tenant.engagement_id,
+        )
         for i in range(rows)
     ]
     conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -137,7 +145,14 @@ async def upload_vs_copy(url: str, rows: int) -> tuple[float, float, float]:
             await conn.copy_records_to_table(
                 "raw_records",
                 schema_name="discovery",
-                columns=["import_id", "row_number", "line_number", "values"],
+                columns=[
+                    "import_id",
+                    "row_number",
+                    "line_number",
+                    "values",
+                    "client_account_id",
+                    "engagement_id",
+                ],
                 records=records,
             )
         copy_s = time.perf_counter() - started

@@ -13,14 +13,16 @@ import pytest
 from google.protobuf import wrappers_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared.db import asyncpg_dsn, create_engine
+from flowpair_shared import db_scope
+from flowpair_shared.db import app_role_url, asyncpg_dsn, create_engine
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox import OutgoingMessage, Relay, RelaySettings, UnitOfWork
 from flowpair_shared.outbox.store import list_parked, requeue
 from flowpair_shared.tls import PEER_CHANNEL_OPTIONS
-from tests.support import eventually, fetchval, free_port
+from tests.support import eventually, fetchval, free_port, new_tenant
 
 METHOD = "/test.Peer/Receive"
+TENANT = new_tenant()
 
 
 @dataclass
@@ -66,7 +68,8 @@ class Peer:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    e = create_engine(database_url, pool_size=5)
+    # As the services connect: row-level security binds the relay to the system scope.
+    e = create_engine(app_role_url(database_url), pool_size=5)
     yield e
     await e.dispose()
 
@@ -126,6 +129,12 @@ async def relays(engine: AsyncEngine, database_url: str) -> AsyncIterator[Relays
 
 
 async def write(engine: AsyncEngine, key: str, value: int, *, commit: bool = True) -> None:
+    # As a service writes: in an RPC's (here: a fixed) tenant, which the outbox row takes.
+    with db_scope.tenant(TENANT):
+        await _write(engine, key, value, commit=commit)
+
+
+async def _write(engine: AsyncEngine, key: str, value: int, *, commit: bool) -> None:
     async with UnitOfWork(engine, source="test") as uow:
         await uow.outbox.add(
             OutgoingMessage(
@@ -193,22 +202,25 @@ async def test_rejected_message_is_parked_holds_its_key_only_and_can_be_requeued
     await write(engine, "good", 1)
 
     async def parked() -> bool:
-        async with engine.connect() as conn:
-            return len(await list_parked(conn, source="test")) == 1
+        with db_scope.system():  # as the operator's command does
+            async with engine.connect() as conn:
+                return len(await list_parked(conn, source="test")) == 1
 
     await eventually(parked)
     await eventually(lambda: _count(peer, 1))
     await asyncio.sleep(0.3)
     assert peer.values("good") == [1]
     assert peer.values("bad") == []  # message 2 waits behind the parked message 1
-    async with engine.connect() as conn:
-        [msg] = await list_parked(conn, source="test")
+    with db_scope.system():
+        async with engine.connect() as conn:
+            [msg] = await list_parked(conn, source="test")
     assert msg.seq == 1 and msg.attempts == SETTINGS.max_rejections
     assert "FAILED_PRECONDITION" in (msg.last_error or "")
 
     poisoned.clear()
-    async with engine.begin() as conn:
-        assert await requeue(conn, msg.message_id)
+    with db_scope.system():
+        async with engine.begin() as conn:
+            assert await requeue(conn, msg.message_id)
     await eventually(lambda: _count(peer, 3))
     assert peer.values("bad") == [1, 2]
     assert (
