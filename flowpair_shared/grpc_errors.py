@@ -7,6 +7,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from flowpair_shared.dbfailures import Failure, classify
 from flowpair_shared.domain import IllegalTransition
 from flowpair_shared.errors import (
     Aborted,
@@ -18,6 +19,15 @@ from flowpair_shared.errors import (
 )
 
 DOMAIN = "flowpair.dev"
+# Statuses travel in trailers, which clients cap (8 KiB by default in gRPC core): a message
+# quoting a megabyte of bad input would reach the client as a transport error instead.
+MAX_MESSAGE = 1024
+MAX_DESCRIPTION = 300
+MAX_VIOLATIONS = 20
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _pack(
@@ -38,20 +48,30 @@ def to_status(error: Exception) -> grpc.Status:
         raise TypeError(f"not a domain error: {error!r}")
     code = code_pb2.INTERNAL
     details: list[any_pb2.Any] = []
+    message = error.message
     if isinstance(error, InvalidArgument):
         code = code_pb2.INVALID_ARGUMENT
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
-                        )
-                        for v in error.violations
-                    ]
+        shown = error.violations[:MAX_VIOLATIONS]
+        if shown:
+            details.append(
+                _pack(
+                    error_details_pb2.BadRequest(
+                        field_violations=[
+                            error_details_pb2.BadRequest.FieldViolation(
+                                field=_clip(v.field, MAX_DESCRIPTION),
+                                description=_clip(v.description, MAX_DESCRIPTION),
+                            )
+                            for v in shown
+                        ]
+                    )
                 )
             )
-        )
+            more = len(error.violations) - len(shown)
+            message = "invalid request: " + "; ".join(
+                f"{_clip(v.field, 80)}: {_clip(v.description, 160)}" for v in shown
+            )
+            if more:
+                message += f"; and {more} more"
     elif isinstance(error, NotFound):
         code = code_pb2.NOT_FOUND
     elif isinstance(error, AlreadyExists):
@@ -65,12 +85,40 @@ def to_status(error: Exception) -> grpc.Status:
                 error_details_pb2.PreconditionFailure(
                     violations=[
                         error_details_pb2.PreconditionFailure.Violation(
-                            type=error.reason, subject=error.subject, description=error.message
+                            type=error.reason,
+                            subject=_clip(error.subject, MAX_DESCRIPTION),
+                            description=_clip(error.message, MAX_MESSAGE),
                         )
                     ]
                 )
             )
         )
     details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN)))
-    status = status_pb2.Status(code=code, message=error.message, details=details)
+    status = status_pb2.Status(code=code, message=_clip(message, MAX_MESSAGE), details=details)
     return rpc_status.to_status(status)
+
+
+_INFRASTRUCTURE = {
+    Failure.UNAVAILABLE: (
+        code_pb2.UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "the service cannot reach its database right now; retry with backoff",
+    ),
+    Failure.CONFLICT: (
+        code_pb2.ABORTED,
+        "CONCURRENT_TRANSACTION",
+        "a concurrent transaction conflicted with this one; retry the call",
+    ),
+}
+
+
+def infrastructure_status(error: BaseException) -> grpc.Status | None:
+    """The status for a database failure (see ``dbfailures``), or None when it is not one.
+
+    The message says what to do and nothing about the internals behind it."""
+    failure = classify(error)
+    if failure is None:
+        return None
+    code, reason, message = _INFRASTRUCTURE[failure]
+    info = _pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
+    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[info]))
