@@ -12,6 +12,8 @@ import grpc
 from flowpair.v1 import flow_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from flowpair_shared import tenancy
 from flowpair_shared.convert import (
+    MAX_ERROR_MESSAGE,
+    MAX_ERROR_REASON,
     enum_value,
     from_timestamp,
     phase_error,
@@ -20,6 +22,7 @@ from flowpair_shared.convert import (
 )
 from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
 from flowpair_shared.errors import Validator
+from flowpair_shared.inputs import check_length, check_text
 from flowpair_shared.names import (
     CHILD_FLOWS,
     FLOWS,
@@ -96,14 +99,17 @@ def _lifecycle_args(request: _LifecycleRequest) -> tuple[uuid.UUID, str]:
 
 
 _FILTER_TERM = re.compile(r"^\s*status\s*=\s*(?:FLOW_STATUS_)?([A-Z_]+)\s*$")
+MAX_FILTER = 1000
 
 
 def parse_status_filter(text: str) -> list[FlowStatus]:
     """``status = X [OR status = Y ...]``, X with or without the FLOW_STATUS_ prefix."""
+    v = Validator()
+    check_text(text, "filter", v, max_length=MAX_FILTER)
+    v.raise_if_any()
     if not text.strip():
         return []
     statuses: list[FlowStatus] = []
-    v = Validator()
     for term in re.split(r"\s+OR\s+", text.strip()):
         match = _FILTER_TERM.match(term)
         if match is None or match.group(1) not in FlowStatus.__members__:
@@ -239,14 +245,26 @@ def event_from_proto(
     status = enum_value(PhaseStatus, event.status, f"{field}.status", v, "PHASE_STATUS_")
     if event.sequence < 1:
         v.add(f"{field}.sequence", "must be 1 or more")
+    occur_time = None
     if not event.HasField("occur_time"):
         v.add(f"{field}.occur_time", "is required")
-    if flow_id is None or child_id is None or phase is None or status is None or v.violations:
+    else:
+        occur_time = from_timestamp(event.occur_time, f"{field}.occur_time", v)
+    if event.HasField("error"):
+        # Not free text from a person: the sender clips it (convert.phase_error).
+        check_length(event.error.reason, f"{field}.error.reason", v, max_length=MAX_ERROR_REASON)
+        check_length(event.error.message, f"{field}.error.message", v, max_length=MAX_ERROR_MESSAGE)
+    if (
+        flow_id is None
+        or child_id is None
+        or phase is None
+        or status is None
+        or occur_time is None
+        or v.violations
+    ):
         return None
     error = PhaseError(event.error.reason, event.error.message) if event.HasField("error") else None
-    return PhaseEvent(
-        flow_id, child_id, phase, status, event.sequence, from_timestamp(event.occur_time), error
-    )
+    return PhaseEvent(flow_id, child_id, phase, status, event.sequence, occur_time, error)
 
 
 class FlowEventServicer(orchestrator_pb2_grpc.FlowEventServiceServicer):
