@@ -84,6 +84,22 @@ async def finish(conn: AsyncConnection, job_id: int, attempts: int) -> bool:
     return row.first() is not None
 
 
+async def release(conn: AsyncConnection, job_id: int, attempts: int) -> bool:
+    """Put our attempt of a job back in the queue without counting it (the database, not the
+    job, interrupted it); False if the job is no longer ours."""
+    row = await conn.execute(
+        text(
+            """
+            UPDATE discovery.phase_jobs
+            SET state = 'queued', attempts = attempts - 1, lease_until = NULL
+            WHERE id = :id AND state = 'running' AND attempts = :attempts RETURNING 1
+            """
+        ),
+        {"id": job_id, "attempts": attempts},
+    )
+    return row.first() is not None
+
+
 async def cancel_for_child(conn: AsyncConnection, child_flow_id: uuid.UUID) -> None:
     await conn.execute(
         text(
