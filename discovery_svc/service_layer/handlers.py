@@ -61,6 +61,7 @@ class Discovery:
         self._engine = engine
         self._after_commit = after_commit
         self._wake_runner = wake_runner
+        self._tokens = pagination.PageTokens(engine)
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, source=SOURCE)
@@ -248,7 +249,7 @@ class Discovery:
     ) -> tuple[list[Asset], str, int]:
         size = pagination.page_size(page_size)
         query = f"{asset_type}|{environment}"
-        after = pagination.decode_named(page_token, query)
+        after = await self._tokens.decode_named(page_token, query)
         async with self._engine.connect() as conn:
             found, total = await assets.list_page(
                 conn,
@@ -261,7 +262,7 @@ class Discovery:
         token = ""
         if len(found) > size:
             found = found[:size]
-            token = pagination.encode_named((found[-1].display_name, found[-1].id), query)
+            token = await self._tokens.encode_named((found[-1].display_name, found[-1].id), query)
         return found, token, total
 
     async def get_asset(self, tenant: Tenant, asset_id: uuid.UUID) -> Asset:
@@ -276,7 +277,7 @@ class Discovery:
     ) -> tuple[list[Dependency], str]:
         size = pagination.page_size(page_size)
         query = str(asset_id or "")
-        after = pagination.decode_offset(page_token, query)
+        after = await self._tokens.decode_offset(page_token, query)
         async with self._engine.connect() as conn:
             found = await assets.list_dependencies(
                 conn, tenant, asset_id=asset_id, after=after, limit=size + 1
@@ -284,5 +285,5 @@ class Discovery:
         token = ""
         if len(found) > size:
             found = found[:size]
-            token = pagination.encode_offset(found[-1].id, query)
+            token = await self._tokens.encode_offset(found[-1].id, query)
         return found, token
