@@ -19,15 +19,20 @@ from flowpair_shared.errors import (
 )
 
 DOMAIN = "flowpair.dev"
-# Statuses travel in trailers, which clients cap (8 KiB by default in gRPC core): a message
-# quoting a megabyte of bad input would reach the client as a transport error instead.
-MAX_MESSAGE = 1024
-MAX_DESCRIPTION = 300
-MAX_VIOLATIONS = 20
+# Statuses travel in trailers, which clients cap (8 KiB by default in gRPC core): a status
+# quoting a megabyte of bad input reaches the client as RESOURCE_EXHAUSTED instead of itself.
+# Budgets are UTF-8 bytes; the worst case of all of them together stays under 6 KiB.
+MAX_MESSAGE = 512
+MAX_DESCRIPTION = 200
+MAX_VIOLATIONS = 10
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "\u2026"
 
 
 def _pack(
@@ -67,11 +72,10 @@ def to_status(error: Exception) -> grpc.Status:
                 )
             )
             more = len(error.violations) - len(shown)
-            message = "invalid request: " + "; ".join(
-                f"{_clip(v.field, 80)}: {_clip(v.description, 160)}" for v in shown
+            head = f"invalid request ({more} more not shown)" if more else "invalid request"
+            message = f"{head}: " + "; ".join(
+                f"{_clip(v.field, 60)}: {_clip(v.description, 100)}" for v in shown
             )
-            if more:
-                message += f"; and {more} more"
     elif isinstance(error, NotFound):
         code = code_pb2.NOT_FOUND
     elif isinstance(error, AlreadyExists):
@@ -87,7 +91,7 @@ def to_status(error: Exception) -> grpc.Status:
                         error_details_pb2.PreconditionFailure.Violation(
                             type=error.reason,
                             subject=_clip(error.subject, MAX_DESCRIPTION),
-                            description=_clip(error.message, MAX_MESSAGE),
+                            description=_clip(error.message, MAX_DESCRIPTION),
                         )
                     ]
                 )
