@@ -84,7 +84,8 @@ def _is_abort(error: BaseException) -> bool:
 
 
 class FlowpairInterceptor(grpc.aio.ServerInterceptor):
-    """Wrap every flowpair RPC handler; leave health and reflection alone."""
+    """Wrap every flowpair RPC handler. Health and reflection need no tenant and are not
+    logged; of the checks they get only the one for undecodable requests."""
 
     async def intercept_service(
         self,
