@@ -20,8 +20,9 @@ import hmac
 import json
 import os
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,12 +39,29 @@ MAX_OFFSET = 2**63 - 1
 SECRET_ENV = "FLOWPAIR_PAGE_TOKEN_SECRET"
 SECRET_NAME = "page_token"
 _MIN_SECRET = 16
+T = TypeVar("T")
 
 
 def page_size(requested: int, *, default: int = DEFAULT_PAGE_SIZE) -> int:
     if requested < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
     return min(requested or default, MAX_PAGE_SIZE)
+
+
+RESPONSE_BUDGET = 2 * 1024 * 1024
+"""Bytes of items one page holds at most: clients refuse messages over 4 MiB by default, and a
+page of long values (cells of a CSV can be a megabyte) would otherwise be refused whole."""
+
+
+def fit(items: Sequence[T], size_of: Callable[[T], int], budget: int = RESPONSE_BUDGET) -> int:
+    """How many of ``items``, from the first, fit in ``budget`` bytes; always at least one (a
+    page returns fewer items than asked, with a token for the rest)."""
+    used = 0
+    for count, item in enumerate(items):
+        used += size_of(item)
+        if used > budget:
+            return max(count, 1)
+    return len(items)
 
 
 def _fingerprint(query: str) -> str:

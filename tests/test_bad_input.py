@@ -995,6 +995,43 @@ async def test_cells_longer_than_an_index_entry_complete_the_inventory(servers: 
     assert not any(r["row_number"] == 5 for r in issues)
 
 
+async def test_pages_of_huge_values_still_fit_a_clients_message_limit(servers: Stack) -> None:
+    """Cells can be a megabyte: a page of such assets would pass 4 MiB, the default limit of
+    a client's incoming message, and be refused whole (RESOURCE_EXHAUSTED)."""
+    rng = random.Random(3)
+    tenant = new_tenant()
+    header = "hostname,asset_name,ip_address,operating_system,cpu_cores,memory_gb,asset_type\n"
+    names = [f"{i}-{_noise(rng, 700_000)}" for i in range(8)]
+    rows = [f"srv-{i},{n},10.0.1.{i},RHEL 8,4,16,server\n" for i, n in enumerate(names)]
+    uploaded = await servers.upload(tenant, (header + "".join(rows)).encode())
+    flow = orchestrator_pb2.Flow(
+        type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
+    )
+    setattr(flow, "import", uploaded.name)
+    name = (
+        await servers.orchestrator().CreateFlow(
+            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
+        )
+    ).flow.name
+    assert await settles(servers, tenant, name) == flow_pb2.FLOW_STATUS_COMPLETED
+    disc, seen, token, pages = servers.discovery(), [], "", 0
+    while True:
+        page = await disc.ListAssets(
+            discovery_pb2.ListAssetsRequest(page_size=1000, page_token=token), metadata=md(tenant)
+        )
+        pages += 1
+        seen += [a.display_name for a in page.assets]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(names) and pages > 1
+    profile = await disc.GetDataProfile(
+        discovery_pb2.GetDataProfileRequest(master_flow=name), metadata=md(tenant)
+    )
+    column = next(c for c in profile.profile.columns if c.name == "asset_name")
+    assert column.sample_values and all(len(v) <= 200 for v in column.sample_values)
+
+
 # -- Other routes from bad input to INTERNAL -------------------------------------------------
 
 

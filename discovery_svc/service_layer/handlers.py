@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -43,6 +44,16 @@ async def emit(uow: UnitOfWork, child: ChildFlow) -> None:
     for event in child.events:
         await uow.outbox.add(messages.phase_status_event(event, repository.tenant_of(child)))
     child.events.clear()
+
+
+def _asset_bytes(a: Asset) -> int:
+    """About what an asset takes in a response (its text, its attributes, framing)."""
+    text = sum(len(v.encode()) for v in vars(a).values() if isinstance(v, str))
+    return 200 + text + len(json.dumps(a.attributes)) + 60 * len(a.source_rows)
+
+
+def _dependency_bytes(d: Dependency) -> int:
+    return 200 + len(d.source_name.encode()) + len(d.target_name.encode()) + len(d.evidence)
 
 
 class Discovery:
@@ -260,8 +271,9 @@ class Discovery:
                 limit=size + 1,
             )
         token = ""
-        if len(found) > size:
-            found = found[:size]
+        keep = min(size, pagination.fit(found, _asset_bytes))
+        if len(found) > keep:
+            found = found[:keep]
             token = await self._tokens.encode_named((found[-1].display_name, found[-1].id), query)
         return found, token, total
 
@@ -283,7 +295,8 @@ class Discovery:
                 conn, tenant, asset_id=asset_id, after=after, limit=size + 1
             )
         token = ""
-        if len(found) > size:
-            found = found[:size]
+        keep = min(size, pagination.fit(found, _dependency_bytes))
+        if len(found) > keep:
+            found = found[:keep]
             token = await self._tokens.encode_offset(found[-1].id, query)
         return found, token
