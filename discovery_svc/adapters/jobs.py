@@ -85,13 +85,13 @@ async def finish(conn: AsyncConnection, job_id: int, attempts: int) -> bool:
 
 
 async def release(conn: AsyncConnection, job_id: int, attempts: int) -> bool:
-    """Put our attempt of a job back in the queue without counting it (the database, not the
-    job, interrupted it); False if the job is no longer ours."""
+    """Put a job whose attempt the database interrupted back in the queue now, rather than
+    when its lease expires; False if the job is no longer ours. The attempt still counts: a
+    phase that itself brings the database down ends after the runner's ``max_attempts``."""
     row = await conn.execute(
         text(
             """
-            UPDATE discovery.phase_jobs
-            SET state = 'queued', attempts = attempts - 1, lease_until = NULL
+            UPDATE discovery.phase_jobs SET state = 'queued', lease_until = NULL
             WHERE id = :id AND state = 'running' AND attempts = :attempts RETURNING 1
             """
         ),

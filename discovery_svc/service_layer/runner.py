@@ -5,10 +5,11 @@ when its lease expires (the lease is renewed while the handler runs). A job that
 killing its process fails after ``max_attempts`` instead of looping forever.
 
 The database going away is not the phase's fault: a run interrupted by an outage (or by a
-serialization conflict) is never recorded as a failure. Its job goes back to the queue
-uncounted when the database answers again at once, else its lease expires and it is taken
-over as after a crash. The loop itself keeps polling through an outage and resumes when
-the database is back.
+serialization conflict) is never recorded as a phase failure. Its job goes back to the queue
+at once when the database answers again, else its lease expires and it is taken over as after
+a crash; either way the attempt counts, so a phase that itself brings the database down still
+ends after ``max_attempts``. The loop keeps polling through an outage and resumes when the
+database is back.
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ class PhaseRunner:
         return None
 
     async def _release(self, job: Job) -> None:
-        """Requeue an interrupted attempt uncounted if the database answers now; if it does
-        not, the lease expires and the job is taken over later."""
+        """Requeue an interrupted job if the database answers now; if it does not, the lease
+        expires and the job is taken over later."""
         try:
             async with self._engine.begin() as conn:
                 released = await jobs.release(conn, job.id, job.attempts)
