@@ -17,14 +17,20 @@ import string
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import asyncpg
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discovery_svc.domain.model import ChildFlow
+from discovery_svc.phases import HANDLERS
+from discovery_svc.phases.base import PhaseOutcome
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
+from flowpair_shared.domain import Phase
 from flowpair_shared.tenancy import Tenant
 from tests.shared.test_outbox_relay import (  # noqa: F401  (fixtures)
     SETTINGS,
@@ -846,6 +852,47 @@ async def test_a_peer_whose_database_is_down_never_gets_a_message_parked(stack: 
     await eventually(has_child)
 
 
+class LosesItsDatabaseOnce:
+    """The real DATA_IMPORT, whose first run loses its database connection."""
+
+    phase: ClassVar[Phase] = Phase.DATA_IMPORT
+    timeout: ClassVar[float] = 60.0
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, child: ChildFlow, conn: AsyncConnection) -> PhaseOutcome:
+        self.runs += 1
+        if self.runs == 1:
+            raise asyncpg.exceptions.AdminShutdownError("terminating connection")
+        return await HANDLERS[self.phase].run(child, conn)
+
+
+async def test_a_phase_interrupted_by_the_database_runs_again_instead_of_failing(
+    stack: Stack,
+) -> None:
+    flaky = LosesItsDatabaseOnce()
+    await stack.start_orchestrator()
+    await stack.start_discovery({**HANDLERS, Phase.DATA_IMPORT: flaky})
+    tenant = new_tenant()
+    uploaded = await stack.upload(tenant, SAMPLE)
+    flow = orchestrator_pb2.Flow(
+        type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
+    )
+    setattr(flow, "import", uploaded.name)
+    name = (
+        await stack.orchestrator().CreateFlow(
+            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
+        )
+    ).flow.name
+    assert await settles(stack, tenant, name) == flow_pb2.FLOW_STATUS_COMPLETED
+    assert flaky.runs == 2
+    events = await stack.orchestrator().ListFlowEvents(
+        orchestrator_pb2.ListFlowEventsRequest(name=name, page_size=1000), metadata=md(tenant)
+    )
+    assert not [e for e in events.events if e.phase_status == flow_pb2.PHASE_STATUS_FAILED]
+
+
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN])
 async def test_infrastructure_answers_never_park_a_message(
     engine: Any,  # noqa: F811
@@ -883,7 +930,6 @@ async def test_infrastructure_answers_never_park_a_message(
 
 
 def test_the_database_failure_map() -> None:
-    import asyncpg
     import sqlalchemy.exc
 
     from flowpair_shared.grpc_errors import infrastructure_status
