@@ -22,7 +22,22 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def from_timestamp(value: timestamp_pb2.Timestamp) -> datetime:
+# google.protobuf.Timestamp's documented range, which is also what datetime and PostgreSQL's
+# timestamptz can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def from_timestamp(value: timestamp_pb2.Timestamp, field: str, v: Validator) -> datetime | None:
+    """A request's Timestamp as an aware datetime; a violation (and None) when its seconds or
+    nanos are outside the range the Timestamp type defines. Every Timestamp read from a
+    request goes through here."""
+    if not MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS:
+        v.add(field, "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+        return None
+    if not 0 <= value.nanos <= 999_999_999:
+        v.add(field, f"nanos must be between 0 and 999999999, got {value.nanos}")
+        return None
     return value.ToDatetime(tzinfo=UTC)
 
 
@@ -50,10 +65,23 @@ class Failure(Protocol):
     def message(self) -> str: ...
 
 
+MAX_ERROR_REASON = 100
+MAX_ERROR_MESSAGE = 2000
+"""Bounds of a PhaseError's fields: senders clip to them, the receiver refuses longer ones."""
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.replace("\x00", "\\0")  # text columns cannot hold NUL
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def phase_error(error: Failure | None) -> flow_pb2.PhaseError | None:
     if error is None:
         return None
-    return flow_pb2.PhaseError(reason=error.reason, message=error.message)
+    return flow_pb2.PhaseError(
+        reason=_clip(error.reason, MAX_ERROR_REASON),
+        message=_clip(error.message, MAX_ERROR_MESSAGE),
+    )
 
 
 def phase_state(

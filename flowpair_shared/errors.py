@@ -38,6 +38,17 @@ class InvalidArgument(DomainError):
         self.violations = tuple(violations)
 
 
+class MalformedRequest(InvalidArgument):
+    """The request's bytes are not the message the method takes (no field to name)."""
+
+    reason = "MALFORMED_REQUEST"
+
+    def __init__(self, message_type: str) -> None:
+        super().__init__([])
+        self.message = f"the request is not a valid serialized {message_type} message"
+        self.args = (self.message,)
+
+
 class NotFound(DomainError):
     """The resource does not exist for this tenant."""
 

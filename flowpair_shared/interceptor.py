@@ -2,23 +2,32 @@
 
 Every RPC of a flowpair service goes through here, so servicers only translate messages and
 call handlers: they never parse metadata, build statuses or catch exceptions themselves.
+
+Requests are checked here before a servicer sees them: bytes that do not parse as the
+method's message are INVALID_ARGUMENT (not the framework's UNKNOWN), and so is a NUL in any
+string field (``inputs.nul_violations``). Errors map to statuses in one place: domain errors
+with rich details, database outages to UNAVAILABLE and conflicts to ABORTED
+(``grpc_errors.infrastructure_status``), the call's own deadline to DEADLINE_EXCEEDED, and
+anything else to INTERNAL without internals in the message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
-from flowpair_shared import logs, tenancy
+from flowpair_shared import inputs, logs, tenancy
 from flowpair_shared.auth.access import Access
 from flowpair_shared.domain import IllegalTransition
-from flowpair_shared.errors import DomainError
-from flowpair_shared.grpc_errors import to_status
+from flowpair_shared.errors import DomainError, InvalidArgument, MalformedRequest
+from flowpair_shared.grpc_errors import infrastructure_status, to_status
 
 log = logging.getLogger("flowpair.rpc")
 
@@ -52,14 +61,19 @@ class _Rpc:
         remaining = self.context.time_remaining()
         return remaining if remaining is not None and remaining < 1e9 else None
 
-    async def fail(self, error: BaseException) -> None:
+    async def fail(self, error: BaseException, *, deadline_expired: bool = False) -> None:
         if isinstance(error, DomainError | IllegalTransition):
             status = to_status(error)
             self.done(status.code)
             await self.context.abort_with_status(status)
-        if isinstance(error, TimeoutError):
+        if deadline_expired:
             self.done(grpc.StatusCode.DEADLINE_EXCEEDED)
             await self.context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        infrastructure = infrastructure_status(error)
+        if infrastructure is not None:
+            log.warning("database failure in %s: %r", self.method, error)
+            self.done(infrastructure.code)
+            await self.context.abort_with_status(infrastructure)
         log.exception("unhandled error in %s", self.method)
         self.done(grpc.StatusCode.INTERNAL)
         await self.context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
@@ -77,8 +91,10 @@ def _is_abort(error: BaseException) -> bool:
 
 
 class FlowpairInterceptor(grpc.aio.ServerInterceptor):
-    """Wrap every flowpair RPC handler; leave health and reflection alone. ``access`` admits
-    each call (authentication and authorization) and names its tenant."""
+    """Wrap every flowpair RPC handler: ``access`` admits each call (authentication and
+    authorization) and names its tenant, then the request is checked. Health and reflection
+    need no credentials and are not logged; of the checks they get only the one for
+    undecodable requests."""
 
     def __init__(self, access: Access) -> None:
         self._access = access
@@ -92,44 +108,101 @@ class FlowpairInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(_UNSCOPED_PREFIXES):
+        if handler is None:
             return handler
+        request = _RequestType(handler.request_deserializer)
+        if method.startswith(_UNSCOPED_PREFIXES):
+            unary, stream = _wrap_unscoped_unary, _wrap_unscoped_stream
+        else:
+            unary = functools.partial(_wrap_unary, access=self._access)
+            stream = functools.partial(_wrap_stream, access=self._access)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, self._access, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                unary(method, handler.unary_unary, request, streaming=False),
+                request_deserializer=request.deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, self._access, handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
+                unary(method, handler.stream_unary, request, streaming=True),
+                request_deserializer=request.deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, self._access, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                stream(method, handler.unary_stream, request, streaming=False),
+                request_deserializer=request.deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, self._access, handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
+            stream(method, handler.stream_stream, request, streaming=True),
+            request_deserializer=request.deserializer,
             response_serializer=handler.response_serializer,
         )
 
 
-def _wrap_unary(method: str, access: Access, behavior: Any) -> Any:
+class _Undecodable:
+    """What a request message that does not parse becomes; the wrapped behaviour refuses it
+    (the framework would answer UNKNOWN with the parser's exception class instead)."""
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+class _RequestType:
+    """The method's request deserializer, made total, and the checks on what it produced."""
+
+    def __init__(self, deserializer: Callable[[bytes], Any] | None) -> None:
+        self._deserializer = deserializer
+        owner = getattr(deserializer, "__self__", None)  # XRequest.FromString
+        descriptor = getattr(owner, "DESCRIPTOR", None)
+        self.name: str = getattr(descriptor, "full_name", "request")
+        self.deserializer = self._deserialize if deserializer is not None else None
+
+    def _deserialize(self, data: bytes) -> Any:
+        assert self._deserializer is not None
+        try:
+            return self._deserializer(data)
+        except Exception:
+            return _UNDECODABLE
+
+    def check(self, request: Any, *, nul: bool = True) -> Any:
+        """``request`` itself; InvalidArgument if it did not parse or holds NUL in a string."""
+        if request is _UNDECODABLE:
+            raise MalformedRequest(self.name)
+        if nul and isinstance(request, Message):
+            violations = inputs.nul_violations(request)
+            if violations:
+                raise InvalidArgument(violations)
+        return request
+
+    async def check_stream(self, requests: AsyncIterator[Any], *, nul: bool = True) -> Any:
+        async for request in requests:
+            yield self.check(request, nul=nul)
+
+    def checked(self, request: Any, *, streaming: bool, nul: bool = True) -> Any:
+        if streaming:
+            return self.check_stream(request, nul=nul)
+        return self.check(request, nul=nul)
+
+
+def _wrap_unary(
+    method: str, behavior: Any, requests: _RequestType, *, streaming: bool, access: Access
+) -> Any:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         rpc = _Rpc(method, context, access)
+        deadline: asyncio.Timeout | None = None
         try:
             await rpc.enter()
-            async with asyncio.timeout(rpc.timeout()):
-                response = await behavior(request, context)
+            async with asyncio.timeout(rpc.timeout()) as deadline:
+                checked = requests.checked(request, streaming=streaming)
+                response = await behavior(checked, context)
         except Exception as error:
             if _is_abort(error):
                 raise
-            await rpc.fail(error)
+            await rpc.fail(error, deadline_expired=_expired(deadline))
             raise  # unreachable: fail() aborts
         rpc.done(grpc.StatusCode.OK)
         return response
@@ -137,21 +210,73 @@ def _wrap_unary(method: str, access: Access, behavior: Any) -> Any:
     return wrapped
 
 
-def _wrap_stream(method: str, access: Access, behavior: Any) -> Any:
+def _wrap_stream(
+    method: str, behavior: Any, requests: _RequestType, *, streaming: bool, access: Access
+) -> Any:
     async def wrapped(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         rpc = _Rpc(method, context, access)
+        deadline: asyncio.Timeout | None = None
         try:
             await rpc.enter()
-            async with asyncio.timeout(rpc.timeout()):
-                async for item in behavior(request, context):
+            async with asyncio.timeout(rpc.timeout()) as deadline:
+                checked = requests.checked(request, streaming=streaming)
+                async for item in behavior(checked, context):
                     yield item
         except Exception as error:
             if _is_abort(error):
                 raise
-            await rpc.fail(error)
+            await rpc.fail(error, deadline_expired=_expired(deadline))
             raise
         rpc.done(grpc.StatusCode.OK)
+
+    return wrapped
+
+
+def _expired(deadline: asyncio.Timeout | None) -> bool:
+    """Whether the call's own deadline ended it (not a timeout deeper down, e.g. connecting
+    to the database, which is an outage)."""
+    return deadline is not None and deadline.expired()
+
+
+# Health and reflection: no tenant, no logs; only undecodable requests are refused here.
+
+
+async def _refuse_undecodable(
+    error: Exception, context: grpc.aio.ServicerContext[Any, Any]
+) -> None:
+    if isinstance(error, MalformedRequest):
+        await context.abort_with_status(to_status(error))
+
+
+def _wrap_unscoped_unary(
+    method: str, behavior: Any, requests: _RequestType, *, streaming: bool
+) -> Any:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(
+                requests.checked(request, streaming=streaming, nul=False), context
+            )
+        except MalformedRequest as error:
+            await _refuse_undecodable(error, context)
+            raise
+
+    return wrapped
+
+
+def _wrap_unscoped_stream(
+    method: str, behavior: Any, requests: _RequestType, *, streaming: bool
+) -> Any:
+    async def wrapped(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            checked = requests.checked(request, streaming=streaming, nul=False)
+            async for item in behavior(checked, context):
+                yield item
+        except MalformedRequest as error:
+            await _refuse_undecodable(error, context)
+            raise
 
     return wrapped

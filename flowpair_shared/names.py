@@ -1,10 +1,20 @@
-"""Resource names (AIP-122) and UUID parsing, with violations collected by a Validator."""
+"""Resource names (AIP-122) and UUID parsing, with violations collected by a Validator.
+
+One UUID rule for every id a request carries (resource names, client-chosen ids, tenant
+headers, message ids): the canonical text form, 8-4-4-4-12 hexadecimal digits in either case,
+of an RFC 4122 UUID (variant ``10``, version 1 to 8). Other spellings that ``uuid.UUID``
+accepts (braces, ``urn:uuid:``, no hyphens) are refused rather than silently rewritten, and so
+are the nil and max UUIDs, which clients send by mistake (an unset field, a placeholder) and
+which would otherwise name a resource every such client shares.
+"""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from flowpair_shared.errors import Validator
+from flowpair_shared.inputs import check_text
 
 FLOWS = "flows"
 CHILD_FLOWS = "childFlows"
@@ -17,16 +27,33 @@ def format_name(collection: str, id_: uuid.UUID) -> str:
     return f"{collection}/{id_}"
 
 
+_CANONICAL = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def uuid_or_problem(value: str) -> uuid.UUID | str:
+    """The UUID ``value`` spells under the rule above, or what is wrong with it."""
+    if not _CANONICAL.fullmatch(value):
+        return f"must be a UUID (8-4-4-4-12 hexadecimal digits), got {value[:64]!r}"
+    parsed = uuid.UUID(value)
+    if parsed.int == 0:
+        return "must not be the nil UUID"
+    if parsed.int == (1 << 128) - 1:
+        return "must not be the max UUID"
+    if parsed.variant != uuid.RFC_4122 or not 1 <= (parsed.version or 0) <= 8:
+        return f"must be an RFC 4122 UUID (variant 10, version 1 to 8), got {value!r}"
+    return parsed
+
+
 def parse_uuid(value: str, field: str, v: Validator, *, required: bool = True) -> uuid.UUID | None:
-    """Parse a canonical UUID; record a violation and return None when it is not one."""
+    """Parse a UUID (see the module's docstring); record a violation and return None when
+    it is not one."""
     if not value:
         if required:
             v.add(field, "is required")
         return None
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        v.add(field, f"must be a UUID, got {value[:64]!r}")
+    parsed = uuid_or_problem(value)
+    if isinstance(parsed, str):
+        v.add(field, parsed)
         return None
     return parsed
 
@@ -47,12 +74,10 @@ def parse_name(
 
 
 def check_display_name(value: str, field: str, v: Validator) -> None:
-    if len(value) > MAX_DISPLAY_NAME:
-        v.add(field, f"must be at most {MAX_DISPLAY_NAME} characters, got {len(value)}")
-    if any(ord(c) < 32 for c in value):
-        v.add(field, "must not contain control characters")
+    """A display name: one line of free text (``inputs.check_text``)."""
+    check_text(value, field, v, max_length=MAX_DISPLAY_NAME)
 
 
 def check_reason(value: str, field: str, v: Validator) -> None:
-    if len(value) > MAX_REASON:
-        v.add(field, f"must be at most {MAX_REASON} characters, got {len(value)}")
+    """Why a person did something: free text that may span lines (``inputs.check_text``)."""
+    check_text(value, field, v, max_length=MAX_REASON, multiline=True)

@@ -29,6 +29,7 @@ from flowpair_shared.auth import (
 from flowpair_shared.auth.jwt_verifier import JwtVerifier
 from flowpair_shared.auth.token_file import TokenFile
 from flowpair_shared.db import asyncpg_dsn, create_engine
+from flowpair_shared.dbfailures import is_unavailable
 from flowpair_shared.interceptor import FlowpairInterceptor
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox.relay import Relay
@@ -97,6 +98,10 @@ class ServiceApp:
     allow_insecure: bool = False
     port: int = 0
     internal_port: int = 0
+    fatal: str | None = None
+    """Why the service must stop (found after start), for ``serve_until_signal``."""
+    on_fatal: Callable[[], None] = lambda: None
+    _role_check: asyncio.Task[None] | None = None
     _servers: list[grpc.aio.Server] = field(default_factory=list)
     _health: health.aio.HealthServicer | None = None
 
@@ -129,7 +134,16 @@ class ServiceApp:
     async def start(self) -> int:
         """Check the database role, bind both ports, start serving and start the relay;
         return the public port."""
-        await db_scope.refuse_rls_bypass(self.engine, self.name, allow_insecure=self.allow_insecure)
+        try:
+            await db_scope.refuse_rls_bypass(
+                self.engine, self.name, allow_insecure=self.allow_insecure
+            )
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            # Serve (UNAVAILABLE) while the database is down; check the role once it answers.
+            log.warning("database unreachable at start; its role is checked when it answers")
+            self._role_check = asyncio.create_task(self._check_role_when_reachable())
         self._health = health.aio.HealthServicer()
         try:
             self.port = await self._serve(self.public, "public")
@@ -155,8 +169,27 @@ class ServiceApp:
         )
         return self.port
 
+    async def _check_role_when_reachable(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                await db_scope.refuse_rls_bypass(
+                    self.engine, self.name, allow_insecure=self.allow_insecure
+                )
+                return
+            except SystemExit as refused:
+                self.fatal = str(refused)
+                log.critical("stopping: %s", refused)
+                self.on_fatal()
+                return
+            except Exception as error:
+                if not is_unavailable(error):
+                    log.exception("database role check failed; retrying")
+
     async def stop(self, grace: float = 10.0) -> None:
         """Not serving → drain in-flight RPCs → stop background work → close channels and pool."""
+        if self._role_check is not None:
+            self._role_check.cancel()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
@@ -291,10 +324,13 @@ async def serve_until_signal(build: Callable[[Settings], ServiceApp], settings: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    app.on_fatal = stop.set
     await app.start()
     await stop.wait()
     log.info("shutdown requested")
     await app.stop(settings.shutdown_grace)
+    if app.fatal is not None:
+        raise SystemExit(app.fatal)
 
 
 def main(service: str, build: Callable[[Settings], ServiceApp]) -> None:

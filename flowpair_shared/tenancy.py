@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flowpair_shared.errors import Validator
+from flowpair_shared.names import uuid_or_problem
 
 CLIENT_ACCOUNT_HEADER = "x-client-account-id"
 ENGAGEMENT_HEADER = "x-engagement-id"
@@ -36,20 +38,30 @@ _current: contextvars.ContextVar[Tenant] = contextvars.ContextVar("flowpair_tena
 
 
 def tenant_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Tenant:
-    """Parse the three tenant headers; raise InvalidArgument naming each missing/bad one."""
-    found: Mapping[str, str | bytes] = dict(metadata or ())
+    """Parse the three tenant headers; raise InvalidArgument naming each missing/bad one.
+
+    Each header must be sent exactly once (a repeated header is refused even with equal
+    values: which copy a proxy or another reader would take is not defined) and hold a UUID
+    under ``names.uuid_or_problem`` (canonical form, RFC 4122, not nil or max)."""
+    pairs = list(metadata or ())
+    counts = Counter(key for key, _ in pairs)
+    found = {key: value for key, value in pairs if key in TENANT_HEADERS}
     v = Validator()
     values: dict[str, uuid.UUID] = {}
     for header in TENANT_HEADERS:
         raw = found.get(header)
-        if raw is None or raw == "":
+        if counts[header] > 1:
+            v.add(f"metadata.{header}", f"must be sent once, got {counts[header]} times")
+            continue
+        if raw is None or raw == "" or raw == b"":
             v.add(f"metadata.{header}", "is required (a UUID)")
             continue
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-        try:
-            values[header] = uuid.UUID(text)
-        except ValueError:
-            v.add(f"metadata.{header}", f"must be a UUID, got {text[:64]!r}")
+        parsed = uuid_or_problem(text)
+        if isinstance(parsed, str):
+            v.add(f"metadata.{header}", parsed)
+        else:
+            values[header] = parsed
     v.raise_if_any()
     return Tenant(values[CLIENT_ACCOUNT_HEADER], values[ENGAGEMENT_HEADER], values[USER_HEADER])
 

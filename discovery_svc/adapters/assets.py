@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain.inventory import Asset, Dependency
+from flowpair_shared.pagination import MAX_NAME_KEY
 from flowpair_shared.tenancy import Tenant
 
 _COLUMNS = """
@@ -19,6 +20,7 @@ _COLUMNS = """
   a.attributes, a.update_time
 """
 _TENANT = "a.client_account_id = :account AND a.engagement_id = :engagement"
+NAME_KEY = MAX_NAME_KEY
 SOURCES_SHOWN = 100
 
 
@@ -80,13 +82,15 @@ async def list_page(
             text(f"SELECT count(*) FROM discovery.assets a WHERE {' AND '.join(where)}"), params
         )
     ).scalar_one()
+    # By the first NAME_KEY characters of the name, then id: what the index holds (a whole
+    # name can be longer than a B-tree entry) and what a page token carries.
     if after is not None:
-        where.append("(a.display_name, a.id) > (:after_name, :after_id)")
+        where.append(f"(left(a.display_name, {NAME_KEY}), a.id) > (:after_name, :after_id)")
         params["after_name"], params["after_id"] = after
     rows = await conn.execute(
         text(
             f"SELECT {_COLUMNS} FROM discovery.assets a WHERE {' AND '.join(where)}"
-            " ORDER BY a.display_name, a.id LIMIT :limit"
+            f" ORDER BY left(a.display_name, {NAME_KEY}), a.id LIMIT :limit"
         ),
         params,
     )

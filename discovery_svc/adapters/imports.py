@@ -18,9 +18,9 @@ class CopyWriter:
     """COPYs rows and quarantined rows of one import in batches through the caller's
     transaction, so memory stays bounded by one batch whatever the file's size."""
 
-    def __init__(self, conn: AsyncConnection, import_id: uuid.UUID, batch: int = 5000) -> None:
+    def __init__(self, conn: AsyncConnection, storage_id: uuid.UUID, batch: int = 5000) -> None:
         self._conn = conn
-        self._import_id = import_id
+        self._import_id = storage_id
         self._batch = batch
         self._rows: list[tuple[uuid.UUID, int, int, list[str]]] = []
         self._quarantined: list[tuple[uuid.UUID, int, str, str]] = []
@@ -56,27 +56,38 @@ class CopyWriter:
         self._quarantined = []
 
 
-async def exists(conn: AsyncConnection, import_id: uuid.UUID) -> bool:
-    """Whether any tenant has an import with this id (ids are global; the function sees past
-    row-level security and answers only this)."""
-    taken = await conn.scalar(text("SELECT discovery.import_id_taken(:id)"), {"id": import_id})
-    return bool(taken)
+async def exists(conn: AsyncConnection, tenant: Tenant, import_id: uuid.UUID) -> bool:
+    """Whether the tenant has an import with this id (other tenants' ids do not matter)."""
+    row = await conn.execute(
+        text(
+            "SELECT 1 FROM discovery.imports WHERE public_id = :id"
+            " AND client_account_id = :account AND engagement_id = :engagement"
+        ),
+        {"id": import_id, "account": tenant.client_account_id, "engagement": tenant.engagement_id},
+    )
+    return row.first() is not None
 
 
-async def insert(conn: AsyncConnection, tenant: Tenant, summary: ImportSummary) -> ImportSummary:
+async def insert(
+    conn: AsyncConnection, tenant: Tenant, summary: ImportSummary
+) -> ImportSummary | None:
+    """Insert the import; None if the tenant has one with this id already (a concurrent
+    upload that committed first)."""
     create_time = (
         await conn.execute(
             text(
                 """
                 INSERT INTO discovery.imports
-                  (id, client_account_id, engagement_id, create_user, file_name, columns,
-                   delimiter, had_bom, row_count, quarantined_count, byte_count)
-                VALUES (:id, :account, :engagement, :user, :file_name, :columns, :delimiter,
-                        :had_bom, :row_count, :quarantined_count, :byte_count)
+                  (id, public_id, client_account_id, engagement_id, create_user, file_name,
+                   columns, delimiter, had_bom, row_count, quarantined_count, byte_count)
+                VALUES (:storage_id, :id, :account, :engagement, :user, :file_name, :columns,
+                        :delimiter, :had_bom, :row_count, :quarantined_count, :byte_count)
+                ON CONFLICT (client_account_id, engagement_id, public_id) DO NOTHING
                 RETURNING create_time
                 """
             ),
             {
+                "storage_id": summary.storage_id,
                 "id": summary.id,
                 "account": tenant.client_account_id,
                 "engagement": tenant.engagement_id,
@@ -90,7 +101,9 @@ async def insert(conn: AsyncConnection, tenant: Tenant, summary: ImportSummary) 
                 "byte_count": summary.byte_count,
             },
         )
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if create_time is None:
+        return None
     return ImportSummary(**{**summary.__dict__, "create_time": create_time})
 
 
@@ -101,10 +114,11 @@ async def get(
         await conn.execute(
             text(
                 """
-                SELECT id, file_name, columns, delimiter, had_bom, row_count, quarantined_count,
-                       byte_count, create_time
+                SELECT public_id, id, file_name, columns, delimiter, had_bom, row_count,
+                       quarantined_count, byte_count, create_time
                 FROM discovery.imports
-                WHERE id = :id AND client_account_id = :account AND engagement_id = :engagement
+                WHERE public_id = :id AND client_account_id = :account
+                  AND engagement_id = :engagement
                 """
             ),
             {
@@ -125,18 +139,19 @@ async def get(
                 WHERE import_id = :id ORDER BY line_number LIMIT :limit
                 """
             ),
-            {"id": import_id, "limit": QUARANTINE_SHOWN},
+            {"id": row[1], "limit": QUARANTINE_SHOWN},
         )
         quarantined = [Quarantined(r[0], r[1], r[2]) for r in rows]
     return ImportSummary(
         id=row[0],
-        file_name=row[1],
-        columns=list(row[2]),
-        delimiter=row[3],
-        had_bom=row[4],
-        row_count=row[5],
-        quarantined_count=row[6],
-        byte_count=row[7],
-        create_time=row[8],
+        storage_id=row[1],
+        file_name=row[2],
+        columns=list(row[3]),
+        delimiter=row[4],
+        had_bom=row[5],
+        row_count=row[6],
+        quarantined_count=row[7],
+        byte_count=row[8],
+        create_time=row[9],
         quarantined=list(quarantined),
     )

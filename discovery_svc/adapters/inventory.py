@@ -70,7 +70,8 @@ def to_json(values: dict[str, object]) -> str:
 # -- assets ---------------------------------------------------------------------------------
 
 # One key per cleansed row, in order of precedence: the same host, serial or address seen in
-# any flow of the engagement is the same asset.
+# any flow of the engagement is the same asset. Keys are unique through their md5 (migration
+# 0005): a key holds a whole cell, and a B-tree entry cannot hold a long one.
 _KEYED = """
   SELECT c.row_number, c.values AS v,
          CASE WHEN c.values->>'hostname' IS NOT NULL THEN 'host:' || (c.values->>'hostname')
@@ -134,7 +135,7 @@ _UPSERT_ASSETS = text(
            storage_gb, environment, application_name, owner, location, business_criticality,
            serial_number, attributes
     FROM merged
-    ON CONFLICT (client_account_id, engagement_id, dedupe_key) DO UPDATE SET
+    ON CONFLICT (client_account_id, engagement_id, md5(dedupe_key)) DO UPDATE SET
       asset_type = EXCLUDED.asset_type,
       display_name = EXCLUDED.display_name,
       hostname = coalesce(EXCLUDED.hostname, a.hostname),
@@ -169,7 +170,7 @@ _UPSERT_APPLICATIONS = text(
     FROM discovery.cleansed_records c, LATERAL (SELECT c.values AS v) x
     WHERE c.child_flow_id = :child AND v->>'application_name' IS NOT NULL
     GROUP BY lower(v->>'application_name')
-    ON CONFLICT (client_account_id, engagement_id, dedupe_key) DO UPDATE SET
+    ON CONFLICT (client_account_id, engagement_id, md5(dedupe_key)) DO UPDATE SET
       update_time = now()
     """
 )

@@ -89,6 +89,22 @@ async def finish(conn: AsyncConnection, job_id: int, attempts: int) -> bool:
     return row.first() is not None
 
 
+async def release(conn: AsyncConnection, job_id: int, attempts: int) -> bool:
+    """Put a job whose attempt the database interrupted back in the queue now, rather than
+    when its lease expires; False if the job is no longer ours. The attempt still counts: a
+    phase that itself brings the database down ends after the runner's ``max_attempts``."""
+    row = await conn.execute(
+        text(
+            """
+            UPDATE discovery.phase_jobs SET state = 'queued', lease_until = NULL
+            WHERE id = :id AND state = 'running' AND attempts = :attempts RETURNING 1
+            """
+        ),
+        {"id": job_id, "attempts": attempts},
+    )
+    return row.first() is not None
+
+
 async def cancel_for_child(conn: AsyncConnection, child_flow_id: uuid.UUID) -> None:
     await conn.execute(
         text(

@@ -62,6 +62,14 @@ _PER_VALUE = text(
 )
 
 
+SHOWN_VALUE = 200
+"""Characters of a sample value kept in a profile: a cell can be a megabyte."""
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= SHOWN_VALUE else value[: SHOWN_VALUE - 1] + "\u2026"
+
+
 async def count_columns(
     conn: AsyncConnection, import_id: uuid.UUID, columns: list[str]
 ) -> list[ColumnCounts]:
@@ -81,10 +89,10 @@ async def count_columns(
                 distinct=pv.distinct_count if pv else 0,
                 padded=pc.padded if pc else 0,
                 matches={p.kind: getattr(pc, f"m_{p.kind.value}") for p in PATTERNS} if pc else {},
-                samples=list(pv.samples or []) if pv else [],
+                samples=[_shown(v) for v in pv.samples or []] if pv else [],
                 duplicate_values=pv.duplicate_values if pv else 0,
                 duplicate_rows=int(pv.duplicate_rows) if pv else 0,
-                duplicate_examples=list(pv.duplicate_examples or []) if pv else [],
+                duplicate_examples=[_shown(v) for v in pv.duplicate_examples or []] if pv else [],
             )
         )
     return counts

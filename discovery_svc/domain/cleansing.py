@@ -70,6 +70,11 @@ TARGET_ATTRIBUTES: Final = frozenset(mapping_set.TARGET_ATTRIBUTES)
 CUSTOM_PREFIX: Final = "custom:"
 CPU_CORES_RANGE: Final = (1, 1024)
 MAX_ISSUE_VALUE: Final = 200
+# Identifiers that key an asset (host names are bounded by DNS already). A longer value is
+# kept in full and the asset is made, but the row gets an issue: it is probably a description
+# or notes column mapped by mistake.
+IDENTIFIER_ATTRIBUTES: Final = frozenset({"asset_name", "serial_number", "application_name"})
+MAX_IDENTIFIER: Final = 255
 # An exabyte: anything larger in an inventory is a typo, and JSON has no infinity.
 _MAX_GB: Final = 1024.0**3
 
@@ -642,7 +647,7 @@ class CleansedRow:
 
 
 # Step kinds, so that the per-row loop branches on a small int instead of calling closures.
-_PLAIN, _HOST, _OS, _DEPS, _CUSTOM, _OS_VERSION_COLUMN = range(6)
+_PLAIN, _HOST, _OS, _DEPS, _CUSTOM, _OS_VERSION_COLUMN, _IDENTIFIER = range(7)
 
 _PLAIN_NORMALISERS: Final[Mapping[str, Callable[[str], Result]]] = {
     "ip_address": _ip,
@@ -700,6 +705,8 @@ class RowCleanser:
                 steps.append((_PLAIN, index, attribute, _size_gb, (memory_factor,)))
             elif attribute == "storage_gb":
                 steps.append((_PLAIN, index, attribute, _size_gb, (storage_factor,)))
+            elif attribute in IDENTIFIER_ATTRIBUTES:
+                steps.append((_IDENTIFIER, index, attribute, _text, ()))
             else:
                 plain = _PLAIN_NORMALISERS.get(attribute, _text)
                 steps.append((_PLAIN, index, attribute, plain, ()))
@@ -725,6 +732,19 @@ class RowCleanser:
                 continue
             if kind == _PLAIN:
                 values[attribute] = value
+            elif kind == _IDENTIFIER:
+                values[attribute] = value
+                assert isinstance(value, str)
+                if len(value) > MAX_IDENTIFIER:
+                    issues.append(
+                        Issue(
+                            attribute,
+                            raw[:MAX_ISSUE_VALUE],
+                            f"{len(value)} characters long (more than {MAX_IDENTIFIER}): kept in"
+                            " full, but an identifier this long is probably another column"
+                            " mapped by mistake",
+                        )
+                    )
             elif kind == _HOST:
                 assert isinstance(value, HostInfo)
                 values["hostname"] = value.hostname

@@ -15,6 +15,9 @@ QUARANTINE_SHOWN = 100
 @dataclass(frozen=True)
 class ImportSummary:
     id: uuid.UUID
+    """The id clients see and may choose; unique within the tenant only."""
+    storage_id: uuid.UUID
+    """The server's key of the import's raw and quarantined rows; unique, never shown."""
     file_name: str
     columns: list[str]
     delimiter: str

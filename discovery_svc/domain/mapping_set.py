@@ -33,7 +33,7 @@ OPTIONAL = (
     "depends_on",
 )
 TARGET_ATTRIBUTES = REQUIRED + OPTIONAL
-_CUSTOM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class State(enum.Enum):
@@ -215,7 +215,7 @@ def _apply(
             custom_attribute=None,
         )
     assert u.custom_attribute is not None
-    if not _CUSTOM_NAME.match(u.custom_attribute) or u.custom_attribute in TARGET_ATTRIBUTES:
+    if not _CUSTOM_NAME.fullmatch(u.custom_attribute) or u.custom_attribute in TARGET_ATTRIBUTES:
         violations.append(
             FieldViolation(
                 f"{field}.custom_attribute",

@@ -20,6 +20,7 @@ from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
 from flowpair_shared import tenancy
 from flowpair_shared.convert import phase_state, timestamp
 from flowpair_shared.errors import FieldViolation, InvalidArgument, Validator
+from flowpair_shared.inputs import check_length, check_text
 from flowpair_shared.names import (
     CHILD_FLOWS,
     FLOWS,
@@ -31,6 +32,13 @@ from flowpair_shared.names import (
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_FILE_NAME = 255
+MAX_ENVIRONMENT = 200
+MAX_ETAG = 64
+MAX_UPDATES = 2000
+"""As many as an upload can have columns."""
+MAX_SOURCE_COLUMN = 1 << 20
+"""A column name is at most the longest header row an upload accepts."""
+MAX_WAIVERS = 100
 
 
 def child_to_proto(child: ChildFlow) -> discovery_pb2.ChildFlow:
@@ -215,8 +223,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         assert first is not None
         meta = first.metadata
         import_id = parse_uuid(meta.import_id, "metadata.import_id", v, required=False)
-        if len(meta.file_name) > MAX_FILE_NAME:
-            v.add("metadata.file_name", f"must be at most {MAX_FILE_NAME} characters")
+        check_text(meta.file_name, "metadata.file_name", v, max_length=MAX_FILE_NAME)
         v.raise_if_any()
         summary = await self._d.upload(
             tenancy.current(),
@@ -260,9 +267,23 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self, request: discovery_pb2.UpdateFieldMappingsRequest, context: Context
     ) -> discovery_pb2.UpdateFieldMappingsResponse:
         v = Validator()
+        check_text(request.etag, "etag", v, max_length=MAX_ETAG)
+        if len(request.updates) > MAX_UPDATES:
+            v.add("updates", f"must have at most {MAX_UPDATES} items, got {len(request.updates)}")
+            v.raise_if_any()
+        waive = list(request.waive_required_attributes)
+        if len(waive) > MAX_WAIVERS:
+            v.add(
+                "waive_required_attributes",
+                f"must have at most {MAX_WAIVERS} items, got {len(waive)}",
+            )
+            v.raise_if_any()
         updates = []
         for i, u in enumerate(request.updates):
             action = u.WhichOneof("action")
+            check_length(
+                u.source_column, f"updates[{i}].source_column", v, max_length=MAX_SOURCE_COLUMN
+            )
             if not u.source_column:
                 v.add(f"updates[{i}].source_column", "is required")
             if action is None:
@@ -283,7 +304,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
             etag=request.etag,
             updates=updates,
             approve=request.approve,
-            waive=list(request.waive_required_attributes),
+            waive=waive,
         )
         return discovery_pb2.UpdateFieldMappingsResponse(
             mappings=[mapping_to_proto(m) for m in changed.mappings],
@@ -299,6 +320,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         v = Validator()
         if request.asset_type and request.asset_type not in ASSET_TYPES:
             v.add("asset_type", f"must be one of {', '.join(ASSET_TYPES)}")
+        check_text(request.environment, "environment", v, max_length=MAX_ENVIRONMENT)
         v.raise_if_any()
         found, token, total = await self._d.list_assets(
             tenancy.current(),

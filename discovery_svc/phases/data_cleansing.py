@@ -50,7 +50,7 @@ class DataCleansing:
         )
         await inventory.clear_cleansed(conn, child.id)
         rows = issues = 0
-        async for batch in inventory.raw_batches(conn, found.id):
+        async for batch in inventory.raw_batches(conn, found.storage_id):
             out: list[tuple[object, int, str]] = []
             problems: list[tuple[object, int, str, str, str]] = []
             for row_number, values in batch:

@@ -19,7 +19,7 @@ class DataValidation:
 
     async def run(self, child: ChildFlow, conn: AsyncConnection) -> PhaseOutcome:
         found = await flow_import(conn, child)
-        counts = await profiles.count_columns(conn, found.id, found.columns)
+        counts = await profiles.count_columns(conn, found.storage_id, found.columns)
         profile = build_profile(
             import_id=str(found.id),
             master_flow_id=str(child.master_flow_id),

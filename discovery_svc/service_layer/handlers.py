@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -45,6 +46,16 @@ async def emit(uow: UnitOfWork, child: ChildFlow) -> None:
     child.events.clear()
 
 
+def _asset_bytes(a: Asset) -> int:
+    """About what an asset takes in a response (its text, its attributes, framing)."""
+    text = sum(len(v.encode()) for v in vars(a).values() if isinstance(v, str))
+    return 200 + text + len(json.dumps(a.attributes)) + 60 * len(a.source_rows)
+
+
+def _dependency_bytes(d: Dependency) -> int:
+    return 200 + len(d.source_name.encode()) + len(d.target_name.encode()) + len(d.evidence)
+
+
 class Discovery:
     """The discovery service's use cases over one engine.
 
@@ -61,6 +72,7 @@ class Discovery:
         self._engine = engine
         self._after_commit = after_commit
         self._wake_runner = wake_runner
+        self._tokens = pagination.PageTokens(engine)
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, source=SOURCE)
@@ -248,7 +260,7 @@ class Discovery:
     ) -> tuple[list[Asset], str, int]:
         size = pagination.page_size(page_size)
         query = f"{asset_type}|{environment}"
-        after = pagination.decode_named(page_token, query)
+        after = await self._tokens.decode_named(page_token, query)
         async with self._engine.connect() as conn:
             found, total = await assets.list_page(
                 conn,
@@ -259,9 +271,10 @@ class Discovery:
                 limit=size + 1,
             )
         token = ""
-        if len(found) > size:
-            found = found[:size]
-            token = pagination.encode_named((found[-1].display_name, found[-1].id), query)
+        keep = min(size, pagination.fit(found, _asset_bytes))
+        if len(found) > keep:
+            found = found[:keep]
+            token = await self._tokens.encode_named((found[-1].display_name, found[-1].id), query)
         return found, token, total
 
     async def get_asset(self, tenant: Tenant, asset_id: uuid.UUID) -> Asset:
@@ -276,13 +289,14 @@ class Discovery:
     ) -> tuple[list[Dependency], str]:
         size = pagination.page_size(page_size)
         query = str(asset_id or "")
-        after = pagination.decode_offset(page_token, query)
+        after = await self._tokens.decode_offset(page_token, query)
         async with self._engine.connect() as conn:
             found = await assets.list_dependencies(
                 conn, tenant, asset_id=asset_id, after=after, limit=size + 1
             )
         token = ""
-        if len(found) > size:
-            found = found[:size]
-            token = pagination.encode_offset(found[-1].id, query)
+        keep = min(size, pagination.fit(found, _dependency_bytes))
+        if len(found) > keep:
+            found = found[:keep]
+            token = await self._tokens.encode_offset(found[-1].id, query)
         return found, token

@@ -3,6 +3,13 @@
 Jobs live in PostgreSQL, so work survives a crash: a job whose process died is taken over
 when its lease expires (the lease is renewed while the handler runs). A job that keeps
 killing its process fails after ``max_attempts`` instead of looping forever.
+
+The database going away is not the phase's fault: a run interrupted by an outage (or by a
+serialization conflict) is never recorded as a phase failure. Its job goes back to the queue
+at once when the database answers again, else its lease expires and it is taken over as after
+a crash; either way the attempt counts, so a phase that itself brings the database down still
+ends after ``max_attempts``. The loop keeps polling through an outage and resumes when the
+database is back.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from discovery_svc.domain.model import PhaseFailure
 from discovery_svc.phases.base import PhaseFailed, PhaseHandler
 from discovery_svc.service_layer.handlers import SOURCE, emit
 from flowpair_shared import db_scope, logs
+from flowpair_shared.dbfailures import classify
 from flowpair_shared.domain import Phase, PhaseStatus
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox import UnitOfWork
@@ -40,6 +48,10 @@ class RunnerSettings:
     """Fallback poll when no notification arrives."""
     max_attempts: int = 3
     """Runs of one job (crashes included) before it fails as PHASE_CRASHED."""
+
+
+class _Interrupted(Exception):
+    """The database, not the phase, ended a handler's run."""
 
 
 class PhaseRunner:
@@ -100,8 +112,11 @@ class PhaseRunner:
                         claimed = await jobs.claim(
                             conn, limit=free, lease_seconds=self._settings.lease_seconds
                         )
-                except Exception:
-                    log.exception("claiming phase jobs failed")
+                except Exception as error:
+                    if classify(error) is None:
+                        log.exception("claiming phase jobs failed")
+                    else:
+                        log.warning("claiming phase jobs failed: %r", error)
             for job in claimed:
                 # A fresh context: the job runs in its own tenant's scope, never in this loop's.
                 task = asyncio.create_task(
@@ -144,6 +159,12 @@ class PhaseRunner:
                 failure = await self._run_handler(job, handler)
             if failure is not None:
                 await self._record_failure(job, failure)
+        except Exception as error:
+            if classify(error) is None:
+                log.exception("phase job ended unexpectedly")
+            else:
+                log.warning("phase job interrupted by the database: %r", error)
+                await self._release(job)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,13 +173,14 @@ class PhaseRunner:
 
     async def _run_handler(self, job: Job, handler: PhaseHandler) -> PhaseFailure | None:
         """Run the handler and record its outcome with its output; the failure if it failed."""
+        limit: asyncio.Timeout | None = None
         try:
             async with UnitOfWork(self._engine, source=SOURCE) as uow:
                 child = await repository.get_for_job(uow.conn, job.child_flow_id, lock=False)
                 if child is None:
                     return None
                 logs.bind(flow_id=str(child.master_flow_id))
-                async with asyncio.timeout(handler.timeout):
+                async with asyncio.timeout(handler.timeout) as limit:
                     outcome = await handler.run(child, uow.conn)
                 # Only now lock the child: a cancel must not wait for a long handler.
                 child = await repository.get_for_job(uow.conn, job.child_flow_id, lock=True)
@@ -172,11 +194,15 @@ class PhaseRunner:
                 await uow.commit()
         except PhaseFailed as error:
             return PhaseFailure(error.reason, error.message)
-        except TimeoutError:
+        except TimeoutError as error:
+            if limit is None or not limit.expired():  # connecting timed out, not the phase
+                raise _Interrupted(job.phase.name) from error
             return PhaseFailure(
                 "PHASE_TIMEOUT", f"{job.phase.name} took longer than {handler.timeout:g} s"
             )
         except Exception as error:
+            if classify(error) is not None:
+                raise _Interrupted(job.phase.name) from error
             log.exception("phase handler crashed")
             return PhaseFailure("PHASE_ERROR", f"{job.phase.name} failed: {error!r}"[:500])
         log.info(
@@ -185,6 +211,18 @@ class PhaseRunner:
         )
         self._after_commit()
         return None
+
+    async def _release(self, job: Job) -> None:
+        """Requeue an interrupted job if the database answers now; if it does not, the lease
+        expires and the job is taken over later."""
+        try:
+            async with self._engine.begin() as conn:
+                released = await jobs.release(conn, job.id, job.attempts)
+        except Exception as error:
+            log.info("interrupted job left to its lease: %r", error)
+            return
+        if released:
+            log.info("interrupted job requeued")
 
     async def _record_failure(self, job: Job, failure: PhaseFailure) -> None:
         async with UnitOfWork(self._engine, source=SOURCE) as uow:

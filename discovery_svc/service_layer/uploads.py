@@ -32,16 +32,20 @@ def _refuse(description: str) -> InvalidArgument:
 async def upload(
     engine: AsyncEngine, tenant: Tenant, request: UploadRequest, chunks: AsyncIterator[bytes]
 ) -> ImportSummary:
-    """Parse ``chunks`` as they arrive and COPY them; commit only a complete, valid import."""
-    import_id = request.import_id or uuid.uuid4()
+    """Parse ``chunks`` as they arrive and COPY them; commit only a complete, valid import.
+
+    The client's import id is unique within its tenant only; the rows are stored under a
+    fresh storage id, so nothing about another tenant's imports can show through."""
+    storage_id = uuid.uuid4()
+    import_id = request.import_id or storage_id
     logs.bind(import_id=str(import_id))
     parser = CsvStreamParser()
     shown: list[Quarantined] = []
     byte_count = 0
     async with engine.connect() as conn, conn.begin():
-        if await imports.exists(conn, import_id):
+        if await imports.exists(conn, tenant, import_id):
             raise AlreadyExists(f"imports/{import_id} already exists")
-        writer = imports.CopyWriter(conn, import_id)
+        writer = imports.CopyWriter(conn, storage_id)
 
         async def take(items: list[Row | Quarantined]) -> None:
             for item in items:
@@ -69,6 +73,7 @@ async def upload(
             tenant,
             ImportSummary(
                 id=import_id,
+                storage_id=storage_id,
                 file_name=request.file_name,
                 columns=parser.header,
                 delimiter=parser.delimiter or ",",
@@ -79,6 +84,8 @@ async def upload(
                 quarantined=shown,
             ),
         )
+        if summary is None:
+            raise AlreadyExists(f"imports/{import_id} already exists")
     log.info(
         "import uploaded",
         extra={

@@ -21,7 +21,12 @@ from flowpair_shared import tenancy
 from flowpair_shared.auth.jwt_verifier import JwtVerifier
 from flowpair_shared.auth.principal import Principal, Role
 from flowpair_shared.auth.token_file import TokenFile
-from flowpair_shared.errors import PermissionDenied, Unauthenticated
+from flowpair_shared.errors import (
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
 from flowpair_shared.tenancy import USER_HEADER, Tenant
 
 log = logging.getLogger("flowpair.auth")
@@ -100,6 +105,10 @@ class PublicAccess:
 def admit_principal(principal: Principal, metadata: Metadata) -> Tenant:
     """The tenant of a call by ``principal``: its headers, its user id, its grants."""
     users = [_text(v) for k, v in metadata if k == USER_HEADER]
+    if len(users) > 1:
+        raise InvalidArgument(
+            [FieldViolation(f"metadata.{USER_HEADER}", "must be sent at most once")]
+        )
     if any(u.strip().lower() != str(principal.user_id) for u in users):
         raise PermissionDenied(f"{USER_HEADER} must be the token's principal or absent")
     others = [(k, v) for k, v in metadata if k != USER_HEADER]

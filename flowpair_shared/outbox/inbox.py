@@ -15,15 +15,22 @@ MESSAGE_ID_HEADER = "x-message-id"
 
 
 def message_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> uuid.UUID | None:
-    """The relay's message id from call metadata; None for a direct (non-relay) call."""
-    for key, value in metadata or ():
-        if key == MESSAGE_ID_HEADER:
-            v = Validator()
-            text_value = value.decode() if isinstance(value, bytes) else value
-            parsed = parse_uuid(text_value, f"metadata.{MESSAGE_ID_HEADER}", v)
-            v.raise_if_any()
-            return parsed
-    return None
+    """The relay's message id from call metadata; None for a direct (non-relay) call.
+
+    InvalidArgument when it is not a UUID or is sent more than once."""
+    values = [value for key, value in metadata or () if key == MESSAGE_ID_HEADER]
+    if not values:
+        return None
+    v = Validator()
+    field = f"metadata.{MESSAGE_ID_HEADER}"
+    if len(values) > 1:
+        v.add(field, f"must be sent once, got {len(values)} times")
+        v.raise_if_any()
+    value = values[0]
+    text_value = value.decode(errors="replace") if isinstance(value, bytes) else value
+    parsed = parse_uuid(text_value, field, v)
+    v.raise_if_any()
+    return parsed
 
 
 async def first_delivery(conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:

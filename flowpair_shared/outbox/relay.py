@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowpair_shared import db_scope, logs
+from flowpair_shared.dbfailures import is_unavailable
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
 from flowpair_shared.outbox.store import NOTIFY_CHANNEL
@@ -72,6 +73,9 @@ _FAILED = text(
 )
 
 # The peer is unreachable or busy: not the message's fault, so it never counts towards parking.
+# A peer whose database is down answers UNAVAILABLE (grpc_errors.infrastructure_status), and a
+# serialization conflict ABORTED. UNKNOWN is the transport's (a stream reset when the peer died
+# mid-call): a flowpair server maps every error of its own to a definite status.
 _TRANSIENT = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -79,6 +83,7 @@ _TRANSIENT = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
     }
 )
 # The peer says the message itself can never succeed: park at once.
@@ -181,8 +186,12 @@ class Relay:
         while not self._stopping.is_set():
             try:
                 claimed = await self.deliver_once()
-            except Exception:
-                log.exception("relay round failed", extra={"source": self._source})
+            except Exception as error:
+                # Its own database gone: keep polling, quietly, until it is back.
+                if is_unavailable(error):
+                    log.warning("relay round failed: database unavailable: %r", error)
+                else:
+                    log.exception("relay round failed", extra={"source": self._source})
                 claimed = 0
                 await self._sleep(self._settings.poll_interval)
                 continue

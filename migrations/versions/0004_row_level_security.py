@@ -233,22 +233,10 @@ def upgrade() -> None:
         _add_tenant_columns(table, sources)
     for table in RLS_TABLES:
         _secure(table)
-    # Import ids are global (an upload may name its id): whether one is taken must be
-    # answerable before a tenant streams a whole file, though the row is another tenant's.
-    op.execute(
-        """
-        CREATE FUNCTION discovery.import_id_taken(import_id uuid) RETURNS boolean
-          LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-          AS 'SELECT EXISTS (SELECT FROM discovery.imports WHERE id = import_id)'
-        """
-    )
-    op.execute("REVOKE ALL ON FUNCTION discovery.import_id_taken(uuid) FROM PUBLIC")
-    op.execute(f"GRANT EXECUTE ON FUNCTION discovery.import_id_taken(uuid) TO {APP_ROLE}")
 
 
 def downgrade() -> None:
     schemas = ", ".join(SCHEMAS)
-    op.execute("DROP FUNCTION discovery.import_id_taken(uuid)")
     for table in RLS_TABLES:
         op.execute(f"DROP POLICY IF EXISTS system_scope ON {table}")
         op.execute(f"DROP POLICY tenant_isolation ON {table}")

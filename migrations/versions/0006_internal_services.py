@@ -2,7 +2,7 @@
 already in the outbox are re-addressed so an upgrade with undelivered messages loses none.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ from alembic import op
 from flowpair_shared.sqlscript import statements
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

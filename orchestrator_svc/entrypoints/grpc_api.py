@@ -19,6 +19,7 @@ from flowpair_shared.convert import (
 )
 from flowpair_shared.domain import FlowStatus, FlowType, Phase
 from flowpair_shared.errors import Validator
+from flowpair_shared.inputs import check_text
 from flowpair_shared.names import (
     CHILD_FLOWS,
     FLOWS,
@@ -94,14 +95,17 @@ def _lifecycle_args(request: _LifecycleRequest) -> tuple[uuid.UUID, str]:
 
 
 _FILTER_TERM = re.compile(r"^\s*status\s*=\s*(?:FLOW_STATUS_)?([A-Z_]+)\s*$")
+MAX_FILTER = 1000
 
 
 def parse_status_filter(text: str) -> list[FlowStatus]:
     """``status = X [OR status = Y ...]``, X with or without the FLOW_STATUS_ prefix."""
+    v = Validator()
+    check_text(text, "filter", v, max_length=MAX_FILTER)
+    v.raise_if_any()
     if not text.strip():
         return []
     statuses: list[FlowStatus] = []
-    v = Validator()
     for term in re.split(r"\s+OR\s+", text.strip()):
         match = _FILTER_TERM.match(term)
         if match is None or match.group(1) not in FlowStatus.__members__:

@@ -66,6 +66,7 @@ class Orchestrator:
         self._engine = engine
         self._after_commit = after_commit
         self._watchers = watchers
+        self._tokens = pagination.PageTokens(engine)
         self._watch_recheck = watch_recheck
 
     def _uow(self) -> UnitOfWork:
@@ -143,7 +144,7 @@ class Orchestrator:
         page_token: str,
     ) -> Page:
         size = pagination.page_size(page_size)
-        after = pagination.decode(page_token, query)
+        after = await self._tokens.decode(page_token, query)
         async with self._engine.connect() as conn:
             flows = await repository.list_page(
                 conn, tenant, statuses=statuses, after=after, limit=size + 1
@@ -153,7 +154,7 @@ class Orchestrator:
             flows = flows[:size]
             last = flows[-1]
             assert last.create_time is not None
-            token = pagination.encode((last.create_time, last.id), query)
+            token = await self._tokens.encode((last.create_time, last.id), query)
         return Page(flows, token)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -249,13 +250,13 @@ class Orchestrator:
     ) -> HistoryPage:
         await self.get_flow(tenant, flow_id)
         size = pagination.page_size(page_size, default=100)
-        after = pagination.decode_offset(page_token, str(flow_id))
+        after = await self._tokens.decode_offset(page_token, str(flow_id))
         async with self._engine.connect() as conn:
             entries = await repository.list_history(conn, flow_id, after=after, limit=size + 1)
         token = ""
         if len(entries) > size:
             entries = entries[:size]
-            token = pagination.encode_offset(entries[-1].sequence, str(flow_id))
+            token = await self._tokens.encode_offset(entries[-1].sequence, str(flow_id))
         return HistoryPage(entries, token)
 
     async def watch(
