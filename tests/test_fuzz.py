@@ -114,6 +114,10 @@ async def test_errors_show_no_internals(campaign: Report) -> None:
     _fail_with(campaign, "no internals in errors")
 
 
+async def test_phases_do_not_crash(campaign: Report) -> None:
+    _fail_with(campaign, "phases do not crash")
+
+
 async def test_invalid_argument_names_the_field(campaign: Report) -> None:
     _fail_with(campaign, "INVALID_ARGUMENT names the field")
 

@@ -162,9 +162,14 @@ class PhaseRunner:
             return PhaseFailure(
                 "PHASE_TIMEOUT", f"{job.phase.name} took longer than {handler.timeout:g} s"
             )
-        except Exception as error:
+        except Exception:
+            # The client sees this message: the exception (driver errors quote SQL and class
+            # names) goes to the log only, with the flow id bound to the record.
             log.exception("phase handler crashed")
-            return PhaseFailure("PHASE_ERROR", f"{job.phase.name} failed: {error!r}"[:500])
+            return PhaseFailure(
+                "PHASE_ERROR",
+                f"{job.phase.name} failed unexpectedly; the discovery service's log has the cause",
+            )
         log.info(
             "phase finished",
             extra={"phase_status": outcome.status.name, "summary": outcome.summary},

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import random
+import string
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -173,42 +174,79 @@ async def _create(stack: Stack, tenant: Tenant, import_name: str, display: str) 
     return created.flow.name
 
 
-async def seed(stack: Stack) -> Seeded:
-    """Uploads and flows in real states: COMPLETED (with assets and dependencies), waiting
-    at the approval gate, FAILED; another tenant's too, for names that are not ours."""
-    tenant, other = new_tenant(), new_tenant()
+def long_key_cells() -> bytes:
+    """A small inventory whose host, application and serial cells are 9,000 random letters
+    (too long for an index entry, and random so that compression does not save them)."""
+    rng = random.Random(0)
+
+    def cell() -> str:
+        return "".join(rng.choices(string.ascii_lowercase, k=9000))
+
+    return (
+        "Server Name,IP Addr,O/S,RAM (GB),vCPU,Environment,Application,Serial #\n"
+        f"{cell()},10.0.0.1,RHEL 8.6,16,4,Production,{cell()},{cell()}\n"
+        "web02,10.0.0.2,RHEL 8.6,16,4,Production,Shop,S1\n"
+    ).encode()
+
+
+async def _approve_and_finish(stack: Stack, tenant: Tenant, name: str) -> None:
+    """Wait for the approval gate, approve with every missing attribute waived, resume, and
+    wait until the flow has COMPLETED or FAILED."""
+    ended = {flow_pb2.FLOW_STATUS_COMPLETED, flow_pb2.FLOW_STATUS_FAILED}
+    await _status(stack, tenant, name, {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL, *ended})
     orch, disc = stack.orchestrator(), stack.discovery()
-    waiting = {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL}
-    small = await stack.upload(tenant, INVENTORY.read_bytes())
-    big = await stack.upload(tenant, CMDB.read_bytes())
-    completed = await _create(stack, tenant, big.name, "cmdb export")
-    waiting_flow = await _create(stack, tenant, small.name, "inventory")
-    failed = await _create(stack, tenant, f"imports/{uuid.uuid4()}", "no such import")
-    await _status(stack, tenant, completed, waiting)
+    got = await orch.GetFlow(orchestrator_pb2.GetFlowRequest(name=name), metadata=md(tenant))
+    if got.flow.status in ended:
+        return
     listed = await disc.ListFieldMappings(
-        discovery_pb2.ListFieldMappingsRequest(master_flow=completed), metadata=md(tenant)
+        discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=md(tenant)
     )
     await disc.UpdateFieldMappings(
         discovery_pb2.UpdateFieldMappingsRequest(
-            master_flow=completed,
+            master_flow=name,
             etag=listed.etag,
             approve=True,
             waive_required_attributes=listed.missing_required_attributes,
         ),
         metadata=md(tenant),
     )
-    await orch.ResumeFlow(orchestrator_pb2.ResumeFlowRequest(name=completed), metadata=md(tenant))
+    await orch.ResumeFlow(orchestrator_pb2.ResumeFlowRequest(name=name), metadata=md(tenant))
+    await _status(stack, tenant, name, ended)
+
+
+async def seed(stack: Stack) -> Seeded:
+    """Uploads and flows in real states: COMPLETED (with assets and dependencies), waiting
+    at the approval gate, FAILED, and one on over-long key cells driven as far as it goes;
+    another tenant's too, for names that are not ours."""
+    tenant, other = new_tenant(), new_tenant()
+    orch, disc = stack.orchestrator(), stack.discovery()
+    waiting = {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL}
+    small = await stack.upload(tenant, INVENTORY.read_bytes())
+    big = await stack.upload(tenant, CMDB.read_bytes())
+    try:
+        long_keys = (await stack.upload(tenant, long_key_cells())).name
+    except grpc.aio.AioRpcError as refused:  # refusing such cells at upload is fine too
+        if refused.code() != grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        long_keys = f"imports/{uuid.uuid4()}"
+    completed = await _create(stack, tenant, big.name, "cmdb export")
+    waiting_flow = await _create(stack, tenant, small.name, "inventory")
+    failed = await _create(stack, tenant, f"imports/{uuid.uuid4()}", "no such import")
+    long_flow = await _create(stack, tenant, long_keys, "over-long key cells")
     theirs = await stack.upload(other, INVENTORY.read_bytes())
     their_flow = await _create(stack, other, theirs.name, "another tenant")
-    await _status(stack, tenant, completed, {flow_pb2.FLOW_STATUS_COMPLETED})
+    await _approve_and_finish(stack, tenant, completed)
+    await _approve_and_finish(stack, tenant, long_flow)
     await _status(stack, tenant, waiting_flow, waiting)
     await _status(stack, tenant, failed, {flow_pb2.FLOW_STATUS_FAILED})
     await _status(stack, other, their_flow, waiting)
+    done = await orch.GetFlow(orchestrator_pb2.GetFlowRequest(name=completed), metadata=md(tenant))
+    assert done.flow.status == flow_pb2.FLOW_STATUS_COMPLETED, done.flow
 
     pools = Pools(filters=list(FILTERS))
     # Not the big import: every flow the fuzzer manages to create on it would profile and map
     # 226 rows, time the campaign would spend waiting for quiet.
-    for name in (completed, waiting_flow, failed, small.name):
+    for name in (completed, waiting_flow, failed, long_flow, small.name, long_keys):
         pools.add_name(name)
     for name in (their_flow, theirs.name):
         pools.add_name(name, own=False)

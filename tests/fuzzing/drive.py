@@ -13,6 +13,7 @@ import grpc
 from google.protobuf import any_pb2, message
 from google.rpc import error_details_pb2, status_pb2
 
+from flowpair.v1 import flow_pb2
 from tests.fuzzing.generate import NAME_RE, NEXT_PAGE_TOKEN, Case, Pools
 from tests.fuzzing.surface import Method
 
@@ -39,6 +40,7 @@ LEAK = re.compile(
     r"|Operational|Interface|Internal)Error\b|\bException\b|\bDecodeError\b"
 )
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+PHASE_CRASH = "PHASE_ERROR"
 # What the grpc client reports, instead of the server's status, when the server ends a
 # client-streaming call (refusing it at once, say) while the client is still writing: the
 # client's own write fails and grpc's aio client sets this status itself. Seen about once in
@@ -84,6 +86,19 @@ def shape(text: str) -> str:
     text = re.sub(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}", "<uuid>", text)
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "<…>", text)
     return re.sub(r"\d+", "N", text)[:200]
+
+
+def _phase_errors(msg: message.Message, out: list[flow_pb2.PhaseError]) -> None:
+    """Every PhaseError set anywhere in ``msg``."""
+    if isinstance(msg, flow_pb2.PhaseError):
+        out.append(msg)
+        return
+    for f, value in msg.ListFields():
+        if f.type != f.TYPE_MESSAGE:
+            continue
+        for item in value if f.is_repeated else [value]:
+            if isinstance(item, message.Message):
+                _phase_errors(item, out)
 
 
 def _identity(b: bytes) -> bytes:
@@ -243,13 +258,23 @@ def judge(outcome: Outcome) -> list[Failure]:
             fail("INVALID_ARGUMENT names the field", summary, shape(summary))
 
     if code == grpc.StatusCode.OK or outcome.ours:
+        errors: list[flow_pb2.PhaseError] = []
         for raw in outcome.responses:
             try:
-                case.method.output.FromString(raw)
+                _phase_errors(case.method.output.FromString(raw), errors)
             except message.DecodeError:
                 summary = "an OK answer is not the method's response message"
                 fail("well-formed status", summary, summary)
                 break
+        # A phase's error is an error message too; PHASE_ERROR is the reason the phase
+        # runner gives when a handler raised, the background twin of INTERNAL.
+        for reason, text in {(e.reason, e.message) for e in errors}:
+            shown = LEAK.search(text)
+            if shown is not None:
+                category = f"a PhaseError shows {shown.group(0)!r}"
+                fail("no internals in errors", f"{category}: {text[:300]}", category)
+            if reason == PHASE_CRASH:
+                fail("phases do not crash", f"{reason}: {text[:300]}", shape(text))
 
     if case.must_refuse:
         refusals = METADATA_REFUSALS if case.must_refuse.startswith("bad tenant") else None

@@ -1,6 +1,6 @@
 """Requests built from the protobuf descriptors with a seeded ``random.Random``.
 
-Five kinds of case, for any public method:
+Six kinds of case, for any public method:
 
 - ``scratch``: a message generated field by field from its descriptor: strings with NUL,
   control characters, unicode, very long text or real values; integers at their bounds;
@@ -54,6 +54,7 @@ _SINGULAR = {"ChildFlow": "childFlows", "Flow": "flows", "Import": "imports", "A
 NAME_RE = re.compile(r"^(flows|childFlows|imports|assets)/[0-9a-f-]{36}$")
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 MAX_DEPTH = 4
+LONG = (300, 3000, 9000)
 
 INT_RANGES = {
     FD.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -565,7 +566,8 @@ class Fuzzer:
                         "10.0.0.1",
                         "Production",
                         "",
-                        "h" * self.rng.choice([300, 3000, 9000]),  # over-long key cells
+                        # over-long key cells, random so that compression does not shrink them
+                        "".join(self.rng.choices(string.ascii_letters, k=self.rng.choice(LONG))),
                         self._chars(self.rng.randint(1, 12)),
                         '"quoted, with delimiter"',
                         '"unterminated',
