@@ -203,8 +203,13 @@ class PhaseRunner:
         except Exception as error:
             if classify(error) is not None:
                 raise _Interrupted(job.phase.name) from error
+            # The client sees this message: the exception (driver errors quote SQL and class
+            # names) goes to the log only, with the flow id bound to the record.
             log.exception("phase handler crashed")
-            return PhaseFailure("PHASE_ERROR", f"{job.phase.name} failed: {error!r}"[:500])
+            return PhaseFailure(
+                "PHASE_ERROR",
+                f"{job.phase.name} failed unexpectedly; the discovery service's log has the cause",
+            )
         log.info(
             "phase finished",
             extra={"phase_status": outcome.status.name, "summary": outcome.summary},

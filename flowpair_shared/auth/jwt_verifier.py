@@ -49,6 +49,26 @@ def principal_from_claims(claims: dict[str, Any], issuer: str) -> Principal:
     return Principal(_user_id(issuer, str(claims["sub"])), role, accounts, engagements, "jwt")
 
 
+# Messages for clients: what is wrong with the token, never the library's class names.
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not valid yet"),
+    (jwt.InvalidAudienceError, "token audience is not this service"),
+    (jwt.InvalidIssuerError, "token issuer is not trusted"),
+    (jwt.MissingRequiredClaimError, "token lacks a required claim (exp, iss, aud, sub)"),
+    (jwt.InvalidSignatureError, "token signature does not verify"),
+    (jwt.PyJWKClientError, "token signing keys cannot be fetched now; retry later"),
+    (jwt.DecodeError, "token is not a well-formed JWT"),
+)
+
+
+def _why(error: Exception) -> str:
+    for kind, reason in _REASONS:
+        if isinstance(error, kind):
+            return reason
+    return "token rejected"
+
+
 class JwtVerifier:
     """Verifies a JWT's signature, issuer, audience and lifetime; maps claims to a principal."""
 
@@ -116,10 +136,8 @@ class JwtVerifier:
                 leeway=_LEEWAY_SECONDS,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("token expired") from None
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
-            raise Unauthenticated(f"token rejected: {type(error).__name__}") from None
+            raise Unauthenticated(_why(error)) from None
         principal = principal_from_claims(claims, self.issuer)
         if len(self._verified) >= _CACHE_LIMIT:
             self._verified.clear()
