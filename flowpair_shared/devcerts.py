@@ -4,6 +4,9 @@ brings its own PKI and points the FLOWPAIR_*_FILE settings at it.
 
     python -m flowpair_shared.devcerts DIR                      # CA + internal certificates
     python -m flowpair_shared.devcerts DIR --public-host HOST   # also public certs for HOST
+                                                                # (own CA, in DIR/public)
+    python -m flowpair_shared.devcerts DIR ... --bundles        # and DIR/<service>/: what
+                                                                # each service may hold
 
 Each service certificate names the service in its common name and DNS SAN ("orchestrator",
 "discovery"): the internal port admits only its peer's name, and the relay checks the server
@@ -149,13 +152,29 @@ def ensure_internal(out: Path) -> dict[str, str]:
 
 
 def ensure_public(out: Path, hosts: Sequence[str]) -> dict[str, str]:
-    """Public TLS certificates (same CA) for each service, valid for ``hosts``."""
+    """Public TLS certificates for each service, valid for ``hosts``, in ``out/public`` and
+    signed by a CA of their own: a public certificate (whose key a load balancer may hold)
+    must never pass for a service on the internal, mutual-TLS side."""
     env: dict[str, str] = {}
     for service in SERVICES:
-        cert, key = issue(out, f"{service}-public", f"{service} public", [service, *hosts])
+        cert, key = issue(out / "public", f"{service}-public", f"{service} public", hosts)
         env[f"FLOWPAIR_{service.upper()}_TLS_CERT_FILE"] = str(cert)
         env[f"FLOWPAIR_{service.upper()}_TLS_KEY_FILE"] = str(key)
     return env
+
+
+def bundle(out: Path, service: str) -> Path:
+    """``out/<service>/``: only what ``service`` needs (the internal CA certificate, its own
+    certificates and keys), to mount into its container. No CA key, no peer's key."""
+    folder = out / service
+    folder.mkdir(exist_ok=True)
+    wanted = ["ca.pem", f"{service}-internal.pem", f"{service}-internal-key.pem"]
+    public = [f"public/{service}-public.pem", f"public/{service}-public-key.pem"]
+    for name in [*wanted, *(p for p in public if (out / p).exists())]:
+        target = folder / Path(name).name
+        target.write_bytes((out / name).read_bytes())
+        target.chmod((out / name).stat().st_mode & 0o777)
+    return folder
 
 
 def main(argv: Sequence[str]) -> int:
@@ -171,10 +190,18 @@ def main(argv: Sequence[str]) -> int:
         default=[],
         help="also issue public TLS certificates valid for this name/IP",
     )
+    parser.add_argument(
+        "--bundles",
+        action="store_true",
+        help="also copy each service's own files into DIR/<service>/",
+    )
     args = parser.parse_args(argv)
     env = ensure_internal(args.out)
     if args.public_host:
         env |= ensure_public(args.out, args.public_host)
+    if args.bundles:
+        for service in SERVICES:
+            bundle(args.out, service)
     for key, value in env.items():
         print(f"{key}={value}")
     return 0

@@ -103,3 +103,9 @@ class PermissionDenied(DomainError):
     """The caller is known but may not do this (role, client account, identity)."""
 
     reason = "PERMISSION_DENIED"
+
+
+class Unavailable(DomainError):
+    """The service cannot serve right now (e.g. still waiting for its database); retry."""
+
+    reason = "UNAVAILABLE"

@@ -18,6 +18,7 @@ from flowpair_shared.errors import (
     NotFound,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
 )
 
 DOMAIN = "flowpair.dev"
@@ -82,6 +83,8 @@ def to_status(error: Exception) -> grpc.Status:
         code = code_pb2.NOT_FOUND
     elif isinstance(error, Unauthenticated):
         code = code_pb2.UNAUTHENTICATED
+    elif isinstance(error, Unavailable):
+        code = code_pb2.UNAVAILABLE
     elif isinstance(error, PermissionDenied):
         code = code_pb2.PERMISSION_DENIED
     elif isinstance(error, AlreadyExists):

@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -30,10 +30,12 @@ from flowpair_shared.auth.jwt_verifier import JwtVerifier
 from flowpair_shared.auth.token_file import TokenFile
 from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.dbfailures import is_unavailable
+from flowpair_shared.errors import Unavailable
 from flowpair_shared.interceptor import FlowpairInterceptor
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox.relay import Relay
 from flowpair_shared.settings import Settings
+from flowpair_shared.tenancy import Tenant
 
 log = logging.getLogger("flowpair.server")
 
@@ -102,16 +104,23 @@ class ServiceApp:
     """Why the service must stop (found after start), for ``serve_until_signal``."""
     on_fatal: Callable[[], None] = lambda: None
     _role_check: asyncio.Task[None] | None = None
+    ready: bool = False
+    """Whether the database role passed its check and the service serves."""
     _servers: list[grpc.aio.Server] = field(default_factory=list)
-    _health: health.aio.HealthServicer | None = None
+    _health: dict[str, tuple[health.aio.HealthServicer, Sequence[str]]] = field(
+        default_factory=dict
+    )
 
     async def _serve(self, spec: Port, role: str) -> int:
         server = grpc.aio.server(
-            interceptors=[FlowpairInterceptor(spec.access)], options=_SERVER_OPTIONS
+            interceptors=[FlowpairInterceptor(_UntilReady(spec.access, self))],
+            options=_SERVER_OPTIONS,
         )
         spec.register(server)
-        assert self._health is not None
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        # One health service per port, naming only the services that port serves.
+        checks = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+        self._health[role] = (checks, spec.service_names)
         if spec.reflection:
             reflection.enable_server_reflection(
                 (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME),
@@ -133,7 +142,12 @@ class ServiceApp:
 
     async def start(self) -> int:
         """Check the database role, bind both ports, start serving and start the relay;
-        return the public port."""
+        return the public port.
+
+        With the database unreachable, the ports still open (health NOT_SERVING, every call
+        UNAVAILABLE) and the role is checked as soon as the database answers: only then does
+        the service serve and its background work start."""
+        ready = True
         try:
             await db_scope.refuse_rls_bypass(
                 self.engine, self.name, allow_insecure=self.allow_insecure
@@ -141,10 +155,8 @@ class ServiceApp:
         except Exception as error:
             if not is_unavailable(error):
                 raise
-            # Serve (UNAVAILABLE) while the database is down; check the role once it answers.
-            log.warning("database unreachable at start; its role is checked when it answers")
-            self._role_check = asyncio.create_task(self._check_role_when_reachable())
-        self._health = health.aio.HealthServicer()
+            log.warning("database unreachable at start; serving once it answers")
+            ready = False
         try:
             self.port = await self._serve(self.public, "public")
             self.internal_port = await self._serve(self.internal, "internal")
@@ -152,12 +164,8 @@ class ServiceApp:
             for server in self._servers:
                 await server.stop(None)
             raise
-        for service in ("", *self.public.service_names, *self.internal.service_names):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        for work in self.background:
-            work.start()
         log.info(
-            "serving",
+            "listening",
             extra={
                 "listen": self.public.listen,
                 "port": self.port,
@@ -167,16 +175,31 @@ class ServiceApp:
                 "mtls": self.internal.credentials is not None,
             },
         )
+        if ready:
+            await self._serving()
+        else:
+            for checks, names in self._health.values():
+                for service in ("", *names):
+                    await checks.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._role_check = asyncio.create_task(self._check_role_when_reachable())
         return self.port
+
+    async def _serving(self) -> None:
+        self.ready = True
+        for checks, names in self._health.values():
+            for service in ("", *names):
+                await checks.set(service, health_pb2.HealthCheckResponse.SERVING)
+        for work in self.background:
+            work.start()
+        log.info("serving")
 
     async def _check_role_when_reachable(self) -> None:
         while True:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(0.5)
             try:
                 await db_scope.refuse_rls_bypass(
                     self.engine, self.name, allow_insecure=self.allow_insecure
                 )
-                return
             except SystemExit as refused:
                 self.fatal = str(refused)
                 log.critical("stopping: %s", refused)
@@ -185,13 +208,16 @@ class ServiceApp:
             except Exception as error:
                 if not is_unavailable(error):
                     log.exception("database role check failed; retrying")
+                continue
+            await self._serving()
+            return
 
     async def stop(self, grace: float = 10.0) -> None:
         """Not serving → drain in-flight RPCs → stop background work → close channels and pool."""
         if self._role_check is not None:
             self._role_check.cancel()
-        if self._health is not None:
-            await self._health.enter_graceful_shutdown()
+        for checks, _ in self._health.values():
+            await checks.enter_graceful_shutdown()
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
         for work in reversed(self.background):
             await work.stop()
@@ -199,6 +225,18 @@ class ServiceApp:
             await channel.close()
         await self.engine.dispose()
         log.info("stopped")
+
+
+class _UntilReady:
+    """Admits calls only once the service is ready (its database role checked)."""
+
+    def __init__(self, access: Access, app: ServiceApp) -> None:
+        self._access, self._app = access, app
+
+    async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Tenant:
+        if not self._app.ready:
+            raise Unavailable("the service cannot reach its database yet; retry with backoff")
+        return await self._access.admit(method, context)
 
 
 def _described_only(service_names: Sequence[str]) -> descriptor_pool.DescriptorPool:
@@ -241,6 +279,7 @@ def public_access(settings: Settings, services: Sequence[ServiceDescriptor]) -> 
             settings.auth_jwks,
             issuer=settings.auth_jwt_issuer,
             audience=settings.auth_jwt_audience,
+            allow_insecure=settings.allow_insecure,
         )
         if settings.auth_jwks
         else None

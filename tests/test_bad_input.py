@@ -24,6 +24,7 @@ import asyncpg
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain.model import ChildFlow
@@ -847,7 +848,10 @@ async def test_a_service_started_while_the_database_is_down_checks_its_role_late
                 )
             )
         )
-        assert app.fatal is None
+        assert app.fatal is None and not app.ready
+        health: Any = health_pb2_grpc.HealthStub(stack.channel(stack.orchestrator_port))
+        answer = await health.Check(health_pb2.HealthCheckRequest())
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
         await proxy.start()
         await asyncio.wait_for(stopped.wait(), 20)
         assert app.fatal is not None and "bypasses row-level security" in app.fatal

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.message import Message
@@ -433,7 +434,7 @@ async def test_public_tls(database_url: str) -> None:
     await app.start()
     try:
         tenant = new_tenant()
-        credentials = grpc.ssl_channel_credentials((folder / "ca.pem").read_bytes())
+        credentials = grpc.ssl_channel_credentials((folder / "public" / "ca.pem").read_bytes())
         request = orchestrator_pb2.ListFlowsRequest()
         async with grpc.aio.secure_channel(f"localhost:{app.port}", credentials) as secure:
             stub = orchestrator_pb2_grpc.OrchestratorServiceStub(secure)
@@ -518,3 +519,104 @@ async def test_jwks_from_a_url_and_tokens_file_reload(tmp_path: Path) -> None:
     assert tokens.principal(second) is not None
     with pytest.raises(SystemExit, match="not JSON"):
         TokenFile(path)
+
+
+async def test_a_public_certificate_never_passes_for_the_peers_internal_port(
+    database_url: str,
+) -> None:
+    """The relay checks the server it reaches: a server holding discovery's *public*
+    certificate (another CA) cannot stand in for discovery's internal port."""
+    from flowpair_shared import devcerts, tls
+
+    folder = creds.credentials().dir / "certs"
+    public = devcerts.ensure_public(folder, ["localhost", "discovery"])
+    impostor = grpc.aio.server()
+    key = await asyncio.to_thread(Path(public["FLOWPAIR_DISCOVERY_TLS_KEY_FILE"]).read_bytes)
+    cert = await asyncio.to_thread(Path(public["FLOWPAIR_DISCOVERY_TLS_CERT_FILE"]).read_bytes)
+    port = impostor.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    await impostor.start()
+    try:
+        settings = dataclasses.replace(
+            Stack(database_url).settings(), discovery_internal_target=f"127.0.0.1:{port}"
+        )
+        channel = tls.peer_channel(settings.service("orchestrator"), secure=True)
+        stub = child_flow_service_pb2_grpc.ChildFlowServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RunPhase(
+                child_pb2.RunPhaseRequest(), metadata=peer_md(new_tenant()), timeout=5
+            )
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        await channel.close()
+    finally:
+        await impostor.stop(None)
+
+
+async def test_public_health_knows_only_public_services(world: World) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub: Any = health_pb2_grpc.HealthStub(world.stack.channel(world.stack.discovery_port))
+    ok = await stub.Check(health_pb2.HealthCheckRequest(service="flowpair.v1.DiscoveryService"))
+    assert ok.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Check(
+            health_pb2.HealthCheckRequest(service="flowpair.internal.v1.ChildFlowService")
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_key_rotation_user_ids_and_insecure_jwks(tmp_path: Path) -> None:
+    from flowpair_shared.auth.jwt_verifier import JwtVerifier
+    from flowpair_shared.auth.token_file import TokenFile, new_token, parse, token_entry
+    from flowpair_shared.errors import Unauthenticated
+
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text((creds.credentials().dir / "jwks.json").read_text())
+    verifier = JwtVerifier(str(jwks), issuer=creds.ISSUER, audience=creds.AUDIENCE)
+    tenant = new_tenant()
+    token = creds.bearer(tenant, Role.ADMIN)
+    assert (await verifier.principal(token)).role == Role.ADMIN
+    # The key is removed from the JWKS: its tokens stop at once, even ones seen before.
+    other = ec.generate_private_key(ec.SECP256R1())
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(other.public_key()))
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "rotated", "alg": "ES256"}]}))
+    with pytest.raises(Unauthenticated, match="key id"):
+        await verifier.principal(token)
+
+    # A subject that is a UUID flowpair does not accept as a user id (a non-RFC-4122 GUID)
+    # becomes a stable UUIDv5, as any other subject: it can call, never break every call.
+    fresh = JwtVerifier(
+        str(creds.credentials().dir / "jwks.json"), issuer=creds.ISSUER, audience=creds.AUDIENCE
+    )
+    guid = "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+    claims = {**creds.claims_for(tenant, Role.VIEWER), "sub": guid}
+    first = await fresh.principal(creds.sign(claims))
+    again = await fresh.principal(creds.sign({**claims, "iat": claims["iat"] + 1}))
+    assert first.user_id == again.user_id and first.user_id.version == 5
+    entry = token_entry(
+        new_token(), user_id=uuid.UUID(guid), role=Role.VIEWER, client_accounts=["*"]
+    )
+    with pytest.raises(ValueError, match="user_id"):
+        parse(json.dumps({"tokens": [entry]}), "test")
+
+    with pytest.raises(SystemExit, match="plain http"):
+        JwtVerifier("http://keys.example.test/jwks", issuer="i", audience="a")
+    JwtVerifier("http://keys.example.test/jwks", issuer="i", audience="a", allow_insecure=True)
+
+    tokens_path = tmp_path / "tokens.json"
+    opaque = new_token()
+    tokens_path.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    token_entry(
+                        opaque, user_id=tenant.user_id, role=Role.VIEWER, client_accounts=["*"]
+                    )
+                ]
+            }
+        )
+    )
+    tokens = TokenFile(tokens_path)
+    assert tokens.principal(opaque) is not None
+    tokens_path.unlink()  # deleting the file revokes every token
+    await asyncio.sleep(1.1)
+    assert tokens.principal(opaque) is None

@@ -15,6 +15,7 @@ from typing import Any
 
 from flowpair_shared.auth.principal import Role
 from flowpair_shared.auth.token_file import new_token, parse, token_entry
+from flowpair_shared.names import uuid_or_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,14 +26,16 @@ def main(argv: list[str] | None = None) -> int:
         "--client-account", action="append", required=True, help='a UUID, or "*" for every one'
     )
     parser.add_argument("--engagement", action="append", help="restrict to these engagements")
-    parser.add_argument("--user", type=uuid.UUID, help="the principal (default: a new UUID)")
+    parser.add_argument("--user", help="the principal, a UUID (default: a new one)")
     parser.add_argument("--name", default="", help="a label for people reading the file")
     args = parser.parse_args(argv)
     body: dict[str, Any] = {"tokens": []}
+    if args.user and isinstance(problem := uuid_or_problem(args.user.lower()), str):
+        parser.error(f"--user {problem}")
     token = new_token()
     entry = token_entry(
         token,
-        user_id=args.user or uuid.uuid4(),
+        user_id=uuid.UUID(args.user) if args.user else uuid.uuid4(),
         role=Role.parse(args.role),
         client_accounts=args.client_account,
         engagements=args.engagement,

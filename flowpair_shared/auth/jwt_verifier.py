@@ -9,7 +9,10 @@ Claims: ``iss`` and ``aud`` must match the settings, ``exp`` is required; ``sub`
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,9 @@ import jwt
 
 from flowpair_shared.auth.principal import Principal, Role, parse_grants
 from flowpair_shared.errors import Unauthenticated
+from flowpair_shared.names import uuid_or_problem
+
+log = logging.getLogger("flowpair.auth")
 
 ALGORITHMS = ("RS256", "ES256")
 ROLE_CLAIM = "flowpair_role"
@@ -25,16 +31,28 @@ ACCOUNTS_CLAIM = "flowpair_client_accounts"
 ENGAGEMENTS_CLAIM = "flowpair_engagements"
 _LEEWAY_SECONDS = 30
 _CACHE_LIMIT = 4096
+# A verified token is re-verified at least this often, so a key removed from a JWKS URL
+# stops its tokens within a minute (a JWKS file's change clears the cache at once).
+_CACHE_SECONDS = 60.0
 
 
 def _user_id(issuer: str, subject: str) -> uuid.UUID:
+    """The subject if it is a UUID flowpair accepts as a user id, else a stable UUIDv5 of
+    issuer and subject (so every subject maps to exactly one valid user id)."""
+    found = uuid_or_problem(subject.lower())
+    if isinstance(found, uuid.UUID):
+        return found
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"{issuer}#{subject}")
+
+
+def _loopback_url(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
     try:
-        found = uuid.UUID(subject)
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return uuid.uuid5(uuid.NAMESPACE_URL, f"{issuer}#{subject}")
-    if found.int == 0:
-        raise Unauthenticated("the token's subject is the nil UUID")
-    return found
+        return False
 
 
 def principal_from_claims(claims: dict[str, Any], issuer: str) -> Principal:
@@ -57,7 +75,8 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (jwt.InvalidIssuerError, "token issuer is not trusted"),
     (jwt.MissingRequiredClaimError, "token lacks a required claim (exp, iss, aud, sub)"),
     (jwt.InvalidSignatureError, "token signature does not verify"),
-    (jwt.PyJWKClientError, "token signing keys cannot be fetched now; retry later"),
+    (jwt.PyJWKClientConnectionError, "token signing keys cannot be fetched now; retry later"),
+    (jwt.PyJWKClientError, "the token's key id is not in the JWKS"),
     (jwt.DecodeError, "token is not a well-formed JWT"),
 )
 
@@ -72,30 +91,41 @@ def _why(error: Exception) -> str:
 class JwtVerifier:
     """Verifies a JWT's signature, issuer, audience and lifetime; maps claims to a principal."""
 
-    def __init__(self, jwks: str, *, issuer: str, audience: str) -> None:
+    def __init__(
+        self, jwks: str, *, issuer: str, audience: str, allow_insecure: bool = False
+    ) -> None:
         if not issuer or not audience:
             raise SystemExit(
                 "FLOWPAIR_AUTH_JWKS needs FLOWPAIR_AUTH_JWT_ISSUER and FLOWPAIR_AUTH_JWT_AUDIENCE"
             )
         self.issuer, self.audience = issuer, audience
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self._client: jwt.PyJWKClient | None = None
         self._file: Path | None = None
         self._file_keys: jwt.PyJWKSet | None = None
-        self._file_stamp: int | None = None
+        self._file_stamp: tuple[int, int, int] | None = None
+        if jwks.startswith("http://") and not _loopback_url(jwks):
+            if not allow_insecure:
+                raise SystemExit(
+                    "FLOWPAIR_AUTH_JWKS: a JWKS over plain http could be swapped in transit;"
+                    " use https (or a file), or set FLOWPAIR_ALLOW_INSECURE=1"
+                )
+            log.warning("INSECURE: JWKS fetched over plain http: %s", jwks)
         if jwks.startswith(("https://", "http://")):
             self._client = jwt.PyJWKClient(jwks, cache_keys=True, lifespan=300, timeout=5)
         else:
             self._file = Path(jwks)
             self._reload_file(strict=True)
-        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def _reload_file(self, *, strict: bool) -> None:
         assert self._file is not None
         try:
-            stamp = self._file.stat().st_mtime_ns
+            stat = self._file.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if stamp != self._file_stamp:
                 self._file_keys = jwt.PyJWKSet.from_json(self._file.read_text())
                 self._file_stamp = stamp
+                self._verified = {}  # a key may have been removed: verify again
         except (OSError, ValueError, jwt.PyJWTError) as error:
             if strict:
                 raise SystemExit(f"FLOWPAIR_AUTH_JWKS: {self._file}: {error}") from None
@@ -104,7 +134,6 @@ class JwtVerifier:
         if self._client is not None:
             client = self._client
             return await asyncio.to_thread(client.get_signing_key_from_jwt, token)
-        self._reload_file(strict=False)
         assert self._file_keys is not None
         keys = self._file_keys.keys
         if kid is not None:
@@ -117,6 +146,8 @@ class JwtVerifier:
         raise Unauthenticated("the token has no key id and the JWKS holds several keys")
 
     async def principal(self, token: str) -> Principal:
+        if self._file is not None:
+            self._reload_file(strict=False)  # a changed JWKS clears the cache first
         cached = self._verified.get(token)
         if cached is not None and cached[1] > time.time():
             return cached[0]
@@ -141,5 +172,5 @@ class JwtVerifier:
         principal = principal_from_claims(claims, self.issuer)
         if len(self._verified) >= _CACHE_LIMIT:
             self._verified.clear()
-        self._verified[token] = (principal, float(claims["exp"]))
+        self._verified[token] = (principal, min(float(claims["exp"]), time.time() + _CACHE_SECONDS))
         return principal

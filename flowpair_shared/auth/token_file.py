@@ -9,7 +9,8 @@ The file (``FLOWPAIR_AUTH_TOKENS_FILE``) is JSON::
 
 Tokens are 256-bit random strings, so a plain SHA-256 is enough to make a stolen file useless
 (no password stretching needed). The file is re-read when it changes, so tokens can be added
-or revoked without a restart; a file that no longer parses keeps the last good contents.
+or revoked without a restart; a file that no longer parses keeps the last good contents,
+and a deleted file revokes every token.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from flowpair_shared.auth.principal import Principal, Role, parse_grants
+from flowpair_shared.names import uuid_or_problem
 
 log = logging.getLogger("flowpair.auth")
 TOKEN_PREFIX = "fp_"
@@ -61,6 +63,13 @@ def token_entry(
     return entry
 
 
+def _user_id(text: str) -> uuid.UUID:
+    found = uuid_or_problem(text.lower())
+    if isinstance(found, str):
+        raise ValueError(f"user_id {found}")
+    return found
+
+
 def parse(text: str, origin: str) -> dict[str, Principal]:
     """Token hash → principal; ValueError naming the entry and field that is wrong."""
     try:
@@ -80,7 +89,7 @@ def parse(text: str, origin: str) -> dict[str, Principal]:
             raise ValueError(f"{where}.sha256 must be 64 hex digits")
         try:
             bytes.fromhex(digest)
-            user_id = uuid.UUID(str(entry.get("user_id")))
+            user_id = _user_id(str(entry.get("user_id")))
             role = Role.parse(str(entry.get("role", "")))
             accounts = parse_grants(entry.get("client_accounts"), "client_accounts")
             engagements = parse_grants(entry.get("engagements"), "engagements")
@@ -88,8 +97,6 @@ def parse(text: str, origin: str) -> dict[str, Principal]:
             raise ValueError(f"{where}: {error}") from None
         if "client_accounts" not in entry:
             raise ValueError(f"{where}.client_accounts is required")
-        if user_id.int == 0:
-            raise ValueError(f"{where}.user_id must not be the nil UUID")
         found[digest.lower()] = Principal(user_id, role, accounts, engagements, "tokens-file")
     return found
 
@@ -105,6 +112,13 @@ class TokenFile:
         self._load(strict=True)
 
     def _load(self, *, strict: bool) -> None:
+        if not strict and not self.path.exists():
+            if self._principals:
+                log.error(
+                    "tokens file is gone: every token is revoked", extra={"path": str(self.path)}
+                )
+            self._principals, self._stamp = {}, None
+            return
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
