@@ -158,25 +158,25 @@ def _grant() -> None:
         f" GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE}"
     )
     # The inventory ANALYZEs the tables it has just filled (autovacuum cannot see uncommitted
-    # rows); only the owner or a holder of MAINTAIN (PostgreSQL 17+) may, others are skipped
-    # with a warning. MAINTAIN adds VACUUM/ANALYZE/REINDEX/CLUSTER, no access to rows, and
-    # statistics of RLS tables stay hidden from the role (pg_stats filters them).
+    # rows), which only their owner may do (or, from PostgreSQL 17, a holder of MAINTAIN).
+    # One narrow function, run as the owner, refreshes exactly those tables on every version;
+    # it reads no rows for the caller and statistics stay hidden from the role.
     op.execute(
-        f"""
-        DO $$
-        BEGIN
-          IF current_setting('server_version_num')::int >= 170000 THEN
-            EXECUTE 'GRANT MAINTAIN ON ALL TABLES IN SCHEMA {schemas} TO {APP_ROLE}';
-            EXECUTE 'ALTER DEFAULT PRIVILEGES IN SCHEMA {schemas}
-                     GRANT MAINTAIN ON TABLES TO {APP_ROLE}';
-          ELSE
-            RAISE WARNING 'PostgreSQL < 17 has no MAINTAIN privilege: % cannot ANALYZE',
-              '{APP_ROLE}';
-          END IF;
-        END
-        $$
+        """
+        CREATE FUNCTION discovery.analyze_fresh(target text) RETURNS void
+          LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+          AS $$
+          BEGIN
+            IF target NOT IN ('cleansed_records', 'assets', 'asset_sources') THEN
+              RAISE EXCEPTION 'not a table the inventory refreshes: %', target;
+            END IF;
+            EXECUTE format('ANALYZE discovery.%I', target);
+          END
+          $$
         """
     )
+    op.execute("REVOKE ALL ON FUNCTION discovery.analyze_fresh(text) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION discovery.analyze_fresh(text) TO {APP_ROLE}")
 
 
 def _add_tenant_columns(table: str, sources: tuple[tuple[str, str], ...]) -> None:
@@ -243,18 +243,7 @@ def downgrade() -> None:
         op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY")
     for table, _ in ADDED:
         op.execute(f"ALTER TABLE {table} DROP COLUMN client_account_id, DROP COLUMN engagement_id")
-    op.execute(
-        f"""
-        DO $$
-        BEGIN
-          IF current_setting('server_version_num')::int >= 170000 THEN
-            EXECUTE 'ALTER DEFAULT PRIVILEGES IN SCHEMA {schemas}
-                     REVOKE MAINTAIN ON TABLES FROM {APP_ROLE}';
-          END IF;
-        END
-        $$
-        """
-    )
+    op.execute("DROP FUNCTION discovery.analyze_fresh(text)")
     op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schemas} REVOKE ALL ON TABLES FROM {APP_ROLE}")
     op.execute(
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schemas} REVOKE ALL ON SEQUENCES FROM {APP_ROLE}"
