@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import uuid
 
+import grpc
+import pytest
+
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared.tenancy import Tenant
 from tests.support import Stack, eventually, fetch, md, new_tenant
@@ -43,11 +46,19 @@ LATER = [  # db01 without a type or a name; new hosts fill the columns for the m
 ]
 
 
-async def run_flow(stack: Stack, tenant: Tenant, rows: list[str]) -> uuid.UUID:
+async def run_flow(
+    stack: Stack,
+    tenant: Tenant,
+    rows: list[str],
+    key: flow_pb2.IdentityKey.ValueType = flow_pb2.IDENTITY_KEY_UNSPECIFIED,
+) -> uuid.UUID:
     """Upload the rows, run a flow to COMPLETED; its child flow's id."""
     uploaded = await stack.upload(tenant, (HEADER + "\n".join(rows) + "\n").encode())
     flow = orchestrator_pb2.Flow(
-        type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
+        type=flow_pb2.FLOW_TYPE_DISCOVERY,
+        auto_approve=True,
+        allow_concurrent=True,
+        identity_key=key,
     )
     setattr(flow, "import", uploaded.name)
     created = await stack.orchestrator().CreateFlow(
@@ -169,3 +180,44 @@ async def test_each_identity_defect_and_every_row_accounted_for(stack: Stack) ->
     assert db2.owner == "New Owner" and db2.location == "Berlin"  # absent: kept
     assert after["pc-001"] == assets["pc-001"]  # untouched by the later flow
     assert not await issues_of(stack, later)
+
+
+REUSED = [  # one host name on two machines, told apart by their serial numbers
+    "reuse-01,Old One,10.3.0.1,RHEL 7.9,2,4,server,SN-OLD,Ann,Rome",
+    "reuse-01,New One,10.3.0.2,RHEL 9.2,4,8,server,SN-NEW,Bob,Rome",
+]
+
+
+async def test_the_identity_key_is_set_per_flow_and_checked(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    by_name, by_serial = new_tenant(), new_tenant()
+    await run_flow(stack, by_name, REUSED)
+    assert len(await assets_of_any(stack, by_name)) == 1
+    await run_flow(stack, by_serial, REUSED, flow_pb2.IDENTITY_KEY_NAME_AND_SERIAL)
+    assert sorted(a.serial_number for a in await assets_of_any(stack, by_serial)) == [
+        "SN-NEW",
+        "SN-OLD",
+    ]
+
+    flow = orchestrator_pb2.Flow(
+        type=flow_pb2.FLOW_TYPE_DISCOVERY, identity_key=flow_pb2.IdentityKey.ValueType(99)
+    )
+    setattr(flow, "import", f"imports/{uuid.uuid4()}")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.orchestrator().CreateFlow(
+            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "flow.identity_key" in (refused.value.details() or "")
+
+
+async def assets_of_any(stack: Stack, tenant: Tenant) -> list[discovery_pb2.Asset]:
+    found = await all_pages(
+        stack.discovery().ListAssets,
+        discovery_pb2.ListAssetsRequest(page_size=100),
+        "assets",
+        tenant,
+    )
+    return [a for a in found if isinstance(a, discovery_pb2.Asset)]

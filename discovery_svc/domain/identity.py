@@ -2,8 +2,8 @@
 
 The rules, applied by ASSET_INVENTORY (``discovery_svc/adapters/inventory.py`` holds the SQL):
 
-**The key.** Each row gets one identity key, by the flow's :class:`IdentityKey` strategy. The
-default (:attr:`IdentityKey.HOST_THEN_NAME`) takes the first of:
+**The key.** Each row gets one identity key, by the flow's :class:`IdentityKey` strategy
+(``Flow.identity_key`` in the protos). The default (``HOST_THEN_NAME``) takes the first of:
 
 1. the host name, as short name plus domain (``web01.corp.example``): equal short names in
    different domains are different assets. A short name without a domain joins the one
@@ -14,6 +14,9 @@ default (:attr:`IdentityKey.HOST_THEN_NAME`) takes the first of:
    cleansing issue reports it. A host cell that holds an IP address is not a name;
 3. the asset name, then the asset tag;
 4. only for a row that carries no name at all: its serial number, then its IP address.
+
+``NAME_AND_SERIAL`` and ``NAME_AND_TAG`` add the serial number or the asset tag to the name:
+equal names with different serials (tags) are different assets, e.g. a host name reused.
 
 Serial numbers and IP addresses are supporting evidence only: two rows whose names differ are
 never merged on a shared serial or IP. A serial or IP shared by assets of different names is
@@ -40,28 +43,18 @@ a derived value never replaces a given one.
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 from functools import cache
 from importlib import resources
 from typing import Final
 
+from flowpair_shared.domain import IdentityKey
+
 __all__ = ["ISSUE_PREFIX", "IdentityKey", "normalize_name", "placeholder_names"]
 
 ISSUE_PREFIX: Final = "identity: "
 """Every issue ASSET_INVENTORY writes starts with this, so a re-run can replace them."""
-
-
-class IdentityKey(enum.Enum):
-    """How rows are told apart; mirrors ``IdentityKey`` in the protos (by name)."""
-
-    HOST_THEN_NAME = "host_then_name"
-    """Host name (short name plus domain), then asset name or asset tag (the default)."""
-    NAME_AND_SERIAL = "name_and_serial"
-    """As the default, but equal names with different serial numbers are different assets."""
-    NAME_AND_TAG = "name_and_tag"
-    """As the default, but equal names with different asset tags are different assets."""
 
 
 _SEPARATORS: Final = re.compile(r"[\s_./-]+")

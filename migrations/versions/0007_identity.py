@@ -20,12 +20,18 @@ SELECT set_config('flowpair.scope', 'system', true);
 ALTER TABLE discovery.assets
   ADD COLUMN asset_type_given boolean NOT NULL DEFAULT false,
   ADD COLUMN display_name_given boolean NOT NULL DEFAULT false;
+ALTER TABLE orchestrator.flows
+  ADD COLUMN identity_key smallint NOT NULL DEFAULT 1 CHECK (identity_key BETWEEN 1 AND 3);
+ALTER TABLE discovery.child_flows
+  ADD COLUMN identity_key smallint NOT NULL DEFAULT 1 CHECK (identity_key BETWEEN 1 AND 3);
 UPDATE discovery.assets
   SET dedupe_key = 'host:' || hostname || coalesce('.' || nullif(domain, ''), '')
   WHERE dedupe_key LIKE 'host:%' AND hostname IS NOT NULL;
 """
 
 DOWNGRADE = """
+ALTER TABLE orchestrator.flows DROP COLUMN identity_key;
+ALTER TABLE discovery.child_flows DROP COLUMN identity_key;
 ALTER TABLE discovery.assets
   DROP COLUMN asset_type_given,
   DROP COLUMN display_name_given;
