@@ -245,18 +245,32 @@ _UPSERT = f"""
 _P = identity.ISSUE_PREFIX
 
 
-def _conflicts(attribute: str, value: str, compared: str) -> str:
-    return f"""
-    SELECT row_number, '{attribute}', val,
-           '{_P}differs from "' || chosen || '" in row ' || chosen_row || ', which the asset'
-           || ' takes (the most complete row, then the latest)'
-    FROM (SELECT row_number, {value} AS val, {compared} AS x,
-                 first_value({value}) OVER w AS chosen,
-                 first_value({compared}) OVER w AS chosen_x,
-                 first_value(row_number) OVER w AS chosen_row
-          FROM ranked WINDOW w AS (PARTITION BY key ORDER BY ({compared}) IS NULL, rank)) c
-    WHERE x IS NOT NULL AND x IS DISTINCT FROM chosen_x
-    """
+def _chosen(i: int, value: str, compared: str) -> str:
+    """The value a field takes, its comparable form and its row, as c{i}, x{i} and r{i}."""
+    return (
+        f"{_first(value)} AS c{i}, {_first(f'({compared})::text')} AS x{i},"
+        f" (array_agg(row_number ORDER BY rank) FILTER (WHERE {compared} IS NOT NULL))[1]"
+        f" AS r{i}"
+    )
+
+
+# One pass over the rows, each field unpivoted beside the value its asset took: a window per
+# field would sort every row once per field.
+_CONFLICTS = f"""
+    SELECT r.row_number, f.attribute, f.val,
+           '{_P}differs from "' || f.chosen || '" in row ' || f.chosen_row || ', which the'
+           || ' asset takes (the most complete row, then the latest)'
+    FROM ranked r
+    JOIN (SELECT key, {", ".join(_chosen(i, v, c) for i, (_, v, c) in enumerate(_COMPARED))}
+          FROM ranked GROUP BY key) c ON c.key = r.key
+    CROSS JOIN LATERAL (VALUES {
+    ", ".join(
+        f"('{a}', {v}, ({c})::text, c.c{i}, c.x{i}, c.r{i})"
+        for i, (a, v, c) in enumerate(_COMPARED)
+    )
+}) f(attribute, val, x, chosen, chosen_x, chosen_row)
+    WHERE f.x IS NOT NULL AND f.x IS DISTINCT FROM f.chosen_x
+"""
 
 
 def _shared(attribute: str, column: str, what: str) -> str:
@@ -275,7 +289,7 @@ _ISSUES = f"""
     INSERT INTO discovery.cleansing_issues
       (child_flow_id, row_number, attribute, value, problem)
     SELECT :child, row_number, attribute, left(value, 200), problem FROM (
-      {" UNION ALL ".join(_conflicts(a, v, c) for a, v, c in _COMPARED)}
+      {_CONFLICTS}
       UNION ALL {_shared("serial_number", "serial", "serial number")}
       UNION ALL {_shared("ip_address", "ip", "IP address")}
       UNION ALL
