@@ -17,6 +17,18 @@ class FlowType(enum.IntEnum):
     DISCOVERY = 1
 
 
+class IdentityKey(enum.IntEnum):
+    """How ASSET_INVENTORY tells rows apart (discovery_svc/domain/identity.py); mirrors the
+    protos' ``IdentityKey`` by number."""
+
+    HOST_THEN_NAME = 1
+    """Host name (short name plus domain), then asset name or asset tag: the default."""
+    NAME_AND_SERIAL = 2
+    """As the default, but equal names with different serial numbers are different assets."""
+    NAME_AND_TAG = 3
+    """As the default, but equal names with different asset tags are different assets."""
+
+
 class FlowStatus(enum.IntEnum):
     """Lifecycle status of a master or child flow."""
 

@@ -7,9 +7,10 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discovery_svc.domain import identity
 from flowpair_shared import db_scope
 from flowpair_shared.tenancy import Tenant
 
@@ -70,94 +71,261 @@ def to_json(values: dict[str, object]) -> str:
 
 # -- assets ---------------------------------------------------------------------------------
 
-# One key per cleansed row, in order of precedence: the same host, serial or address seen in
-# any flow of the engagement is the same asset. Keys are unique through their md5 (migration
-# 0005): a key holds a whole cell, and a B-tree entry cannot hold a long one.
-_KEYED = """
-  SELECT c.row_number, c.values AS v,
-         CASE WHEN c.values->>'hostname' IS NOT NULL THEN 'host:' || (c.values->>'hostname')
-              WHEN c.values->>'serial_number' IS NOT NULL
-                THEN 'serial:' || lower(c.values->>'serial_number')
-              WHEN c.values->>'ip_address' IS NOT NULL THEN 'ip:' || (c.values->>'ip_address')
-              WHEN c.values->>'asset_name' IS NOT NULL
-                THEN 'name:' || lower(c.values->>'asset_name')
-         END AS key,
-         lower(coalesce(c.values->>'hostname', c.values->>'asset_name', '')) AS label
-  FROM discovery.cleansed_records c WHERE c.child_flow_id = :child
+# The rules are discovery_svc/domain/identity.py's docstring; this is their SQL. One statement
+# keys the flow's rows, merges each key's rows by rank, upserts the assets, links the rows and
+# writes the identity issues. Keys are unique through their md5 (migration 0005): a key holds a
+# whole cell, and a B-tree entry cannot hold a long one.
+
+_NORM = identity.SQL_NORMALIZE
+_NOT_PLACEHOLDER = "NOT ({} = ANY(CAST(:placeholders AS text[])))"
+
+
+def _named(expr: str) -> str:
+    """``expr`` when it is present and not a placeholder, else NULL."""
+    check = _NOT_PLACEHOLDER.format(_NORM.format(expr))
+    return f"CASE WHEN {expr} IS NOT NULL AND {check} THEN {expr} END"
+
+
+# A rejected host cell (spaces, odd characters) is still a name, unless it is an IP address,
+# a placeholder, or was cut short in the issue (a name that long is another column's text).
+_REJECTED_HOSTS = rf"""
+  SELECT DISTINCT ON (i.row_number) i.row_number, btrim(i.value) AS written,
+         lower(regexp_replace(btrim(i.value), '\s+', ' ', 'g')) AS name
+  FROM discovery.cleansing_issues i
+  WHERE i.child_flow_id = :child AND i.attribute = 'hostname'
+    AND i.problem NOT LIKE '{identity.ISSUE_PREFIX}%' AND length(i.value) < 200
+    AND btrim(i.value) !~ '^[0-9]{{1,3}}(\.[0-9]{{1,3}}){{3}}(/[0-9]+)?$'
+    AND btrim(i.value) !~* '^[0-9a-f]*:[0-9a-f:.]*(/[0-9]+)?$'
+    AND {_NOT_PLACEHOLDER.format(_NORM.format("i.value"))}
+  ORDER BY i.row_number
 """
+
+_ROWS = f"""
+  rows AS MATERIALIZED (
+    SELECT c.row_number, c.values AS v, {_named("c.values->>'hostname'")} AS short,
+           nullif(c.values->>'domain', '') AS domain, bad.name AS bad_host,
+           bad.written AS bad_written,
+           lower({_named("c.values->>'asset_name'")}) AS name,
+           lower({_named("c.values->>'asset_tag'")}) AS tag,
+           lower(c.values->>'serial_number') AS serial, c.values->>'ip_address' AS ip,
+           (SELECT count(*) FROM jsonb_object_keys(c.values)) AS completeness
+    FROM discovery.cleansed_records c
+    LEFT JOIN ({_REJECTED_HOSTS}) bad ON bad.row_number = c.row_number
+    WHERE c.child_flow_id = :child
+  ), domains AS (
+    SELECT short, min(domain) AS domain, count(DISTINCT domain) AS n,
+           string_agg(DISTINCT domain, ', ') AS listed
+    FROM (SELECT short, domain FROM rows WHERE short IS NOT NULL AND domain IS NOT NULL
+          UNION
+          SELECT hostname, domain FROM discovery.assets
+          WHERE client_account_id = :account AND engagement_id = :engagement
+            AND dedupe_key LIKE 'host:%' AND hostname IS NOT NULL AND domain <> '') d
+    GROUP BY short
+  ), resolved AS (
+    SELECT r.*, coalesce(r.domain, CASE WHEN d.n = 1 THEN d.domain END) AS host_domain,
+           r.short IS NOT NULL AND r.domain IS NULL AND d.n > 1 AS ambiguous, d.listed
+    FROM rows r LEFT JOIN domains d ON d.short = r.short
+  ), named AS (
+    SELECT *, coalesce('host:' || short || coalesce('.' || host_domain, ''),
+                       'host:' || bad_host, 'name:' || name, 'tag:' || tag) AS name_key
+    FROM resolved
+  ), keyed AS (
+    SELECT *, coalesce({{key}}, 'serial:' || serial, 'ip:' || ip) AS key FROM named
+  ), ranked AS MATERIALIZED (
+    SELECT *, row_number() OVER (PARTITION BY key ORDER BY completeness DESC, row_number DESC)
+           AS rank
+    FROM keyed WHERE key IS NOT NULL
+  )
+"""
+
+_KEYS = {
+    identity.IdentityKey.HOST_THEN_NAME: "name_key",
+    identity.IdentityKey.NAME_AND_SERIAL: "name_key || coalesce('|serial:' || serial, '')",
+    identity.IdentityKey.NAME_AND_TAG: "name_key || coalesce('|tag:' || tag, '')",
+}
 
 _TYPE = """
-  coalesce(v->>'asset_type',
-    CASE WHEN label ~ '(^|[^a-z])(db|sql|ora|oracle|pg|postgres|mysql|mongo)[0-9-]*'
-              AND v->>'os_family' IS NULL THEN 'database'
-         WHEN label ~ '(^|[^a-z])(sw|switch|rtr|router|fw|firewall|lb)[0-9-]*($|[^a-z])'
-              AND v->>'os_family' IS NULL THEN 'network_device'
-         WHEN v->>'operating_system' IS NOT NULL OR v->>'hostname' IS NOT NULL
-              OR v->>'ip_address' IS NOT NULL THEN 'server'
-         WHEN v->>'application_name' IS NOT NULL AND v->>'asset_name' IS NOT NULL
-              THEN 'application'
-         ELSE 'other' END)
+  CASE WHEN label ~ '(^|[^a-z])(db|sql|ora|oracle|pg|postgres|mysql|mongo)[0-9-]*'
+            AND v->>'os_family' IS NULL THEN 'database'
+       WHEN label ~ '(^|[^a-z])(sw|switch|rtr|router|fw|firewall|lb)[0-9-]*($|[^a-z])'
+            AND v->>'os_family' IS NULL THEN 'network_device'
+       WHEN v->>'operating_system' IS NOT NULL OR short IS NOT NULL OR bad_host IS NOT NULL
+            OR v->>'ip_address' IS NOT NULL THEN 'server'
+       WHEN v->>'application_name' IS NOT NULL AND name IS NOT NULL THEN 'application'
+       ELSE 'other' END
 """
 
-_UPSERT_ASSETS = text(
-    f"""
-    WITH keyed AS ({_KEYED}),
-    merged AS (
-      SELECT key, max({_TYPE}) AS asset_type,
-             coalesce(max(v->>'asset_name'), max(v->>'fqdn'), max(v->>'ip_address'),
-                      max(v->>'serial_number')) AS display_name,
-             max(v->>'hostname') AS hostname, max(v->>'domain') AS domain,
-             max(v->>'ip_address') AS ip_address,
-             max(v->>'operating_system') AS operating_system,
-             max(v->>'os_family') AS os_family, max(v->>'os_version') AS os_version,
-             max((v->>'cpu_cores')::int) AS cpu_cores,
-             max((v->>'memory_gb')::float8) AS memory_gb,
-             max((v->>'storage_gb')::float8) AS storage_gb,
-             max(v->>'environment') AS environment,
-             max(v->>'application_name') AS application_name,
-             max(v->>'owner') AS owner, max(v->>'location') AS location,
-             max(v->>'business_criticality') AS business_criticality,
-             max(v->>'serial_number') AS serial_number,
-             jsonb_strip_nulls(jsonb_build_object(
-               'virtualization_platform', max(v->>'virtualization_platform'),
-               'department', max(v->>'department'),
-               'data_center', max(v->>'data_center'),
-               'fqdn', max(v->>'fqdn'))) || coalesce(
-               (array_agg(v->'custom') FILTER (WHERE v ? 'custom'))[1], '{{}}') AS attributes
-      FROM keyed WHERE key IS NOT NULL GROUP BY key
-    )
+# (column, value of a row, comparable form for conflicts or None when values may differ)
+_FIELDS: tuple[tuple[str, str, str | None], ...] = (
+    ("hostname", "coalesce(short, bad_host)", None),
+    ("domain", "host_domain", None),
+    ("ip_address", "v->>'ip_address'", None),
+    ("operating_system", "v->>'operating_system'", "lower(v->>'operating_system')"),
+    ("os_family", "v->>'os_family'", None),
+    ("os_version", "v->>'os_version'", None),
+    ("cpu_cores", "(v->>'cpu_cores')::int", "(v->>'cpu_cores')::int"),
+    ("memory_gb", "(v->>'memory_gb')::float8", "(v->>'memory_gb')::float8"),
+    ("storage_gb", "(v->>'storage_gb')::float8", "(v->>'storage_gb')::float8"),
+    ("environment", "v->>'environment'", "v->>'environment'"),
+    ("application_name", "v->>'application_name'", None),
+    ("owner", "v->>'owner'", "lower(v->>'owner')"),
+    ("location", "v->>'location'", "lower(v->>'location')"),
+    ("business_criticality", "v->>'business_criticality'", "v->>'business_criticality'"),
+    ("serial_number", "v->>'serial_number'", "serial"),
+)
+# Conflicts also compare what is not a column of its own.
+_COMPARED = (
+    *((f, f"v->>'{f}'", c) for f, _, c in _FIELDS if c is not None),
+    ("asset_name", "v->>'asset_name'", "name"),
+    ("asset_type", "v->>'asset_type'", "v->>'asset_type'"),
+)
+_ATTRIBUTES = ("virtualization_platform", "department", "data_center", "fqdn")
+
+
+def _first(expr: str) -> str:
+    """The value of the best-ranked row that has one."""
+    return f"(array_agg({expr} ORDER BY rank) FILTER (WHERE {expr} IS NOT NULL))[1]"
+
+
+_ATTRIBUTE_PAIRS = ", ".join(f"'{a}', " + _first(f"v->>'{a}'") for a in _ATTRIBUTES)
+
+
+_MERGED = f"""
+  merged AS (
+    SELECT key,
+           coalesce({_first("v->>'asset_type'")},
+                    (array_agg(type ORDER BY rank))[1]) AS asset_type,
+           bool_or(v ? 'asset_type') AS asset_type_given,
+           coalesce({_first(_named("v->>'asset_name'"))}, {_first("v->>'fqdn'")},
+                    {_first("bad_written")}, {_first("v->>'asset_tag'")},
+                    {_first("v->>'serial_number'")}, {_first("ip")}) AS display_name,
+           bool_or(name IS NOT NULL) AS display_name_given,
+           {", ".join(f"{_first(expr)} AS {column}" for column, expr, _ in _FIELDS)},
+           jsonb_strip_nulls(jsonb_build_object(
+             {_ATTRIBUTE_PAIRS}))
+           || coalesce({_first("v->'custom'")}, '{{}}') AS attributes
+    FROM (SELECT *, {_TYPE} AS type
+          FROM (SELECT *, lower(coalesce(short, bad_host, name, '')) AS label FROM ranked) l) t
+    GROUP BY key
+  )
+"""
+
+_COLUMNS = (
+    "asset_type",
+    "asset_type_given",
+    "display_name",
+    "display_name_given",
+    *(column for column, _, _ in _FIELDS),
+)
+
+_UPSERT = f"""
+  upserted AS (
     INSERT INTO discovery.assets AS a
-      (id, client_account_id, engagement_id, dedupe_key, asset_type, display_name, hostname,
-       domain, ip_address, operating_system, os_family, os_version, cpu_cores, memory_gb,
-       storage_gb, environment, application_name, owner, location, business_criticality,
-       serial_number, attributes)
-    SELECT gen_random_uuid(), :account, :engagement, key, asset_type, display_name, hostname,
-           domain, ip_address, operating_system, os_family, os_version, cpu_cores, memory_gb,
-           storage_gb, environment, application_name, owner, location, business_criticality,
-           serial_number, attributes
+      (id, client_account_id, engagement_id, dedupe_key, {", ".join(_COLUMNS)}, attributes)
+    SELECT gen_random_uuid(), :account, :engagement, key, {", ".join(_COLUMNS)}, attributes
     FROM merged
     ON CONFLICT (client_account_id, engagement_id, md5(dedupe_key)) DO UPDATE SET
-      asset_type = EXCLUDED.asset_type,
-      display_name = EXCLUDED.display_name,
-      hostname = coalesce(EXCLUDED.hostname, a.hostname),
-      domain = coalesce(EXCLUDED.domain, a.domain),
-      ip_address = coalesce(EXCLUDED.ip_address, a.ip_address),
-      operating_system = coalesce(EXCLUDED.operating_system, a.operating_system),
-      os_family = coalesce(EXCLUDED.os_family, a.os_family),
-      os_version = coalesce(EXCLUDED.os_version, a.os_version),
-      cpu_cores = coalesce(EXCLUDED.cpu_cores, a.cpu_cores),
-      memory_gb = coalesce(EXCLUDED.memory_gb, a.memory_gb),
-      storage_gb = coalesce(EXCLUDED.storage_gb, a.storage_gb),
-      environment = coalesce(EXCLUDED.environment, a.environment),
-      application_name = coalesce(EXCLUDED.application_name, a.application_name),
-      owner = coalesce(EXCLUDED.owner, a.owner),
-      location = coalesce(EXCLUDED.location, a.location),
-      business_criticality = coalesce(EXCLUDED.business_criticality, a.business_criticality),
-      serial_number = coalesce(EXCLUDED.serial_number, a.serial_number),
+      asset_type = CASE WHEN EXCLUDED.asset_type_given OR NOT a.asset_type_given
+                        THEN EXCLUDED.asset_type ELSE a.asset_type END,
+      asset_type_given = a.asset_type_given OR EXCLUDED.asset_type_given,
+      display_name = CASE WHEN EXCLUDED.display_name_given OR NOT a.display_name_given
+                          THEN EXCLUDED.display_name ELSE a.display_name END,
+      display_name_given = a.display_name_given OR EXCLUDED.display_name_given,
+      {", ".join(f"{c} = coalesce(EXCLUDED.{c}, a.{c})" for c, _, _ in _FIELDS)},
       attributes = a.attributes || EXCLUDED.attributes,
       update_time = now()
+    RETURNING id, dedupe_key
+  ), linked AS (
+    INSERT INTO discovery.asset_sources (child_flow_id, row_number, asset_id, import_id)
+    SELECT CAST(:child AS uuid), r.row_number, u.id, CAST(:import_id AS uuid)
+    FROM ranked r JOIN upserted u ON u.dedupe_key = r.key
+    ON CONFLICT DO NOTHING
+  )
+"""
+
+_P = identity.ISSUE_PREFIX
+
+
+def _chosen(i: int, value: str, compared: str) -> str:
+    """The value a field takes, its comparable form and its row, as c{i}, x{i} and r{i}."""
+    return (
+        f"{_first(value)} AS c{i}, {_first(f'({compared})::text')} AS x{i},"
+        f" (array_agg(row_number ORDER BY rank) FILTER (WHERE {compared} IS NOT NULL))[1]"
+        f" AS r{i}"
+    )
+
+
+# One pass over the rows, each field unpivoted beside the value its asset took: a window per
+# field would sort every row once per field.
+_CONFLICTS = f"""
+    SELECT r.row_number, f.attribute, f.val,
+           '{_P}differs from "' || f.chosen || '" in row ' || f.chosen_row || ', which the'
+           || ' asset takes (the most complete row, then the latest)'
+    FROM ranked r
+    JOIN (SELECT key, {", ".join(_chosen(i, v, c) for i, (_, v, c) in enumerate(_COMPARED))}
+          FROM ranked GROUP BY key) c ON c.key = r.key
+    CROSS JOIN LATERAL (VALUES {
+    ", ".join(
+        f"('{a}', {v}, ({c})::text, c.c{i}, c.x{i}, c.r{i})"
+        for i, (a, v, c) in enumerate(_COMPARED)
+    )
+}) f(attribute, val, x, chosen, chosen_x, chosen_row)
+    WHERE f.x IS NOT NULL AND f.x IS DISTINCT FROM f.chosen_x
+"""
+
+
+def _shared(attribute: str, column: str, what: str) -> str:
+    return f"""
+    SELECT r.row_number, '{attribute}', v->>'{attribute}',
+           '{_P}{what} also on ' || s.n - 1 || ' other asset(s) of another name in this flow:'
+           || ' kept apart (a {what} is evidence, not identity)'
+    FROM ranked r JOIN (SELECT {column}, count(DISTINCT key) AS n FROM ranked
+                        WHERE {column} IS NOT NULL GROUP BY {column}
+                        HAVING count(DISTINCT key) > 1) s ON s.{column} = r.{column}
     """
-)
+
+
+_ISSUES = f"""
+  issues AS (
+    INSERT INTO discovery.cleansing_issues
+      (child_flow_id, row_number, attribute, value, problem)
+    SELECT :child, row_number, attribute, left(value, 200), problem FROM (
+      {_CONFLICTS}
+      UNION ALL {_shared("serial_number", "serial", "serial number")}
+      UNION ALL {_shared("ip_address", "ip", "IP address")}
+      UNION ALL
+      SELECT row_number, 'hostname', v->>'hostname',
+             '{_P}a placeholder name: it identifies no asset'
+      FROM keyed WHERE v->>'hostname' IS NOT NULL AND short IS NULL
+      UNION ALL
+      SELECT row_number, 'asset_name', v->>'asset_name',
+             '{_P}a placeholder name: it identifies no asset'
+      FROM keyed WHERE v->>'asset_name' IS NOT NULL AND name IS NULL
+      UNION ALL
+      SELECT row_number, 'hostname', bad_written,
+             '{_P}kept as written: the name still identifies the asset'
+      FROM keyed WHERE bad_host IS NOT NULL AND short IS NULL
+      UNION ALL
+      SELECT row_number, 'hostname', v->>'hostname',
+             '{_P}the short name is in several domains (' || listed || '): this row, without'
+             || ' a domain, is an asset of its own'
+      FROM keyed WHERE ambiguous
+      UNION ALL
+      SELECT row_number, 'hostname', '',
+             '{_P}no host name, asset name, asset tag, serial number or IP address:'
+             || ' the row makes no asset'
+      FROM keyed WHERE key IS NULL AND v->>'application_name' IS NULL
+    ) i(row_number, attribute, value, problem)
+  )
+"""
+
+
+def _upsert_assets(key: identity.IdentityKey) -> TextClause:
+    return text(
+        f"WITH {_ROWS.replace('{key}', _KEYS[key])}, {_MERGED}, {_UPSERT}, {_ISSUES}"
+        " SELECT count(*) FROM upserted"
+    )
+
 
 _UPSERT_APPLICATIONS = text(
     """
@@ -178,14 +346,9 @@ _UPSERT_APPLICATIONS = text(
 
 # Two equi-joins rather than one join on "key IN (a, b)": hash joins whatever the statistics
 # of freshly written tables say, where the IN form fell back to a nested loop (quadratic).
-_SOURCES = text(
-    f"""
+_APPLICATION_SOURCES = text(
+    """
     INSERT INTO discovery.asset_sources (child_flow_id, row_number, asset_id, import_id)
-    SELECT CAST(:child AS uuid), k.row_number, a.id, CAST(:import_id AS uuid)
-    FROM ({_KEYED}) k
-    JOIN discovery.assets a ON a.client_account_id = :account
-      AND a.engagement_id = :engagement AND a.dedupe_key = k.key
-    UNION ALL
     SELECT CAST(:child AS uuid), c.row_number, a.id, CAST(:import_id AS uuid)
     FROM discovery.cleansed_records c
     JOIN discovery.assets a ON a.client_account_id = :account
@@ -196,46 +359,51 @@ _SOURCES = text(
     """
 )
 
-_UNKEYED = text(
-    f"""
-    INSERT INTO discovery.cleansing_issues (child_flow_id, row_number, attribute, value, problem)
-    SELECT :child, row_number, 'hostname', '',
-           'no host name, serial number, IP address or asset name: the row makes no asset'
-    FROM ({_KEYED}) k WHERE key IS NULL
-      AND NOT EXISTS (SELECT 1 FROM discovery.cleansing_issues i WHERE i.child_flow_id = :child
-                      AND i.row_number = k.row_number AND i.problem LIKE 'no host name,%')
-    """
-)
-
 
 async def build_assets(
-    conn: AsyncConnection, tenant: Tenant, child_flow_id: uuid.UUID, import_id: uuid.UUID
+    conn: AsyncConnection,
+    tenant: Tenant,
+    child_flow_id: uuid.UUID,
+    import_id: uuid.UUID,
+    key: identity.IdentityKey = identity.IdentityKey.HOST_THEN_NAME,
 ) -> tuple[int, int]:
-    """Upsert the flow's assets (replacing its earlier links); (assets linked, rows unkeyed)."""
+    """Upsert the flow's assets (replacing its earlier links and identity issues).
+
+    Returns (assets linked, rows that made no asset).
+    """
     params = {
         "child": child_flow_id,
         "account": tenant.client_account_id,
         "engagement": tenant.engagement_id,
         "import_id": import_id,
+        "placeholders": sorted(identity.placeholder_names()),
     }
     await conn.execute(
         text("DELETE FROM discovery.asset_sources WHERE child_flow_id = :child"), params
     )
-    await conn.execute(_UPSERT_ASSETS, params)
+    await conn.execute(
+        text(
+            "DELETE FROM discovery.cleansing_issues WHERE child_flow_id = :child"
+            " AND problem LIKE :prefix"
+        ),
+        {**params, "prefix": identity.ISSUE_PREFIX + "%"},
+    )
+    await conn.execute(_upsert_assets(key), params)
     await conn.execute(_UPSERT_APPLICATIONS, params)
     await analyze(conn, "assets")
-    await conn.execute(_SOURCES, params)
+    await conn.execute(_APPLICATION_SOURCES, params)
     await analyze(conn, "asset_sources")
-    unkeyed = (await conn.execute(_UNKEYED, params)).rowcount
-    linked = (
+    linked, unkeyed = (
         await conn.execute(
             text(
-                "SELECT count(DISTINCT asset_id) FROM discovery.asset_sources"
-                " WHERE child_flow_id = :child"
+                "SELECT (SELECT count(DISTINCT asset_id) FROM discovery.asset_sources"
+                "        WHERE child_flow_id = :child),"
+                "       (SELECT count(*) FROM discovery.cleansing_issues"
+                "        WHERE child_flow_id = :child AND problem LIKE :unkeyed)"
             ),
-            params,
+            {**params, "unkeyed": identity.ISSUE_PREFIX + "no host name,%"},
         )
-    ).scalar_one()
+    ).one()
     return int(linked), int(unkeyed)
 
 

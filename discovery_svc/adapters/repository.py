@@ -10,13 +10,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain.model import ChildFlow, PhaseFailure
-from flowpair_shared.domain import FlowStatus, FlowType, Phase, PhaseStatus
+from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase, PhaseStatus
 from flowpair_shared.tenancy import Tenant
 
 _COLUMNS = """
   c.id, c.master_flow_id, c.client_account_id, c.engagement_id, c.create_user, c.flow_type,
   c.display_name, c.import_id, c.status, c.event_seq, c.create_time, c.update_time,
-  c.auto_approve, c.confidence_threshold
+  c.auto_approve, c.confidence_threshold, c.identity_key
 """
 
 
@@ -36,6 +36,7 @@ def _from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> ChildFlow:
         update_time=row[11],
         auto_approve=row[12],
         confidence_threshold=row[13],
+        identity_key=IdentityKey(row[14]),
     )
     for phase, status, update_time, reason, message in phases:
         child.phases[Phase(phase)] = PhaseStatus(status)
@@ -60,10 +61,10 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
                 INSERT INTO discovery.child_flows
                   (id, master_flow_id, client_account_id, engagement_id, create_user, flow_type,
                    display_name, import_id, status, event_seq, auto_approve,
-                   confidence_threshold)
+                   confidence_threshold, identity_key)
                 VALUES (:id, :master, :client_account_id, :engagement_id, :create_user,
                         :flow_type, :display_name, :import_id, :status, :event_seq,
-                        :auto_approve, :threshold)
+                        :auto_approve, :threshold, :identity_key)
                 ON CONFLICT (master_flow_id) DO NOTHING
                 RETURNING create_time, update_time
                 """
@@ -81,6 +82,7 @@ async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
                 "event_seq": child.event_seq,
                 "auto_approve": child.auto_approve,
                 "threshold": child.confidence_threshold,
+                "identity_key": int(child.identity_key),
             },
         )
     ).first()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from flowpair_shared.domain import (
     FlowStatus,
     FlowType,
+    IdentityKey,
     Phase,
     PhaseStatus,
     check_flow_transition,
@@ -57,6 +58,7 @@ class ChildFlow:
     import_id: uuid.UUID | None = None
     auto_approve: bool = False
     confidence_threshold: float = 0.85
+    identity_key: IdentityKey = IdentityKey.HOST_THEN_NAME
     status: FlowStatus = FlowStatus.INITIALIZING
     event_seq: int = 0
     create_time: datetime | None = None

@@ -15,7 +15,7 @@ from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
 from flowpair.internal.v1 import child_flow_service_pb2_grpc as child_pb2_grpc
 from flowpair_shared import tenancy
 from flowpair_shared.convert import enum_value
-from flowpair_shared.domain import FlowType, Phase
+from flowpair_shared.domain import FlowType, IdentityKey, Phase
 from flowpair_shared.errors import Validator
 from flowpair_shared.names import FLOWS, IMPORTS, check_display_name, parse_name
 from flowpair_shared.outbox import message_id_from
@@ -37,6 +37,10 @@ class ChildFlowServicer(child_pb2_grpc.ChildFlowServiceServicer):
         import_id = parse_name(getattr(request, "import"), IMPORTS, "import", v, required=False)
         if not 0 <= request.mapping_confidence_threshold <= 1:
             v.add("mapping_confidence_threshold", "must be between 0 and 1")
+        identity_key = IdentityKey.HOST_THEN_NAME
+        if request.identity_key:
+            key = enum_value(IdentityKey, request.identity_key, "identity_key", v, "IDENTITY_KEY_")
+            identity_key = key or identity_key
         message_id = message_id_from(context.invocation_metadata())
         v.raise_if_any()
         assert master is not None and flow_type is not None
@@ -49,6 +53,7 @@ class ChildFlowServicer(child_pb2_grpc.ChildFlowServiceServicer):
                 import_id=import_id,
                 auto_approve=request.auto_approve,
                 confidence_threshold=request.mapping_confidence_threshold or 0.85,
+                identity_key=identity_key,
             ),
             message_id,
         )

@@ -20,7 +20,7 @@ class AssetInventory:
         if child.import_id is None:
             raise PhaseFailed("IMPORT_MISSING", "the flow was created without an import")
         linked, unkeyed = await inventory.build_assets(
-            conn, repository.tenant_of(child), child.id, child.import_id
+            conn, repository.tenant_of(child), child.id, child.import_id, child.identity_key
         )
         return PhaseOutcome(
             PhaseStatus.COMPLETED,

@@ -19,7 +19,7 @@ from discovery_svc.domain.profile import DataProfile
 from discovery_svc.service_layer import uploads
 from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair_shared import logs, pagination
-from flowpair_shared.domain import FlowType, Phase, PhaseStatus
+from flowpair_shared.domain import FlowType, IdentityKey, Phase, PhaseStatus
 from flowpair_shared.errors import FailedPrecondition, NotFound
 from flowpair_shared.outbox import UnitOfWork, first_delivery
 from flowpair_shared.tenancy import Tenant
@@ -36,6 +36,7 @@ class CreateChildFlow:
     import_id: uuid.UUID | None
     auto_approve: bool = False
     confidence_threshold: float = 0.85
+    identity_key: IdentityKey = IdentityKey.HOST_THEN_NAME
 
 
 async def emit(uow: UnitOfWork, child: ChildFlow) -> None:
@@ -95,6 +96,7 @@ class Discovery:
                 import_id=cmd.import_id,
                 auto_approve=cmd.auto_approve,
                 confidence_threshold=cmd.confidence_threshold,
+                identity_key=cmd.identity_key,
             )
             child.initialize()
             if not fresh or not await repository.insert(uow.conn, child):

@@ -37,6 +37,7 @@ def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
         display_name=flow.display_name,
         auto_approve=flow.auto_approve,
         mapping_confidence_threshold=flow.mapping_confidence_threshold,
+        identity_key=flow_pb2.IdentityKey.ValueType(int(flow.identity_key)),
     )
     # `import` is a Python keyword, so the field is only reachable by name.
     setattr(request, "import", format_name(IMPORTS, flow.import_id) if flow.import_id else "")

@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowpair_shared.domain import FlowEventKind, FlowStatus, FlowType, Phase, PhaseStatus
+from flowpair_shared.domain import (
+    FlowEventKind,
+    FlowStatus,
+    FlowType,
+    IdentityKey,
+    Phase,
+    PhaseStatus,
+)
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.domain.model import HistoryEntry, MasterFlow, PhaseError, PhaseState
 
@@ -20,7 +27,7 @@ _FLOW_COLUMNS = """
   f.id, f.client_account_id, f.engagement_id, f.create_user, f.flow_type, f.display_name,
   f.auto_approve, f.import_id, f.status, f.current_phase, f.child_flow_id, f.paused_by,
   f.last_event_seq, f.history_seq, f.request_id, f.create_time, f.update_time,
-  f.mapping_confidence_threshold
+  f.mapping_confidence_threshold, f.identity_key
 """
 
 _INSERT_FLOW = text(
@@ -28,10 +35,10 @@ _INSERT_FLOW = text(
     INSERT INTO orchestrator.flows
       (id, client_account_id, engagement_id, create_user, request_id, flow_type, display_name,
        auto_approve, import_id, status, current_phase, history_seq,
-       mapping_confidence_threshold)
+       mapping_confidence_threshold, identity_key)
     VALUES (:id, :client_account_id, :engagement_id, :create_user, :request_id, :flow_type,
             :display_name, :auto_approve, :import_id, :status, :current_phase, :history_seq,
-            :threshold)
+            :threshold, :identity_key)
     ON CONFLICT (client_account_id, engagement_id, request_id) DO NOTHING
     RETURNING create_time, update_time
     """
@@ -72,6 +79,7 @@ def _flow_from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> Maste
         create_time=row[15],
         update_time=row[16],
         mapping_confidence_threshold=row[17],
+        identity_key=IdentityKey(row[18]),
     )
     for _flow_id, phase, status, reason, message, update_time in phases:
         error = PhaseError(reason, message or "") if reason is not None else None
@@ -100,6 +108,7 @@ async def insert(conn: AsyncConnection, flow: MasterFlow) -> bool:
                 "current_phase": int(flow.current_phase),
                 "history_seq": flow.history_seq,
                 "threshold": flow.mapping_confidence_threshold,
+                "identity_key": int(flow.identity_key),
             },
         )
     ).first()

@@ -16,6 +16,7 @@ from flowpair_shared.domain import (
     FlowEventKind,
     FlowStatus,
     FlowType,
+    IdentityKey,
     IllegalTransition,
     Phase,
     PhaseStatus,
@@ -102,6 +103,7 @@ class MasterFlow:
     auto_approve: bool
     import_id: uuid.UUID | None = None
     mapping_confidence_threshold: float = 0.85
+    identity_key: IdentityKey = IdentityKey.HOST_THEN_NAME
     status: FlowStatus = FlowStatus.INITIALIZING
     current_phase: Phase = Phase.INITIALIZATION
     child_flow_id: uuid.UUID | None = None

@@ -17,7 +17,7 @@ from flowpair_shared.convert import (
     phase_state,
     timestamp,
 )
-from flowpair_shared.domain import FlowStatus, FlowType, Phase
+from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase
 from flowpair_shared.errors import Validator
 from flowpair_shared.inputs import check_text
 from flowpair_shared.names import (
@@ -55,6 +55,7 @@ def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
         child_flow=format_name(CHILD_FLOWS, flow.child_flow_id) if flow.child_flow_id else "",
         paused_by=str(flow.paused_by) if flow.paused_by else "",
         mapping_confidence_threshold=flow.mapping_confidence_threshold,
+        identity_key=flow_pb2.IdentityKey.ValueType(int(flow.identity_key)),
         auto_approve=flow.auto_approve,
         create_user=str(flow.create_user),
         create_time=timestamp(flow.create_time),
@@ -143,6 +144,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         threshold = request.flow.mapping_confidence_threshold or DEFAULT_THRESHOLD
         if not 0 < threshold <= 1:
             v.add("flow.mapping_confidence_threshold", "must be between 0 and 1")
+        identity_key = IdentityKey.HOST_THEN_NAME
+        if request.flow.identity_key:
+            identity_key = (
+                enum_value(
+                    IdentityKey, request.flow.identity_key, "flow.identity_key", v, "IDENTITY_KEY_"
+                )
+                or identity_key
+            )
         v.raise_if_any()
         assert flow_type is not None
         flow = await self._o.create_flow(
@@ -155,6 +164,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 allow_concurrent=request.flow.allow_concurrent,
                 request_id=request_id,
                 mapping_confidence_threshold=threshold,
+                identity_key=identity_key,
             ),
         )
         return orchestrator_pb2.CreateFlowResponse(flow=flow_to_proto(flow))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair_shared import logs, pagination
-from flowpair_shared.domain import FlowStatus, FlowType, Phase
+from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase
 from flowpair_shared.errors import FailedPrecondition, NotFound
 from flowpair_shared.outbox import UnitOfWork, first_delivery, in_flight
 from flowpair_shared.tenancy import Tenant
@@ -34,6 +34,7 @@ class CreateFlow:
     allow_concurrent: bool
     request_id: uuid.UUID | None
     mapping_confidence_threshold: float = 0.85
+    identity_key: IdentityKey = IdentityKey.HOST_THEN_NAME
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Orchestrator:
                 import_id=cmd.import_id,
                 request_id=cmd.request_id,
                 mapping_confidence_threshold=cmd.mapping_confidence_threshold,
+                identity_key=cmd.identity_key,
             )
             flow.created()
             if not await repository.insert(uow.conn, flow):
