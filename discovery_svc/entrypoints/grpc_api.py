@@ -140,6 +140,7 @@ def mapping_to_proto(m: FieldMapping) -> discovery_pb2.FieldMapping:
         state=discovery_pb2.MappingState.Value(f"MAPPING_STATE_{m.state.name}"),
         alternatives=m.alternatives,
         custom_attribute=m.custom_attribute or "",
+        additional_target_attributes=m.also_targets,
     )
 
 
