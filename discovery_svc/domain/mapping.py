@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from discovery_svc.domain.mapping_set import TARGET_ATTRIBUTES, FieldMapping, State
-from discovery_svc.domain.profile import ColumnProfile
+from discovery_svc.domain.profile import ColumnProfile, describe
 
 _FLOOR = 0.5
 _TIE = 0.05
@@ -359,23 +359,10 @@ def _value_share(column: ColumnProfile, attribute: str) -> float | None:
     return min(1.0, sum(patterns.get(k, 0.0) for k in kinds[0]))
 
 
-def _describe(kind: str) -> str:
-    return {
-        "ipv4": "IPv4 addresses",
-        "ipv6": "IPv6 addresses",
-        "fqdn": "fully qualified domain names",
-        "hostname": "host names",
-        "os": "operating-system names",
-        "size": "sizes",
-        "integer": "integers",
-        "decimal": "decimals",
-    }.get(kind, kind)
-
-
 def _top_kind(column: ColumnProfile, attribute: str) -> str:
     kinds = _VALUE_KINDS[attribute][0]
     best = max((p for p in column.patterns if p[0] in kinds), key=lambda p: p[1], default=None)
-    return _describe(best[0]) if best else "values"
+    return describe(best[0]) if best else "values"
 
 
 def _candidates(column: ColumnProfile) -> list[_Candidate]:
