@@ -197,8 +197,9 @@ _SOURCES = text(
 
 _UNKEYED = text(
     f"""
-    INSERT INTO discovery.cleansing_issues (child_flow_id, row_number, attribute, value, problem)
-    SELECT :child, row_number, 'hostname', '',
+    INSERT INTO discovery.cleansing_issues
+      (child_flow_id, row_number, attribute, value, kind, problem)
+    SELECT :child, row_number, 'hostname', '', 'row_without_asset',
            'no host name, serial number, IP address or asset name: the row makes no asset'
     FROM ({_KEYED}) k WHERE key IS NULL
       AND NOT EXISTS (SELECT 1 FROM discovery.cleansing_issues i WHERE i.child_flow_id = :child
@@ -296,8 +297,8 @@ _DEPENDS_ON = text(
       ORDER BY x.row_number, x.name, x.source_id, n.rank
     ), issues AS (
       INSERT INTO discovery.cleansing_issues
-        (child_flow_id, row_number, attribute, value, problem)
-      SELECT DISTINCT :child, row_number, 'depends_on', name,
+        (child_flow_id, row_number, attribute, value, kind, problem)
+      SELECT DISTINCT :child, row_number, 'depends_on', name, 'unresolved_dependency',
              'no asset of the engagement is named "' || name || '"'
       FROM resolved WHERE target_id IS NULL
       RETURNING 1
