@@ -1,11 +1,16 @@
 """SQL for a flow's recorded issues and the counts that summarise its data phases.
 
-The child flow is found through the tenant first; everything here is keyed by its id.
+The child flow is found through the tenant first; everything here is keyed by its id. A
+phase's summary is counted once, at the end of the phase and in its transaction, and stored
+with the phase's status (``child_phases.summary``): reading a flow never counts a million rows.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Collection
+from dataclasses import asdict, replace
 from typing import Any
 
 from sqlalchemy import text
@@ -58,15 +63,12 @@ async def list_page(
     return found, int(total)
 
 
-_COUNTS = text(
-    """
-    SELECT
-      (SELECT count(*) FROM discovery.cleansed_records WHERE child_flow_id = :child),
-      (SELECT count(DISTINCT row_number) FROM discovery.asset_sources
-        WHERE child_flow_id = :child),
-      (SELECT count(*) FROM discovery.dependencies WHERE child_flow_id = :child)
-    """
-)
+_ROWS = {
+    "cleansed": "SELECT count(*) FROM discovery.cleansed_records WHERE child_flow_id = :child",
+    "with_assets": "SELECT count(DISTINCT row_number) FROM discovery.asset_sources"
+    " WHERE child_flow_id = :child",
+    "dependencies": "SELECT count(*) FROM discovery.dependencies WHERE child_flow_id = :child",
+}
 
 # An asset is "updated" when a flow created before this one also links rows to it; "merged"
 # when several rows of this flow built it (applications gather their servers' rows: not
@@ -93,54 +95,77 @@ _ASSETS = text(
 _ISSUES = text(
     """
     SELECT kind, count(*), count(DISTINCT row_number) FROM discovery.cleansing_issues
-    WHERE child_flow_id = :child GROUP BY kind ORDER BY kind
+    WHERE child_flow_id = :child AND kind = ANY(:kinds) GROUP BY kind ORDER BY kind
     """
 )
 
 
-async def summaries(
-    conn: AsyncConnection, child_flow_id: uuid.UUID, *, rows_in: int, phases: set[Phase]
-) -> list[PhaseSummary]:
-    """The summaries of ``phases`` (the completed data phases), in execution order."""
-    if not phases:
-        return []
-    params = {"child": child_flow_id}
-    cleansed, with_assets, dependencies = (await conn.execute(_COUNTS, params)).one()
-    by_phase: dict[Phase, list[IssueCount]] = {}
-    for kind, count, rows in await conn.execute(_ISSUES, params):
-        k = IssueKind(kind)
-        by_phase.setdefault(RULES[k].phase, []).append(IssueCount(k, int(count), int(rows)))
-    out: list[PhaseSummary] = []
-    if Phase.DATA_CLEANSING in phases:
-        out.append(
-            PhaseSummary(
-                Phase.DATA_CLEANSING,
-                rows_in,
-                int(cleansed),
-                tuple(by_phase.get(Phase.DATA_CLEANSING, ())),
-            )
-        )
-    if Phase.ASSET_INVENTORY in phases:
+async def _count(conn: AsyncConnection, what: str, params: dict[str, Any]) -> int:
+    return int((await conn.execute(text(_ROWS[what]), params)).scalar_one())
+
+
+async def record(
+    conn: AsyncConnection, child_flow_id: uuid.UUID, phase: Phase, *, rows_in: int | None = None
+) -> PhaseSummary:
+    """Count what ``phase`` did (rows in defaults to the cleansed rows) and store it with it."""
+    params: dict[str, Any] = {"child": child_flow_id}
+    kinds = [k.value for k, rule in RULES.items() if rule.phase == phase]
+    issues = tuple(
+        IssueCount(IssueKind(kind), int(count), int(rows))
+        for kind, count, rows in await conn.execute(_ISSUES, {**params, "kinds": kinds})
+    )
+    cleansed = await _count(conn, "cleansed", params)
+    summary = PhaseSummary(phase, cleansed if rows_in is None else rows_in, 0, issues)
+    if phase == Phase.DATA_CLEANSING:
+        summary = replace(summary, rows_out=cleansed)
+    elif phase == Phase.ASSET_INVENTORY:
         created, updated, merged = (await conn.execute(_ASSETS, params)).one()
-        out.append(
-            PhaseSummary(
-                Phase.ASSET_INVENTORY,
-                int(cleansed),
-                int(with_assets),
-                tuple(by_phase.get(Phase.ASSET_INVENTORY, ())),
-                assets_created=int(created),
-                assets_updated=int(updated),
-                assets_merged=int(merged),
-            )
+        summary = replace(
+            summary,
+            rows_out=await _count(conn, "with_assets", params),
+            assets_created=int(created),
+            assets_updated=int(updated),
+            assets_merged=int(merged),
         )
-    if Phase.DEPENDENCY_ANALYSIS in phases:
-        out.append(
-            PhaseSummary(
-                Phase.DEPENDENCY_ANALYSIS,
-                int(cleansed),
-                0,
-                tuple(by_phase.get(Phase.DEPENDENCY_ANALYSIS, ())),
-                dependencies=int(dependencies),
-            )
-        )
+    elif phase == Phase.DEPENDENCY_ANALYSIS:
+        summary = replace(summary, dependencies=await _count(conn, "dependencies", params))
+    await conn.execute(
+        text(
+            "UPDATE discovery.child_phases SET summary = CAST(:summary AS jsonb)"
+            " WHERE child_flow_id = :child AND phase = :phase"
+        ),
+        {**params, "phase": int(phase), "summary": json.dumps(_to_json(summary))},
+    )
+    return summary
+
+
+async def stored(
+    conn: AsyncConnection, child_flow_id: uuid.UUID, phases: Collection[Phase]
+) -> list[PhaseSummary]:
+    """The stored summaries of ``phases``, in execution order."""
+    rows = await conn.execute(
+        text(
+            "SELECT summary FROM discovery.child_phases WHERE child_flow_id = :child"
+            " AND phase = ANY(:phases) AND summary IS NOT NULL ORDER BY phase"
+        ),
+        {"child": child_flow_id, "phases": [int(p) for p in phases]},
+    )
+    return [_from_json(r[0]) for r in rows]
+
+
+def _to_json(s: PhaseSummary) -> dict[str, Any]:
+    out = asdict(s)
+    out["phase"] = s.phase.name
+    out["issue_counts"] = [
+        {"kind": c.kind.value, "count": c.count, "row_count": c.row_count} for c in s.issue_counts
+    ]
     return out
+
+
+def _from_json(d: dict[str, Any]) -> PhaseSummary:
+    counts = tuple(
+        IssueCount(IssueKind(c["kind"]), c["count"], c["row_count"]) for c in d["issue_counts"]
+    )
+    return PhaseSummary(
+        **{**d, "phase": Phase[d["phase"]], "issue_counts": counts},
+    )

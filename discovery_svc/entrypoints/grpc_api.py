@@ -254,7 +254,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         v.raise_if_any()
         tenant = tenancy.current()
         child = await self._d.get_child_flow(tenant, child_id=child_id, master_flow_id=master)
-        summaries = await self._d.phase_summaries(tenant, child)
+        summaries = await self._d.phase_summaries(child)
         return discovery_pb2.GetChildFlowResponse(child_flow=child_to_proto(child, summaries))
 
     async def UploadImportData(

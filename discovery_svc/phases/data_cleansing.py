@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.adapters import inventory, mappings
+from discovery_svc.adapters import findings, inventory, mappings
 from discovery_svc.domain.cleansing import RowCleanser
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome, flow_import
@@ -80,4 +80,5 @@ class DataCleansing:
             rows += len(out)
             issues += len(problems)
         await inventory.analyze(conn, "cleansed_records")
+        await findings.record(conn, child.id, self.phase, rows_in=rows)
         return PhaseOutcome(PhaseStatus.COMPLETED, f"{rows} rows cleansed, {issues} issue(s)")

@@ -220,15 +220,13 @@ class Discovery:
 
     # -- attribute mapping -----------------------------------------------------------------
 
-    async def phase_summaries(self, tenant: Tenant, child: ChildFlow) -> list[PhaseSummary]:
+    async def phase_summaries(self, child: ChildFlow) -> list[PhaseSummary]:
         """What each completed data phase of ``child`` did with the rows."""
-        done = {p for p in SUMMARISED if child.phases[p] == PhaseStatus.COMPLETED}
-        if not done or child.import_id is None:
+        done = [p for p in SUMMARISED if child.phases[p] == PhaseStatus.COMPLETED]
+        if not done:
             return []
         async with self._engine.connect() as conn:
-            found = await imports.get(conn, tenant, child.import_id)
-            rows_in = found.row_count if found is not None else 0
-            return await findings.summaries(conn, child.id, rows_in=rows_in, phases=done)
+            return await findings.stored(conn, child.id, done)
 
     async def list_data_issues(
         self,

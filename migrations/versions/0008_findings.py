@@ -3,6 +3,7 @@
 ``field_mappings.also_targets``: the attributes a column fills besides its target.
 ``cleansing_issues.id`` orders a flow's issues for pagination; ``kind`` is set by the phase
 that records the issue (existing rows are classified once, from their text).
+``child_phases.summary``: what a completed data phase did with the rows, counted at its end.
 
 Revision ID: 0008
 Revises: 0006
@@ -42,9 +43,11 @@ def upgrade() -> None:
     op.execute(
         "CREATE INDEX cleansing_issues_page ON discovery.cleansing_issues (child_flow_id, id)"
     )
+    op.execute("ALTER TABLE discovery.child_phases ADD COLUMN summary jsonb")
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE discovery.child_phases DROP COLUMN summary")
     op.execute("DROP INDEX discovery.cleansing_issues_page")
     op.execute("ALTER TABLE discovery.cleansing_issues DROP COLUMN kind, DROP COLUMN id")
     op.execute("ALTER TABLE discovery.field_mappings DROP COLUMN also_targets")
