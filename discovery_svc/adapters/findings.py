@@ -26,6 +26,9 @@ from discovery_svc.domain.findings import (
 )
 from flowpair_shared.domain import Phase
 
+MAX_VALUE = 200
+"""Characters of an issue's value the API returns (the row holds the rest)."""
+
 
 def _where(child_flow_id: uuid.UUID, f: IssueFilter) -> tuple[str, dict[str, Any]]:
     where = ["child_flow_id = :child", "kind = ANY(:kinds)"]
@@ -48,11 +51,11 @@ async def list_page(
     where, params = _where(child_flow_id, f)
     rows = await conn.execute(
         text(
-            "SELECT id, row_number, kind, attribute, value, problem"
+            "SELECT id, row_number, kind, attribute, left(value, :cut), problem"
             f" FROM discovery.cleansing_issues WHERE {where} AND id > :after"
             " ORDER BY id LIMIT :limit"
         ),
-        {**params, "after": after, "limit": limit},
+        {**params, "after": after, "limit": limit, "cut": MAX_VALUE},
     )
     found = [DataIssue(r[0], r[1], IssueKind(r[2]), r[3], r[4], r[5]) for r in rows]
     total = (
