@@ -199,3 +199,41 @@ async def test_another_tenants_flow_and_foreign_tokens(stack: Stack) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await disc.ListDataIssues(bad, metadata=md(tenant))
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+
+
+async def test_a_person_adds_targets_to_a_column_at_the_gate(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    disc = stack.discovery()
+    data = b"Name,Class\n" + b"".join(b"Payroll box %d,Server\n" % i for i in range(20))
+    uploaded = await stack.upload(tenant, data)
+    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
+    setattr(flow, "import", uploaded.name)
+    name = (
+        await stack.orchestrator().CreateFlow(
+            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
+        )
+    ).flow.name
+    await asyncio.wait_for(
+        watch_until(stack, tenant, name, {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL}), 60
+    )
+    update = discovery_pb2.FieldMappingUpdate(
+        source_column="Name",
+        set_additional_targets=discovery_pb2.AdditionalTargets(target_attributes=["hostname"]),
+    )
+    changed = await disc.UpdateFieldMappings(
+        discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, updates=[update]),
+        metadata=md(tenant),
+    )
+    column = next(m for m in changed.mappings if m.source_column == "Name")
+    assert list(column.additional_target_attributes) == ["hostname"]
+    assert column.state == discovery_pb2.MAPPING_STATE_APPROVED
+    assert "hostname" not in changed.missing_required_attributes
+    update.set_additional_targets.target_attributes[:] = ["x"] * 33
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await disc.UpdateFieldMappings(
+            discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, updates=[update]),
+            metadata=md(tenant),
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

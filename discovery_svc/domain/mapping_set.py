@@ -84,6 +84,8 @@ class Update:
     reject: bool = False
     remap_to: str | None = None
     custom_attribute: str | None = None
+    also_map_to: tuple[str, ...] | None = None
+    """Replace the column's additional targets (it keeps its own target)."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,15 @@ class MappingSet:
 def _apply(
     m: FieldMapping, u: Update, field: str, violations: list[FieldViolation]
 ) -> FieldMapping | None:
-    actions = sum([u.approve, u.reject, u.remap_to is not None, u.custom_attribute is not None])
+    actions = sum(
+        [
+            u.approve,
+            u.reject,
+            u.remap_to is not None,
+            u.custom_attribute is not None,
+            u.also_map_to is not None,
+        ]
+    )
     if actions != 1:
         violations.append(FieldViolation(field, "set exactly one action"))
         return None
@@ -209,6 +219,8 @@ def _apply(
         return replace(m, state=State.APPROVED, custom_attribute=None)
     if u.reject:
         return replace(m, state=State.REJECTED, custom_attribute=None, also_targets=())
+    if u.also_map_to is not None:
+        return _also(m, u.also_map_to, f"{field}.set_additional_targets", violations)
     if u.remap_to is not None:
         if u.remap_to not in TARGET_ATTRIBUTES:
             violations.append(
@@ -241,3 +253,24 @@ def _apply(
         target_attribute=None,
         also_targets=(),
     )
+
+
+def _also(
+    m: FieldMapping, targets: tuple[str, ...], field: str, violations: list[FieldViolation]
+) -> FieldMapping | None:
+    if m.target_attribute is None or m.state not in (State.SUGGESTED, State.APPROVED):
+        violations.append(
+            FieldViolation(field, f"{m.source_column!r} has no target attribute to add to")
+        )
+        return None
+    bad = [
+        f"{t!r} is {'its target' if t == m.target_attribute else 'listed twice'}"
+        if t in TARGET_ATTRIBUTES
+        else f"unknown target attribute {t!r}"
+        for i, t in enumerate(targets)
+        if t not in TARGET_ATTRIBUTES or t == m.target_attribute or t in targets[:i]
+    ]
+    if bad:
+        violations.append(FieldViolation(f"{field}.target_attributes", "; ".join(bad)))
+        return None
+    return replace(m, state=State.APPROVED, also_targets=targets)

@@ -40,6 +40,7 @@ MAX_UPDATES = 2000
 MAX_SOURCE_COLUMN = 1 << 20
 """A column name is at most the longest header row an upload accepts."""
 MAX_WAIVERS = 100
+MAX_ADDITIONAL_TARGETS = 32
 
 
 def summary_to_proto(s: PhaseSummary) -> discovery_pb2.PhaseSummary:
@@ -334,7 +335,20 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
             if not u.source_column:
                 v.add(f"updates[{i}].source_column", "is required")
             if action is None:
-                v.add(f"updates[{i}]", "set one of approve, reject, remap_to, custom_attribute")
+                v.add(
+                    f"updates[{i}]",
+                    "set one of approve, reject, remap_to, custom_attribute,"
+                    " set_additional_targets",
+                )
+            also: tuple[str, ...] | None = None
+            if action == "set_additional_targets":
+                also = tuple(u.set_additional_targets.target_attributes)
+                if len(also) > MAX_ADDITIONAL_TARGETS:
+                    v.add(
+                        f"updates[{i}].set_additional_targets.target_attributes",
+                        f"must have at most {MAX_ADDITIONAL_TARGETS} items, got {len(also)}",
+                    )
+                    also = None
             updates.append(
                 Update(
                     source_column=u.source_column,
@@ -342,6 +356,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
                     reject=action == "reject" and u.reject,
                     remap_to=u.remap_to if action == "remap_to" else None,
                     custom_attribute=u.custom_attribute if action == "custom_attribute" else None,
+                    also_map_to=also,
                 )
             )
         master = master_name(request.master_flow, v)
