@@ -289,6 +289,10 @@ async def test_the_real_export_completes_once_its_gaps_are_waived(stack: Stack) 
     missing = list(listed.missing_required_attributes)
     assert {"ip_address", "cpu_cores", "memory_gb"} <= set(missing)
     assert "hostname" not in missing and "operating_system" not in missing
+    # Its one name column is the host name and names the asset too.
+    assert "asset_name" not in missing
+    serv_name = next(m for m in listed.mappings if m.source_column == "serv_name")
+    assert list(serv_name.additional_target_attributes) == ["asset_name"]
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await disc.UpdateFieldMappings(
@@ -322,3 +326,12 @@ async def test_the_real_export_completes_once_its_gaps_are_waived(stack: Stack) 
     )
     hosts = {a.hostname for a in assets if isinstance(a, discovery_pb2.Asset)}
     assert hosts == servers
+    child = (
+        await disc.GetChildFlow(
+            discovery_pb2.GetChildFlowRequest(master_flow=name), metadata=md(tenant)
+        )
+    ).child_flow
+    inventory = next(s for s in child.phase_summaries if s.phase == flow_pb2.PHASE_ASSET_INVENTORY)
+    without = sum(c.row_count for c in inventory.issue_counts)
+    assert inventory.rows_out + without == inventory.rows_in == uploaded.row_count
+    assert inventory.assets_created == len(assets)

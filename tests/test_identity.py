@@ -129,6 +129,13 @@ async def assets_of(stack: Stack, tenant: Tenant) -> dict[str, discovery_pb2.Ass
     return by_host
 
 
+async def master_of(stack: Stack, child: uuid.UUID) -> str:
+    master = await fetch(
+        stack.database_url, "SELECT master_flow_id FROM discovery.child_flows WHERE id = $1", child
+    )
+    return f"flows/{master[0]['master_flow_id']}"
+
+
 async def issues_of(stack: Stack, child: uuid.UUID) -> dict[int, list[tuple[str, str, str]]]:
     rows = await fetch(
         stack.database_url,
@@ -197,6 +204,27 @@ async def test_each_identity_defect_and_every_row_accounted_for(stack: Stack) ->
     unkeyed = {r for r in issues if said(r, "hostname", "makes no asset")}
     assert {r["row_number"] for r in linked} | unkeyed == set(range(1, len(ROWS) + 1))
     assert len(linked) + len(unkeyed) == len(ROWS)
+    # The same findings through the public API, each of the inventory's kinds.
+    flow_name = await master_of(stack, child)
+    disc = stack.discovery()
+
+    async def listed(kind: discovery_pb2.DataIssueKind.ValueType) -> list[discovery_pb2.DataIssue]:
+        return list(
+            (
+                await disc.ListDataIssues(
+                    discovery_pb2.ListDataIssuesRequest(
+                        master_flow=flow_name, kind=kind, page_size=1000
+                    ),
+                    metadata=md(tenant),
+                )
+            ).data_issues
+        )
+
+    without = await listed(discovery_pb2.DATA_ISSUE_KIND_ROW_WITHOUT_ASSET)
+    assert {i.row_number for i in without} == unkeyed
+    noted = await listed(discovery_pb2.DATA_ISSUE_KIND_IDENTITY)
+    assert all(i.phase == flow_pb2.PHASE_ASSET_INVENTORY for i in noted)
+    assert {i.row_number for i in noted} >= {1, 2, 3, 4, 5, 6, 14, 16}
 
     # Running ASSET_INVENTORY again changes neither the assets nor the issues.
     await rerun_inventory(stack, tenant, child, times=2)

@@ -65,6 +65,7 @@ ROLES: dict[str, tuple[Role, str | None]] = {
     DISC + "ListAssets": (Role.VIEWER, None),
     DISC + "GetAsset": (Role.VIEWER, "asset"),
     DISC + "ListDependencies": (Role.VIEWER, None),
+    DISC + "ListDataIssues": (Role.VIEWER, "flow"),
 }
 DENIED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 
@@ -118,6 +119,7 @@ class World:
             "ListAssets": discovery_pb2.ListAssetsRequest(),
             "GetAsset": discovery_pb2.GetAssetRequest(name=f"assets/{uuid.uuid4()}"),
             "ListDependencies": discovery_pb2.ListDependenciesRequest(),
+            "ListDataIssues": discovery_pb2.ListDataIssuesRequest(master_flow=flow),
         }
         return by_name[name]
 

@@ -288,8 +288,12 @@ def _shared(attribute: str, column: str, what: str) -> str:
 _ISSUES = f"""
   issues AS (
     INSERT INTO discovery.cleansing_issues
-      (child_flow_id, row_number, attribute, value, problem)
-    SELECT :child, row_number, attribute, left(value, 200), problem FROM (
+      (child_flow_id, row_number, attribute, value, kind, problem)
+    SELECT :child, row_number, attribute, left(value, 200),
+           CASE WHEN problem LIKE '%the row makes no asset' THEN 'row_without_asset'
+                ELSE 'identity' END,
+           problem
+    FROM (
       {_CONFLICTS}
       UNION ALL {_shared("serial_number", "serial", "serial number")}
       UNION ALL {_shared("ip_address", "ip", "IP address")}
@@ -465,8 +469,8 @@ _DEPENDS_ON = text(
       ORDER BY x.row_number, x.name, x.source_id, n.rank
     ), issues AS (
       INSERT INTO discovery.cleansing_issues
-        (child_flow_id, row_number, attribute, value, problem)
-      SELECT DISTINCT :child, row_number, 'depends_on', name,
+        (child_flow_id, row_number, attribute, value, kind, problem)
+      SELECT DISTINCT :child, row_number, 'depends_on', name, 'unresolved_dependency',
              'no asset of the engagement is named "' || name || '"'
       FROM resolved WHERE target_id IS NULL
       RETURNING 1

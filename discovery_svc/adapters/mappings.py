@@ -28,14 +28,15 @@ async def get(
         text(
             """
             SELECT position, source_column, target_attribute, confidence, reason, state,
-                   alternatives, custom_attribute
+                   alternatives, custom_attribute, also_targets
             FROM discovery.field_mappings WHERE child_flow_id = :child ORDER BY position
             """
         ),
         {"child": child_flow_id},
     )
     mappings = tuple(
-        FieldMapping(r[0], r[1], r[2], r[3], r[4], State(r[5]), tuple(r[6]), r[7]) for r in rows
+        FieldMapping(r[0], r[1], r[2], r[3], r[4], State(r[5]), tuple(r[6]), r[7], tuple(r[8]))
+        for r in rows
     )
     return MappingSet(mappings, head[0], head[1], threshold, tuple(head[2]))
 
@@ -76,9 +77,9 @@ async def save(
             """
             INSERT INTO discovery.field_mappings
               (child_flow_id, position, source_column, target_attribute, confidence, reason,
-               state, alternatives, custom_attribute)
+               state, alternatives, custom_attribute, also_targets)
             VALUES (:child, :position, :source, :target, :confidence, :reason, :state,
-                    :alternatives, :custom)
+                    :alternatives, :custom, :also)
             """
         ),
         [
@@ -92,6 +93,7 @@ async def save(
                 "state": m.state.value,
                 "alternatives": list(m.alternatives),
                 "custom": m.custom_attribute,
+                "also": list(m.also_targets),
             }
             for m in mapping.mappings
         ],

@@ -12,6 +12,11 @@ Then columns are assigned greedily by score, one column per attribute. A column 
 two candidates score within ``_TIE`` of each other, or that lost its attribute to a column
 scoring within ``_TIE``, is AMBIGUOUS; a column with no candidate above ``_FLOOR`` is
 UNMAPPED. Nothing is forced: a person settles both before approval.
+
+One column may feed several attributes (``_SHARED``): a name column whose values are host
+names ("CI Name", ServiceNow's ``name``) is the asset's name *and* its host name, and a host
+name column is also the asset's name, when no other column claims that attribute. The extra
+attributes ride on the column's mapping (``also_targets``), with its confidence.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from discovery_svc.domain.mapping_set import TARGET_ATTRIBUTES, FieldMapping, State
-from discovery_svc.domain.profile import ColumnProfile
+from discovery_svc.domain.profile import ColumnProfile, describe
 
 _FLOOR = 0.5
 _TIE = 0.05
@@ -276,6 +281,14 @@ _VALUE_KINDS: dict[str, tuple[frozenset[str], bool]] = {
 }
 
 
+# Attributes one column may fill together: (attribute the column won, attribute it also
+# fills, share of host-name-like values the column needs for that).
+_SHARED: tuple[tuple[str, str, float], ...] = (
+    ("asset_name", "hostname", 0.8),
+    ("hostname", "asset_name", 0.0),
+)
+
+
 @dataclass(frozen=True)
 class _Candidate:
     attribute: str
@@ -346,23 +359,10 @@ def _value_share(column: ColumnProfile, attribute: str) -> float | None:
     return min(1.0, sum(patterns.get(k, 0.0) for k in kinds[0]))
 
 
-def _describe(kind: str) -> str:
-    return {
-        "ipv4": "IPv4 addresses",
-        "ipv6": "IPv6 addresses",
-        "fqdn": "fully qualified domain names",
-        "hostname": "host names",
-        "os": "operating-system names",
-        "size": "sizes",
-        "integer": "integers",
-        "decimal": "decimals",
-    }.get(kind, kind)
-
-
 def _top_kind(column: ColumnProfile, attribute: str) -> str:
     kinds = _VALUE_KINDS[attribute][0]
     best = max((p for p in column.patterns if p[0] in kinds), key=lambda p: p[1], default=None)
-    return _describe(best[0]) if best else "values"
+    return describe(best[0]) if best else "values"
 
 
 def _candidates(column: ColumnProfile) -> list[_Candidate]:
@@ -430,8 +430,17 @@ def suggest(columns: Sequence[ColumnProfile]) -> list[FieldMapping]:
             continue
         assigned[pos] = cand
         winner[cand.attribute] = (pos, score)
-
+    also: dict[int, tuple[str, ...]] = {}
     by_position = {c.position: c for c in columns}
+    for pos, cand in sorted(assigned.items(), key=lambda t: (-t[1].score, t[0])):
+        for won, shared, share in _SHARED:
+            if cand.attribute != won or shared in winner:
+                continue
+            if _host_share(by_position[pos]) < share:
+                continue
+            also[pos] = (*also.get(pos, ()), shared)
+            winner[shared] = (pos, cand.score)
+
     result: list[FieldMapping] = []
     for pos in sorted(by_position):
         name = by_position[pos].name
@@ -470,10 +479,10 @@ def suggest(columns: Sequence[ColumnProfile]) -> list[FieldMapping]:
                     )
                 )
             continue
-        others = tuple(c.attribute for c in mine if c.attribute != chosen.attribute)
-        tied = [
-            c for c in mine if c.attribute != chosen.attribute and chosen.score - c.score <= _TIE
-        ]
+        extra = also.get(pos, ())
+        filled = {chosen.attribute, *extra}
+        others = tuple(c.attribute for c in mine if c.attribute not in filled)
+        tied = [c for c in mine if c.attribute not in filled and chosen.score - c.score <= _TIE]
         result.append(
             FieldMapping(
                 position=pos,
@@ -481,12 +490,30 @@ def suggest(columns: Sequence[ColumnProfile]) -> list[FieldMapping]:
                 target_attribute=chosen.attribute,
                 confidence=round(chosen.score, 3),
                 reason=chosen.reason
+                + _also_reason(by_position[pos], extra)
                 + ("; could also be " + ", ".join(c.attribute for c in tied) if tied else ""),
                 state=State.AMBIGUOUS if tied else State.SUGGESTED,
                 alternatives=others,
+                also_targets=extra,
             )
         )
     return result
+
+
+def _host_share(column: ColumnProfile) -> float:
+    """The share of non-empty values that are host names or FQDNs."""
+    patterns = dict(column.patterns)
+    return min(1.0, patterns.get("hostname", 0.0) + patterns.get("fqdn", 0.0))
+
+
+def _also_reason(column: ColumnProfile, extra: Sequence[str]) -> str:
+    if not extra:
+        return ""
+    why = {
+        "hostname": f"{_host_share(column):.0%} of its values are host names",
+        "asset_name": "a host is named by its host name",
+    }
+    return "".join(f"; also {attr}: {why[attr]} and no other column gives {attr}" for attr in extra)
 
 
 def _header_only(column: ColumnProfile) -> tuple[str, ...]:

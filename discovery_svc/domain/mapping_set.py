@@ -57,13 +57,22 @@ class FieldMapping:
     state: State
     alternatives: tuple[str, ...] = ()
     custom_attribute: str | None = None
+    also_targets: tuple[str, ...] = ()
+    """Further attributes the same values fill (a "CI Name" of host names is also hostname)."""
 
     @property
     def usable_target(self) -> str | None:
-        """The attribute this column fills once approved, if any."""
+        """The primary attribute this column fills once approved, if any."""
         if self.state in (State.SUGGESTED, State.APPROVED):
             return self.target_attribute
         return None
+
+    @property
+    def usable_targets(self) -> tuple[str, ...]:
+        """Every attribute this column fills once approved: the primary one first."""
+        if self.usable_target is None:
+            return ()
+        return (self.usable_target, *self.also_targets)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class Update:
     reject: bool = False
     remap_to: str | None = None
     custom_attribute: str | None = None
+    also_map_to: tuple[str, ...] | None = None
+    """Replace the column's additional targets (it keeps its own target)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ class MappingSet:
         return f'W/"{self.version}"'
 
     def missing_required(self) -> list[str]:
-        mapped = {m.usable_target for m in self.mappings}
+        mapped = {t for m in self.mappings for t in m.usable_targets}
         return [a for a in REQUIRED if a not in mapped and a not in self.waived]
 
     def auto_approvable(self) -> bool:
@@ -100,9 +111,10 @@ class MappingSet:
         if any(m.state == State.AMBIGUOUS for m in self.mappings):
             return False
         confident = {
-            m.target_attribute
+            t
             for m in self.mappings
             if m.state == State.SUGGESTED and m.confidence >= self.threshold
+            for t in m.usable_targets
         }
         return all(a in confident for a in REQUIRED)
 
@@ -166,16 +178,15 @@ class MappingSet:
             problems.append("ambiguous columns to resolve: " + ", ".join(ambiguous))
         seen: dict[str, str] = {}
         for m in self.mappings:
-            target = m.usable_target
-            if target is None and m.state == State.CUSTOM:
-                target = f"custom attribute {m.custom_attribute}"
-            if target is None:
-                continue
-            if target in seen:
-                problems.append(
-                    f"{target} is mapped from both {seen[target]!r} and {m.source_column!r}"
-                )
-            seen[target] = m.source_column
+            targets = m.usable_targets
+            if m.state == State.CUSTOM:
+                targets = (f"custom attribute {m.custom_attribute}",)
+            for target in targets:
+                if target in seen:
+                    problems.append(
+                        f"{target} is mapped from both {seen[target]!r} and {m.source_column!r}"
+                    )
+                seen[target] = m.source_column
         if problems:
             raise FailedPrecondition(
                 "the mapping cannot be approved: " + "; ".join(problems),
@@ -187,7 +198,15 @@ class MappingSet:
 def _apply(
     m: FieldMapping, u: Update, field: str, violations: list[FieldViolation]
 ) -> FieldMapping | None:
-    actions = sum([u.approve, u.reject, u.remap_to is not None, u.custom_attribute is not None])
+    actions = sum(
+        [
+            u.approve,
+            u.reject,
+            u.remap_to is not None,
+            u.custom_attribute is not None,
+            u.also_map_to is not None,
+        ]
+    )
     if actions != 1:
         violations.append(FieldViolation(field, "set exactly one action"))
         return None
@@ -199,7 +218,9 @@ def _apply(
             return None
         return replace(m, state=State.APPROVED, custom_attribute=None)
     if u.reject:
-        return replace(m, state=State.REJECTED, custom_attribute=None)
+        return replace(m, state=State.REJECTED, custom_attribute=None, also_targets=())
+    if u.also_map_to is not None:
+        return _also(m, u.also_map_to, f"{field}.set_additional_targets", violations)
     if u.remap_to is not None:
         if u.remap_to not in TARGET_ATTRIBUTES:
             violations.append(
@@ -213,6 +234,7 @@ def _apply(
             confidence=1.0,
             reason=f"mapped by a person (was: {m.reason})",
             custom_attribute=None,
+            also_targets=(),
         )
     assert u.custom_attribute is not None
     if not _CUSTOM_NAME.fullmatch(u.custom_attribute) or u.custom_attribute in TARGET_ATTRIBUTES:
@@ -225,5 +247,30 @@ def _apply(
         )
         return None
     return replace(
-        m, state=State.CUSTOM, custom_attribute=u.custom_attribute, target_attribute=None
+        m,
+        state=State.CUSTOM,
+        custom_attribute=u.custom_attribute,
+        target_attribute=None,
+        also_targets=(),
     )
+
+
+def _also(
+    m: FieldMapping, targets: tuple[str, ...], field: str, violations: list[FieldViolation]
+) -> FieldMapping | None:
+    if m.target_attribute is None or m.state not in (State.SUGGESTED, State.APPROVED):
+        violations.append(
+            FieldViolation(field, f"{m.source_column!r} has no target attribute to add to")
+        )
+        return None
+    bad = [
+        f"{t!r} is {'its target' if t == m.target_attribute else 'listed twice'}"
+        if t in TARGET_ATTRIBUTES
+        else f"unknown target attribute {t!r}"
+        for i, t in enumerate(targets)
+        if t not in TARGET_ATTRIBUTES or t == m.target_attribute or t in targets[:i]
+    ]
+    if bad:
+        violations.append(FieldViolation(f"{field}.target_attributes", "; ".join(bad)))
+        return None
+    return replace(m, state=State.APPROVED, also_targets=targets)

@@ -38,6 +38,37 @@ _IDENTIFYING = {ValueKind.UUID, ValueKind.IPV4, ValueKind.IPV6, ValueKind.FQDN, 
 _KEY_WORDS = re.compile(r"(^|[^a-z])(name|host|hostname|fqdn|ip|serial|id|uuid)([^a-z]|$)")
 
 
+_DESCRIPTIONS = {
+    ValueKind.IPV4.value: "IPv4 addresses",
+    ValueKind.IPV6.value: "IPv6 addresses",
+    ValueKind.FQDN.value: "fully qualified domain names",
+    ValueKind.HOSTNAME.value: "host names",
+    ValueKind.OS.value: "operating-system names",
+    ValueKind.SIZE.value: "sizes",
+    ValueKind.INTEGER.value: "integers",
+    ValueKind.DECIMAL.value: "decimals",
+    ValueKind.DATE.value: "dates",
+    ValueKind.BOOLEAN.value: "true/false values",
+    ValueKind.EMAIL.value: "e-mail addresses",
+    ValueKind.UUID.value: "UUIDs",
+}
+
+
+def describe(kind: str) -> str:
+    """A kind of value as a reader says it: ``"ipv4"`` → ``"IPv4 addresses"``."""
+    return _DESCRIPTIONS.get(kind, kind)
+
+
+def percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage that never rounds a share to all or none."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    if part >= whole:
+        return "100%"
+    share = 100 * part / whole
+    return f"{min(99, max(1, round(share)))}%"
+
+
 class Severity(enum.IntEnum):
     """Mirrors ``FlagSeverity`` in the protos."""
 
@@ -126,6 +157,34 @@ def _is_key(c: ColumnCounts, kind: str, filled: int) -> bool:
     return kind in {k.value for k in _IDENTIFYING} or bool(_KEY_WORDS.search(c.name.lower()))
 
 
+def _text_flag(c: ColumnCounts, kind: str, filled: int) -> tuple[str, str] | None:
+    """(code, message) when half or more of a text column is one recognised kind.
+
+    Counts are of the non-empty values. Words that look like host names but repeat (the
+    only kind that can match nearly every value and still not be the type) are said to be
+    that, never "mixed".
+    """
+    if kind != "text" or filled == 0 or not c.matches:
+        return None
+    top, matched = max(c.matches.items(), key=lambda km: (km[1], km[0].value))
+    if matched < 0.5 * filled:
+        return None
+    what = describe(top.value)
+    if top == ValueKind.HOSTNAME and matched >= DOMINANT * filled:
+        return (
+            "REPEATED_WORDS",
+            f"{percent(matched, filled)} of the {filled} non-empty values look like {what},"
+            f" but there are only {c.distinct} distinct values among them; host names rarely"
+            " repeat, so the column is typed as text",
+        )
+    rest = filled - matched
+    return (
+        "MIXED_VALUES",
+        f"{matched} of the {filled} non-empty values ({percent(matched, filled)}) are {what};"
+        f" the other {rest} ({percent(rest, filled)}) are not",
+    )
+
+
 def build_profile(
     *,
     import_id: str,
@@ -170,18 +229,12 @@ def build_profile(
                     Severity.WARNING,
                     "MOSTLY_EMPTY_COLUMN",
                     c.name,
-                    f"{c.empty / row_count:.0%} of the values are empty",
+                    f"{c.empty} of {row_count} rows ({percent(c.empty, row_count)}) have no value",
                 )
             )
-        if kind == "text" and reported and reported[0][1] >= 0.5:
-            flags.append(
-                DataFlag(
-                    Severity.INFO,
-                    "MIXED_VALUES",
-                    c.name,
-                    f"{reported[0][1]:.0%} of the values are {reported[0][0]}, the rest are not",
-                )
-            )
+        text_flag = _text_flag(c, kind, filled)
+        if text_flag:
+            flags.append(DataFlag(Severity.INFO, text_flag[0], c.name, text_flag[1]))
         if c.padded:
             flags.append(
                 DataFlag(

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
 
+from discovery_svc.domain.findings import RULES, DataIssue, IssueKind, PhaseSummary
 from discovery_svc.domain.imports import ImportSummary
 from discovery_svc.domain.inventory import Asset
 from discovery_svc.domain.mapping_set import REQUIRED, TARGET_ATTRIBUTES, FieldMapping, Update
 from discovery_svc.domain.model import ChildFlow
-from discovery_svc.domain.profile import DataProfile
+from discovery_svc.domain.profile import DataProfile, Severity
 from discovery_svc.service_layer.handlers import Discovery
 from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
@@ -39,9 +40,54 @@ MAX_UPDATES = 2000
 MAX_SOURCE_COLUMN = 1 << 20
 """A column name is at most the longest header row an upload accepts."""
 MAX_WAIVERS = 100
+MAX_ADDITIONAL_TARGETS = 32
 
 
-def child_to_proto(child: ChildFlow) -> discovery_pb2.ChildFlow:
+def summary_to_proto(s: PhaseSummary) -> discovery_pb2.PhaseSummary:
+    return discovery_pb2.PhaseSummary(
+        phase=flow_pb2.Phase.ValueType(int(s.phase)),
+        rows_in=s.rows_in,
+        rows_out=s.rows_out,
+        issue_counts=[
+            discovery_pb2.DataIssueCount(
+                kind=discovery_pb2.DataIssueKind.Value(f"DATA_ISSUE_KIND_{c.kind.name}"),
+                count=c.count,
+                row_count=c.row_count,
+            )
+            for c in s.issue_counts
+        ],
+        assets_created=s.assets_created,
+        assets_updated=s.assets_updated,
+        assets_merged=s.assets_merged,
+        dependencies=s.dependencies,
+    )
+
+
+def issue_to_proto(
+    i: DataIssue,
+    master_flow_id: uuid.UUID,
+    import_id: uuid.UUID | None,
+    columns: Mapping[str, tuple[str, ...]],
+) -> discovery_pb2.DataIssue:
+    rule = RULES[i.kind]
+    attribute = "" if rule.whole_row else i.attribute
+    return discovery_pb2.DataIssue(
+        name=f"{format_name(FLOWS, master_flow_id)}/dataIssues/{i.id}",
+        kind=discovery_pb2.DataIssueKind.Value(f"DATA_ISSUE_KIND_{i.kind.name}"),
+        severity=discovery_pb2.FlagSeverity.ValueType(int(rule.severity)),
+        phase=flow_pb2.Phase.ValueType(int(rule.phase)),
+        row=f"{format_name(IMPORTS, import_id)}/rows/{i.row_number}" if import_id else "",
+        row_number=i.row_number,
+        attribute=attribute,
+        source_columns=columns.get(attribute, ()) if attribute else (),
+        value=i.value,
+        problem=i.problem,
+    )
+
+
+def child_to_proto(
+    child: ChildFlow, summaries: Sequence[PhaseSummary] = ()
+) -> discovery_pb2.ChildFlow:
     proto = discovery_pb2.ChildFlow(
         name=format_name(CHILD_FLOWS, child.id),
         master_flow=format_name(FLOWS, child.master_flow_id),
@@ -54,6 +100,7 @@ def child_to_proto(child: ChildFlow) -> discovery_pb2.ChildFlow:
         ],
         create_time=timestamp(child.create_time),
         update_time=timestamp(child.update_time),
+        phase_summaries=[summary_to_proto(s) for s in summaries],
     )
     # `import` is a Python keyword, so the field is only reachable by name.
     setattr(proto, "import", format_name(IMPORTS, child.import_id) if child.import_id else "")
@@ -140,6 +187,7 @@ def mapping_to_proto(m: FieldMapping) -> discovery_pb2.FieldMapping:
         state=discovery_pb2.MappingState.Value(f"MAPPING_STATE_{m.state.name}"),
         alternatives=m.alternatives,
         custom_attribute=m.custom_attribute or "",
+        additional_target_attributes=m.also_targets,
     )
 
 
@@ -205,10 +253,10 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         child_id = parse_name(request.name, CHILD_FLOWS, "name", v, required=False)
         master = parse_name(request.master_flow, FLOWS, "master_flow", v, required=False)
         v.raise_if_any()
-        child = await self._d.get_child_flow(
-            tenancy.current(), child_id=child_id, master_flow_id=master
-        )
-        return discovery_pb2.GetChildFlowResponse(child_flow=child_to_proto(child))
+        tenant = tenancy.current()
+        child = await self._d.get_child_flow(tenant, child_id=child_id, master_flow_id=master)
+        summaries = await self._d.phase_summaries(child)
+        return discovery_pb2.GetChildFlowResponse(child_flow=child_to_proto(child, summaries))
 
     async def UploadImportData(
         self,
@@ -287,7 +335,20 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
             if not u.source_column:
                 v.add(f"updates[{i}].source_column", "is required")
             if action is None:
-                v.add(f"updates[{i}]", "set one of approve, reject, remap_to, custom_attribute")
+                v.add(
+                    f"updates[{i}]",
+                    "set one of approve, reject, remap_to, custom_attribute,"
+                    " set_additional_targets",
+                )
+            also: tuple[str, ...] | None = None
+            if action == "set_additional_targets":
+                also = tuple(u.set_additional_targets.target_attributes)
+                if len(also) > MAX_ADDITIONAL_TARGETS:
+                    v.add(
+                        f"updates[{i}].set_additional_targets.target_attributes",
+                        f"must have at most {MAX_ADDITIONAL_TARGETS} items, got {len(also)}",
+                    )
+                    also = None
             updates.append(
                 Update(
                     source_column=u.source_column,
@@ -295,6 +356,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
                     reject=action == "reject" and u.reject,
                     remap_to=u.remap_to if action == "remap_to" else None,
                     custom_attribute=u.custom_attribute if action == "custom_attribute" else None,
+                    also_map_to=also,
                 )
             )
         master = master_name(request.master_flow, v)
@@ -366,4 +428,40 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
                 for d in found
             ],
             next_page_token=token,
+        )
+
+    async def ListDataIssues(
+        self, request: discovery_pb2.ListDataIssuesRequest, context: Context
+    ) -> discovery_pb2.ListDataIssuesResponse:
+        v = Validator()
+        kind: IssueKind | None = None
+        if request.kind:
+            try:
+                kind = IssueKind[discovery_pb2.DataIssueKind.Name(request.kind)[16:]]
+            except (ValueError, KeyError):
+                v.add("kind", f"unknown data issue kind {request.kind}")
+        severity: Severity | None = None
+        if request.severity:
+            try:
+                severity = Severity(request.severity)
+            except ValueError:
+                v.add("severity", f"unknown severity {request.severity}")
+        check_length(request.source_column, "source_column", v, max_length=MAX_SOURCE_COLUMN)
+        if request.row_number < 0:
+            v.add("row_number", "must not be negative")
+        master = master_name(request.master_flow, v)
+        child, found, columns, token, total = await self._d.list_data_issues(
+            tenancy.current(),
+            master,
+            kind=kind,
+            severity=severity,
+            source_column=request.source_column,
+            row_number=request.row_number or None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return discovery_pb2.ListDataIssuesResponse(
+            data_issues=[issue_to_proto(i, master, child.import_id, columns) for i in found],
+            next_page_token=token,
+            total_size=total,
         )

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.adapters import inventory, repository
+from discovery_svc.adapters import findings, inventory, repository
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome
 from flowpair_shared.domain import Phase, PhaseStatus
@@ -22,6 +22,7 @@ class AssetInventory:
         linked, unkeyed = await inventory.build_assets(
             conn, repository.tenant_of(child), child.id, child.import_id, child.identity_key
         )
+        await findings.record(conn, child.id, self.phase)
         return PhaseOutcome(
             PhaseStatus.COMPLETED,
             f"{linked} assets from this flow; {unkeyed} row(s) without an identifier",

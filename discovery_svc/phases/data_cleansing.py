@@ -8,11 +8,12 @@ that cannot be cleansed becomes a per-row issue; no row is dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.adapters import inventory, mappings
+from discovery_svc.adapters import findings, inventory, mappings
 from discovery_svc.domain.cleansing import RowCleanser
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome, flow_import
@@ -26,6 +27,12 @@ def _unit_hint(header: str) -> str | None:
     return f"{match.group(1).upper()}B" if match else None
 
 
+def _with_copies(values: Sequence[str], width: int, copies: Sequence[int]) -> list[str]:
+    """The row padded to ``width``, then the values of the ``copies`` columns again."""
+    row = [*values[:width], *([""] * (width - len(values)))]
+    return row + [row[i] for i in copies]
+
+
 class DataCleansing:
     phase: ClassVar[Phase] = Phase.DATA_CLEANSING
     timeout: ClassVar[float] = 1800.0
@@ -37,11 +44,19 @@ class DataCleansing:
         found = await flow_import(conn, child)
         columns: dict[int, str] = {}
         hints: dict[str, str | None] = {}
+        # A column feeding several attributes is read once per extra attribute, as a copy
+        # appended after the import's columns, so the cleanser keeps one attribute per index.
+        copies: list[int] = []
+        width = max((m.position for m in mapping.mappings), default=0)
         for m in mapping.mappings:
-            if m.usable_target is not None:
-                columns[m.position - 1] = m.usable_target
-                hints[m.usable_target] = _unit_hint(m.source_column)
-            elif m.custom_attribute is not None:
+            for k, target in enumerate(m.usable_targets):
+                index = m.position - 1
+                if k:
+                    index = width + len(copies)
+                    copies.append(m.position - 1)
+                columns[index] = target
+                hints[target] = _unit_hint(m.source_column)
+            if m.custom_attribute is not None:
                 columns[m.position - 1] = f"custom:{m.custom_attribute}"
         cleanser = RowCleanser(
             columns,
@@ -54,6 +69,8 @@ class DataCleansing:
             out: list[tuple[object, int, str]] = []
             problems: list[tuple[object, int, str, str, str]] = []
             for row_number, values in batch:
+                if copies:
+                    values = _with_copies(values, width, copies)
                 cleansed = cleanser.cleanse(values)
                 out.append((child.id, row_number, inventory.to_json(cleansed.values)))
                 problems.extend(
@@ -63,4 +80,5 @@ class DataCleansing:
             rows += len(out)
             issues += len(problems)
         await inventory.analyze(conn, "cleansed_records")
+        await findings.record(conn, child.id, self.phase, rows_in=rows)
         return PhaseOutcome(PhaseStatus.COMPLETED, f"{rows} rows cleansed, {issues} issue(s)")

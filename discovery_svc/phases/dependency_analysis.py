@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.adapters import inventory, repository
+from discovery_svc.adapters import findings, inventory, repository
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome
 from flowpair_shared.domain import Phase, PhaseStatus
@@ -23,4 +23,5 @@ class DependencyAnalysis:
         count = await inventory.build_dependencies(
             conn, repository.tenant_of(child), child.id, child.import_id
         )
+        await findings.record(conn, child.id, self.phase)
         return PhaseOutcome(PhaseStatus.COMPLETED, f"{count} dependencies")

@@ -10,17 +10,35 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from discovery_svc.adapters import assets, imports, jobs, mappings, messages, profiles, repository
+from discovery_svc.adapters import (
+    assets,
+    findings,
+    imports,
+    jobs,
+    mappings,
+    messages,
+    profiles,
+    repository,
+)
+from discovery_svc.domain.findings import (
+    SUMMARISED,
+    DataIssue,
+    IssueFilter,
+    IssueKind,
+    PhaseSummary,
+    columns_by_attribute,
+    kinds_of,
+)
 from discovery_svc.domain.imports import ImportSummary
 from discovery_svc.domain.inventory import Asset, Dependency
 from discovery_svc.domain.mapping_set import MappingSet, Update
 from discovery_svc.domain.model import ChildFlow
-from discovery_svc.domain.profile import DataProfile
+from discovery_svc.domain.profile import DataProfile, Severity
 from discovery_svc.service_layer import uploads
 from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair_shared import logs, pagination
 from flowpair_shared.domain import FlowType, IdentityKey, Phase, PhaseStatus
-from flowpair_shared.errors import FailedPrecondition, NotFound
+from flowpair_shared.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from flowpair_shared.outbox import UnitOfWork, first_delivery
 from flowpair_shared.tenancy import Tenant
 
@@ -51,6 +69,10 @@ def _asset_bytes(a: Asset) -> int:
     """About what an asset takes in a response (its text, its attributes, framing)."""
     text = sum(len(v.encode()) for v in vars(a).values() if isinstance(v, str))
     return 200 + text + len(json.dumps(a.attributes)) + 60 * len(a.source_rows)
+
+
+def _issue_bytes(i: DataIssue) -> int:
+    return 200 + len(i.attribute.encode()) + len(i.value.encode()) + len(i.problem.encode())
 
 
 def _dependency_bytes(d: Dependency) -> int:
@@ -199,6 +221,58 @@ class Discovery:
         return profile
 
     # -- attribute mapping -----------------------------------------------------------------
+
+    async def phase_summaries(self, child: ChildFlow) -> list[PhaseSummary]:
+        """What each completed data phase of ``child`` did with the rows."""
+        done = [p for p in SUMMARISED if child.phases[p] == PhaseStatus.COMPLETED]
+        if not done:
+            return []
+        async with self._engine.connect() as conn:
+            return await findings.stored(conn, child.id, done)
+
+    async def list_data_issues(
+        self,
+        tenant: Tenant,
+        master_flow_id: uuid.UUID,
+        *,
+        kind: IssueKind | None,
+        severity: Severity | None,
+        source_column: str,
+        row_number: int | None,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[ChildFlow, list[DataIssue], dict[str, tuple[str, ...]], str, int]:
+        """A page of the flow's issues; also the columns feeding each attribute."""
+        child = await self.get_child_flow(tenant, master_flow_id=master_flow_id)
+        size = pagination.page_size(page_size)
+        async with self._engine.connect() as conn:
+            mapping = await mappings.get(conn, child.id, child.confidence_threshold)
+            columns = columns_by_attribute(mapping)
+            attributes: tuple[str, ...] | None = None
+            if source_column:
+                attributes = tuple(a for a, cs in columns.items() if source_column in cs)
+                known = mapping is not None and any(
+                    m.source_column == source_column for m in mapping.mappings
+                )
+                if not known:
+                    raise InvalidArgument(
+                        [
+                            FieldViolation(
+                                "source_column",
+                                f"the flow's mapping has no column {source_column!r}",
+                            )
+                        ]
+                    )
+            f = IssueFilter(tuple(kinds_of(severity, kind)), attributes, row_number)
+            query = f"{master_flow_id}|{f.query}"
+            after = await self._tokens.decode_offset(page_token, query)
+            found, total = await findings.list_page(conn, child.id, f, after=after, limit=size + 1)
+        token = ""
+        keep = min(size, pagination.fit(found, _issue_bytes))
+        if len(found) > keep:
+            found = found[:keep]
+            token = await self._tokens.encode_offset(found[-1].id, query)
+        return child, found, columns, token, total
 
     async def list_mappings(self, tenant: Tenant, master_flow_id: uuid.UUID) -> MappingSet:
         child = await self.get_child_flow(tenant, master_flow_id=master_flow_id)

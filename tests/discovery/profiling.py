@@ -11,10 +11,16 @@ import io
 from collections import Counter
 
 from discovery_svc.domain.patterns import ValueKind, classify
-from discovery_svc.domain.profile import ColumnCounts, ColumnProfile, build_profile
+from discovery_svc.domain.profile import ColumnCounts, ColumnProfile, DataProfile, build_profile
 
 
 def profile_csv(text: str) -> list[ColumnProfile]:
+    """The column profiles of a CSV text."""
+    return data_profile(text).columns
+
+
+def data_profile(text: str) -> DataProfile:
+    """The whole profile of a CSV text, flags included."""
     rows = list(csv.reader(io.StringIO(text)))
     header, body = rows[0], rows[1:]
     counts: list[ColumnCounts] = []
@@ -41,4 +47,4 @@ def profile_csv(text: str) -> list[ColumnProfile]:
         )
     return build_profile(
         import_id="i", master_flow_id="m", row_count=len(body), quarantined_count=0, counts=counts
-    ).columns
+    )

@@ -425,6 +425,11 @@ def test_real_servicenow_export() -> None:
         assert (m.state, m.target_attribute) == (State.UNMAPPED, None), m
     assert by_column["serv_ip_address"].alternatives == ("ip_address",)
     assert by_column["serv_fqdn"].alternatives == ("hostname",)
+    # The export's only name column (bus_name is empty) names the asset too.
+    assert by_column["serv_name"].also_targets == ("asset_name",)
+    assert "asset_name" not in {
+        t for m in mappings if m is not by_column["serv_name"] for t in m.usable_targets
+    }
 
 
 # --- 7. shape of the output -------------------------------------------------------------------

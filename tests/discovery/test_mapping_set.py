@@ -319,3 +319,79 @@ def test_two_columns_with_one_custom_attribute_cannot_be_approved(sample: Mappin
     with pytest.raises(FailedPrecondition) as err:
         edited.updated(edited.etag, [], approve=True)
     assert "custom attribute notes" in str(err.value)
+
+
+# --- one column, several attributes ---------------------------------------------------------
+
+_CI_NAME_CSV = "CI Name,Class,IP Address,OS,CPU Cores,RAM (GB)\n" + "".join(
+    f"web{i:02d},Server,10.0.0.{i},Red Hat Enterprise Linux 8.6,4,16\n" for i in range(1, 21)
+)
+
+
+def test_a_ci_name_of_host_names_feeds_asset_name_and_hostname() -> None:
+    ms = _mapping_set(_CI_NAME_CSV)
+    ci = _column(ms, "CI Name")
+    assert (ci.target_attribute, ci.also_targets, ci.state) == (
+        "asset_name",
+        ("hostname",),
+        State.SUGGESTED,
+    )
+    assert "also hostname" in ci.reason
+    assert ms.missing_required() == []
+    # One column satisfying two required attributes does not stop auto-approval.
+    assert ms.auto_approvable()
+    approved = ms.updated(ms.etag, [], approve=True)
+    assert approved.approved
+    assert _column(approved, "CI Name").usable_targets == ("asset_name", "hostname")
+
+
+def test_remapping_or_rejecting_a_shared_column_drops_its_extra_targets() -> None:
+    ms = _mapping_set(_CI_NAME_CSV)
+    remapped = ms.updated(ms.etag, [Update("CI Name", remap_to="asset_name")], approve=False)
+    assert _column(remapped, "CI Name").usable_targets == ("asset_name",)
+    assert remapped.missing_required() == ["hostname"]
+    rejected = ms.updated(ms.etag, [Update("CI Name", reject=True)], approve=False)
+    assert _column(rejected, "CI Name").usable_targets == ()
+    assert rejected.missing_required() == ["asset_name", "hostname"]
+
+
+def test_a_name_column_of_free_text_is_no_hostname() -> None:
+    text = "Name,Host\n" + "".join(f"Payroll System {i},srv{i:02d}\n" for i in range(20))
+    ms = _mapping_set(text)
+    assert _column(ms, "Name").usable_targets == ("asset_name",)
+    assert _column(ms, "Host").usable_targets == ("hostname",)
+
+
+def test_a_person_makes_one_column_feed_several_attributes() -> None:
+    text = "Name,Class\n" + "".join(f"Payroll box {i},Server\n" for i in range(20))
+    ms = _mapping_set(text)
+    assert ms.missing_required()[:2] == ["hostname", "ip_address"]
+    changed = ms.updated(
+        ms.etag, [Update("Name", also_map_to=("hostname", "serial_number"))], approve=False
+    )
+    name = _column(changed, "Name")
+    assert (name.state, name.usable_targets) == (
+        State.APPROVED,
+        ("asset_name", "hostname", "serial_number"),
+    )
+    assert "hostname" not in changed.missing_required()
+    cleared = changed.updated(changed.etag, [Update("Name", also_map_to=())], approve=False)
+    assert _column(cleared, "Name").usable_targets == ("asset_name",)
+
+
+def test_bad_additional_targets_are_each_reported() -> None:
+    ms = _mapping_set(_CI_NAME_CSV)
+    assert _invalid(
+        ms, [Update("CI Name", also_map_to=("asset_name", "nope", "hostname", "hostname"))]
+    ) == ["updates[0].set_additional_targets.target_attributes"]
+    rejected = ms.updated(ms.etag, [Update("CI Name", reject=True)], approve=False)
+    assert _invalid(rejected, [Update("CI Name", also_map_to=("hostname",))]) == [
+        "updates[0].set_additional_targets"
+    ]
+
+
+def test_two_columns_filling_one_attribute_cannot_be_approved() -> None:
+    ms = _mapping_set(_CI_NAME_CSV)
+    doubled = ms.updated(ms.etag, [Update("Class", also_map_to=("hostname",))], approve=False)
+    with pytest.raises(FailedPrecondition, match="hostname is mapped from both"):
+        doubled.updated(doubled.etag, [], approve=True)
