@@ -36,6 +36,7 @@ TYPES = {
     "Switch": "network_device",
     "Load Balancer": "network_device",
     "Firewall": "network_device",
+    "Virtual Machine": "virtual_machine",
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discovery_svc.normalize.asset_types import ASSET_TYPES
 from flowpair_shared import db_scope
 from flowpair_shared.tenancy import Tenant
 
@@ -85,24 +86,22 @@ _KEYED = """
   FROM discovery.cleansed_records c WHERE c.child_flow_id = :child
 """
 
-_TYPE = """
-  coalesce(v->>'asset_type',
-    CASE WHEN label ~ '(^|[^a-z])(db|sql|ora|oracle|pg|postgres|mysql|mongo)[0-9-]*'
-              AND v->>'os_family' IS NULL THEN 'database'
-         WHEN label ~ '(^|[^a-z])(sw|switch|rtr|router|fw|firewall|lb)[0-9-]*($|[^a-z])'
-              AND v->>'os_family' IS NULL THEN 'network_device'
-         WHEN v->>'operating_system' IS NOT NULL OR v->>'hostname' IS NOT NULL
-              OR v->>'ip_address' IS NOT NULL THEN 'server'
-         WHEN v->>'application_name' IS NOT NULL AND v->>'asset_name' IS NOT NULL
-              THEN 'application'
-         ELSE 'other' END)
+# The row's type was decided by the cleanser (discovery_svc.normalize.asset_types): given
+# ("asset_type") or guessed ("asset_type_guess"). Of an asset's rows, a given type beats a
+# guess, and then the first in ASSET_TYPES (their precedence) wins.
+_TYPE_ORDER = "ARRAY[" + ", ".join(f"'{t}'" for t in ASSET_TYPES) + "]::text[]"
+_TYPE = f"""
+  (array_agg(coalesce(v->>'asset_type', v->>'asset_type_guess', 'other')
+     ORDER BY v->>'asset_type' IS NULL,
+              array_position({_TYPE_ORDER}, coalesce(v->>'asset_type', v->>'asset_type_guess'))
+  ))[1]
 """
 
 _UPSERT_ASSETS = text(
     f"""
     WITH keyed AS ({_KEYED}),
     merged AS (
-      SELECT key, max({_TYPE}) AS asset_type,
+      SELECT key, {_TYPE} AS asset_type,
              coalesce(max(v->>'asset_name'), max(v->>'fqdn'), max(v->>'ip_address'),
                       max(v->>'serial_number')) AS display_name,
              max(v->>'hostname') AS hostname, max(v->>'domain') AS domain,

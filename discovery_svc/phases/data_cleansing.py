@@ -7,23 +7,18 @@ that cannot be cleansed becomes a per-row issue; no row is dropped.
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.adapters import inventory, mappings
+from discovery_svc.adapters import inventory, mappings, profiles
 from discovery_svc.domain.cleansing import RowCleanser
 from discovery_svc.domain.model import ChildFlow
+from discovery_svc.normalize.units import column_unit
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome, flow_import
 from flowpair_shared.domain import Phase, PhaseStatus
 
-_UNIT = re.compile(r"[(\[]\s*([kmgt])i?b?\s*[)\]]", re.IGNORECASE)
-
-
-def _unit_hint(header: str) -> str | None:
-    match = _UNIT.search(header)
-    return f"{match.group(1).upper()}B" if match else None
+_SIZES = ("memory_gb", "storage_gb")
 
 
 class DataCleansing:
@@ -35,12 +30,19 @@ class DataCleansing:
         if mapping is None or not mapping.approved:
             raise PhaseFailed("MAPPING_NOT_APPROVED", "the attribute mapping is not approved")
         found = await flow_import(conn, child)
+        profile = await profiles.get(conn, child.id)
+        samples = {c.position: c.sample_values for c in profile.columns} if profile else {}
         columns: dict[int, str] = {}
         hints: dict[str, str | None] = {}
         for m in mapping.mappings:
             if m.usable_target is not None:
                 columns[m.position - 1] = m.usable_target
-                hints[m.usable_target] = _unit_hint(m.source_column)
+                if m.usable_target in _SIZES:
+                    # The unit of bare numbers, from the header and the values together.
+                    sample = samples.get(m.position, [])
+                    hints[m.usable_target] = column_unit(
+                        m.usable_target, m.source_column, sample
+                    ).unit
             elif m.custom_attribute is not None:
                 columns[m.position - 1] = f"custom:{m.custom_attribute}"
         cleanser = RowCleanser(
