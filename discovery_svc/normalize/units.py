@@ -274,27 +274,20 @@ def normalize_int(raw: str, *, low: int, high: int) -> tuple[int | None, str | N
     return whole(raw, low, high)
 
 
-def implausible_columns(
-    columns: Iterable[tuple[str, str, Iterable[str]]],
-) -> list[str]:
-    """Warnings for the approval gate: ``(attribute, header, sample values)`` of mapped columns
-    whose values are implausible for the attribute in any unit the header allows."""
-    warnings = []
-    for attribute, header, samples in columns:
-        if attribute in ("memory_gb", "storage_gb"):
-            problem = column_unit(attribute, header, samples).problem
-        elif attribute == "cpu_cores":
-            values = [v for v in (whole(s, 0, 2**31)[0] for s in samples) if v is not None]
-            median = statistics.median(values) if values else None
-            r = PLAUSIBLE[attribute]
-            problem = (
-                None
-                if median is None or r.typical(median)
-                else f"{attribute}: the typical value {median:g} in column {quote(header)} is"
-                f" implausible ({r.describe()})"
-            )
-        else:
-            problem = None
-        if problem is not None:
-            warnings.append(problem)
-    return warnings
+def implausibility(attribute: str, header: str, samples: Iterable[str]) -> str | None:
+    """For the approval gate: why a column mapped to ``attribute`` holds implausible values
+    (its typical value, in any unit its header allows), or ``None`` when it looks fine or the
+    attribute has no plausible range."""
+    if attribute in ("memory_gb", "storage_gb"):
+        return column_unit(attribute, header, samples).problem
+    if attribute != "cpu_cores":
+        return None
+    values = [v for v in (whole(s, 0, 2**31)[0] for s in samples) if v is not None]
+    median = statistics.median(values) if values else None
+    r = PLAUSIBLE[attribute]
+    if median is None or r.typical(median):
+        return None
+    return (
+        f"{attribute}: the typical value {median:g} in column {quote(header)} is implausible"
+        f" ({r.describe()})"
+    )
