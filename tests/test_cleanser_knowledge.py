@@ -139,3 +139,16 @@ async def test_real_servicenow_export_has_no_false_type_issues(stack: Stack) -> 
     assert not [p for _, _, p in found if "asset type" in p]
     assert not [p for _, _, p in found if "operating system" in p or "Windows version" in p]
     assert not [p for _, _, p in found if p.startswith("implausible")]
+
+
+async def test_implausible_columns_are_flagged_before_approval(stack: Stack) -> None:
+    """ "RAM GB" holding megabytes: the suggested mapping says so before anyone approves."""
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    rows = "".join(f"h{i},10.0.1.{i},RHEL 8.6,{2 ** (12 + i % 4)},{i % 8 + 1}\n" for i in range(40))
+    data = ("Server Name,IP Address,OS,RAM GB,vCPU\n" + rows).encode()
+    _, _, listed = await until_approval(stack, new_tenant(), data)
+    reasons = {m.source_column: m.reason for m in listed.mappings}
+    assert "WARNING memory_gb: the typical value" in reasons["RAM GB"], reasons["RAM GB"]
+    assert "WARNING" not in reasons["vCPU"] and "WARNING" not in reasons["OS"]
+    assert not listed.approved
