@@ -7,7 +7,7 @@ import csv
 import io
 
 from flowpair.v1 import discovery_pb2
-from tests.support import ROOT, Stack, approve_waiving_gaps, fetch, new_tenant
+from tests.support import ROOT, Stack, approve_waiving_gaps, fetch, md, new_tenant
 from tests.test_discovery_journey import all_pages, resume_to_completion, until_approval
 
 REAL = ROOT / "examples" / "realdata" / "servicenow_style_cmdb_export.csv"
@@ -70,7 +70,14 @@ async def run_flow(
         "assets",
         tenant,
     )
-    return [a for a in assets if isinstance(a, discovery_pb2.Asset)], list(listed.mappings)
+    # Every type, new kinds included, is a valid filter.
+    vms = await stack.discovery().ListAssets(
+        discovery_pb2.ListAssetsRequest(asset_type="virtual_machine"), metadata=md(tenant)
+    )
+    typed = [a for a in assets if isinstance(a, discovery_pb2.Asset)]
+    expected = [a.name for a in typed if a.asset_type == "virtual_machine"]
+    assert sorted(a.name for a in vms.assets) == sorted(expected)
+    return typed, list(listed.mappings)
 
 
 async def issues(stack: Stack) -> list[tuple[str, str, str]]:
