@@ -154,7 +154,10 @@ def column_unit(attribute: str, header: str, samples: Iterable[str]) -> ColumnUn
 
 # ----------------------------------------------------------------------------------- sizes
 
-_SIZE: Final = re.compile(r"([+-]?)\s*([0-9][0-9.,]*|\.[0-9]+)\s*([a-z]*)", re.ASCII)
+_AFTER_VALUE: Final = "|".join(map(re.escape, _UNITS["after_value"]))
+_SIZE: Final = re.compile(
+    rf"([+-]?)\s*([0-9][0-9.,]*|\.[0-9]+)\s*([a-z]*)(?:\s+(?:{_AFTER_VALUE}))?", re.ASCII
+)
 _THOUSANDS_COMMA: Final = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 _THOUSANDS_DOT: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{3})+(?:,[0-9]+)?")
 

@@ -88,6 +88,9 @@ def test_column_unit_implausible_in_every_scale() -> None:
         ("0.5", "GB", 0.5),
         ("12 TB", "GB", 12288.0),
         ("64 MB", "GB", 0.062),
+        ("16 GB RAM", "MB", 16.0),
+        ("16GB memory", "GB", 16.0),
+        ("8192 MB Total", "GB", 8.0),
     ],
 )
 def test_plausible_memory(raw: str, unit: str, expected: float) -> None:
