@@ -294,6 +294,21 @@ class Process:
         self._log.close()
 
 
+async def approve_waiving_gaps(
+    stack: Stack, tenant: Tenant, name: str, listed: discovery_pb2.ListFieldMappingsResponse
+) -> None:
+    """Approve a flow's suggested mapping as listed, waiving the required attributes it lacks."""
+    await stack.discovery().UpdateFieldMappings(
+        discovery_pb2.UpdateFieldMappingsRequest(
+            master_flow=name,
+            etag=listed.etag,
+            approve=True,
+            waive_required_attributes=list(listed.missing_required_attributes),
+        ),
+        metadata=md(tenant),
+    )
+
+
 async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:

@@ -11,7 +11,16 @@ import grpc
 
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared.tenancy import Tenant
-from tests.support import ROOT, Process, Stack, eventually, free_port, md, new_tenant
+from tests.support import (
+    ROOT,
+    Process,
+    Stack,
+    approve_waiving_gaps,
+    eventually,
+    free_port,
+    md,
+    new_tenant,
+)
 
 EXAMPLE = ROOT / "examples" / "inventory.csv"
 FLOWS = 6
@@ -30,15 +39,7 @@ async def _drive(stack: Stack, tenant: Tenant, name: str) -> int:
                 discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=md(tenant)
             )
             if not listed.approved:
-                await disc.UpdateFieldMappings(
-                    discovery_pb2.UpdateFieldMappingsRequest(
-                        master_flow=name,
-                        etag=listed.etag,
-                        approve=True,
-                        waive_required_attributes=list(listed.missing_required_attributes),
-                    ),
-                    metadata=md(tenant),
-                )
+                await approve_waiving_gaps(stack, tenant, name, listed)
             try:
                 await orch.ResumeFlow(
                     orchestrator_pb2.ResumeFlowRequest(name=name), metadata=md(tenant)

@@ -11,6 +11,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain import identity
+from discovery_svc.normalize.asset_types import ASSET_TYPES
 from flowpair_shared import db_scope
 from flowpair_shared.tenancy import Tenant
 
@@ -144,15 +145,17 @@ _KEYS = {
     identity.IdentityKey.NAME_AND_TAG: "name_key || coalesce('|tag:' || tag, '')",
 }
 
+# The row's type was decided by the cleanser (discovery_svc.normalize.asset_types): given
+# ("asset_type") or guessed ("asset_type_guess"); a host name the cleanser rejected but the
+# inventory keeps still makes a server. Of an asset's rows, a given type beats a guess, then
+# the first in ASSET_TYPES (their precedence: a host listed as database and as VM is a
+# database), then the best-ranked row.
+_TYPE_ORDER = "ARRAY[" + ", ".join(f"'{t}'" for t in ASSET_TYPES) + "]::text[]"
 _TYPE = """
-  CASE WHEN label ~ '(^|[^a-z])(db|sql|ora|oracle|pg|postgres|mysql|mongo)[0-9-]*'
-            AND v->>'os_family' IS NULL THEN 'database'
-       WHEN label ~ '(^|[^a-z])(sw|switch|rtr|router|fw|firewall|lb)[0-9-]*($|[^a-z])'
-            AND v->>'os_family' IS NULL THEN 'network_device'
-       WHEN v->>'operating_system' IS NOT NULL OR short IS NOT NULL OR bad_host IS NOT NULL
-            OR v->>'ip_address' IS NOT NULL THEN 'server'
-       WHEN v->>'application_name' IS NOT NULL AND name IS NOT NULL THEN 'application'
-       ELSE 'other' END
+  coalesce(v->>'asset_type',
+           CASE WHEN bad_host IS NOT NULL AND coalesce(v->>'asset_type_guess', 'other') = 'other'
+                THEN 'server' END,
+           v->>'asset_type_guess', 'other')
 """
 
 # (column, value of a row, comparable form for conflicts or None when values may differ)
@@ -193,8 +196,8 @@ _ATTRIBUTE_PAIRS = ", ".join(f"'{a}', " + _first(f"v->>'{a}'") for a in _ATTRIBU
 _MERGED = f"""
   merged AS (
     SELECT key,
-           coalesce({_first("v->>'asset_type'")},
-                    (array_agg(type ORDER BY rank))[1]) AS asset_type,
+           (array_agg(type ORDER BY v->>'asset_type' IS NULL,
+                      array_position({_TYPE_ORDER}, type), rank))[1] AS asset_type,
            bool_or(v ? 'asset_type') AS asset_type_given,
            coalesce({_first(_named("v->>'asset_name'"))}, {_first("v->>'fqdn'")},
                     {_first("bad_written")}, {_first("v->>'asset_tag'")},
@@ -204,8 +207,7 @@ _MERGED = f"""
            jsonb_strip_nulls(jsonb_build_object(
              {_ATTRIBUTE_PAIRS}))
            || coalesce({_first("v->'custom'")}, '{{}}') AS attributes
-    FROM (SELECT *, {_TYPE} AS type
-          FROM (SELECT *, lower(coalesce(short, bad_host, name, '')) AS label FROM ranked) l) t
+    FROM (SELECT *, {_TYPE} AS type FROM ranked) t
     GROUP BY key
   )
 """

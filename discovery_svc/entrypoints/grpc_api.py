@@ -15,6 +15,7 @@ from discovery_svc.domain.inventory import Asset
 from discovery_svc.domain.mapping_set import REQUIRED, TARGET_ATTRIBUTES, FieldMapping, Update
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import DataProfile, Severity
+from discovery_svc.normalize.asset_types import ASSET_TYPES
 from discovery_svc.service_layer.handlers import Discovery
 from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
@@ -174,7 +175,6 @@ def profile_to_proto(profile: DataProfile) -> discovery_pb2.DataProfile:
 
 
 ASSETS = "assets"
-ASSET_TYPES = ("server", "application", "database", "network_device", "other")
 
 
 def mapping_to_proto(m: FieldMapping) -> discovery_pb2.FieldMapping:

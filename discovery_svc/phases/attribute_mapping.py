@@ -12,8 +12,27 @@ from discovery_svc.adapters import mappings, profiles
 from discovery_svc.domain.mapping import suggest
 from discovery_svc.domain.mapping_set import MappingSet
 from discovery_svc.domain.model import ChildFlow
+from discovery_svc.domain.profile import DataProfile
+from discovery_svc.normalize.units import implausibility
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome
 from flowpair_shared.domain import Phase, PhaseStatus
+
+
+def _flag_implausible(mapping: MappingSet, profile: DataProfile) -> tuple[MappingSet, list[str]]:
+    """The mapping with a warning in the reason of each column whose values are implausible
+    for its attribute (so a person sees it before approving), and those columns' names."""
+    samples = {c.position: c.sample_values for c in profile.columns}
+    flagged, columns = [], []
+    for m in mapping.mappings:
+        target = m.usable_target
+        problem = None
+        if target is not None:
+            problem = implausibility(target, m.source_column, samples.get(m.position, []))
+        if problem is not None:
+            m = replace(m, reason=f"{m.reason}; WARNING {problem}")
+            columns.append(m.source_column)
+        flagged.append(m)
+    return replace(mapping, mappings=tuple(flagged)), columns
 
 
 class AttributeMapping:
@@ -32,11 +51,14 @@ class AttributeMapping:
             threshold=child.confidence_threshold,
         )
         missing = mapping.missing_required()
-        if child.auto_approve and mapping.auto_approvable():
+        mapping, implausible = _flag_implausible(mapping, profile)
+        if child.auto_approve and mapping.auto_approvable() and not implausible:
             await mappings.save(conn, child.id, replace(mapping, approved=True))
             return PhaseOutcome(PhaseStatus.COMPLETED, "auto-approved")
         await mappings.save(conn, child.id, mapping)
         summary = "waiting for approval"
         if missing:
             summary += "; required attributes not mapped: " + ", ".join(missing)
+        if implausible:
+            summary += "; implausible values in: " + ", ".join(implausible)
         return PhaseOutcome(PhaseStatus.WAITING_FOR_APPROVAL, summary)

@@ -7,24 +7,19 @@ that cannot be cleansed becomes a per-row issue; no row is dropped.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.adapters import findings, inventory, mappings
+from discovery_svc.adapters import findings, inventory, mappings, profiles
 from discovery_svc.domain.cleansing import RowCleanser
 from discovery_svc.domain.model import ChildFlow
+from discovery_svc.normalize.units import column_unit
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome, flow_import
 from flowpair_shared.domain import Phase, PhaseStatus
 
-_UNIT = re.compile(r"[(\[]\s*([kmgt])i?b?\s*[)\]]", re.IGNORECASE)
-
-
-def _unit_hint(header: str) -> str | None:
-    match = _UNIT.search(header)
-    return f"{match.group(1).upper()}B" if match else None
+_SIZES = ("memory_gb", "storage_gb")
 
 
 def _with_copies(values: Sequence[str], width: int, copies: Sequence[int]) -> list[str]:
@@ -42,6 +37,8 @@ class DataCleansing:
         if mapping is None or not mapping.approved:
             raise PhaseFailed("MAPPING_NOT_APPROVED", "the attribute mapping is not approved")
         found = await flow_import(conn, child)
+        profile = await profiles.get(conn, child.id)
+        samples = {c.position: c.sample_values for c in profile.columns} if profile else {}
         columns: dict[int, str] = {}
         hints: dict[str, str | None] = {}
         # A column feeding several attributes is read once per extra attribute, as a copy
@@ -55,7 +52,10 @@ class DataCleansing:
                     index = width + len(copies)
                     copies.append(m.position - 1)
                 columns[index] = target
-                hints[target] = _unit_hint(m.source_column)
+                if target in _SIZES:
+                    # The unit of bare numbers, from the header and the values together.
+                    sample = samples.get(m.position, [])
+                    hints[target] = column_unit(target, m.source_column, sample).unit
             if m.custom_attribute is not None:
                 columns[m.position - 1] = f"custom:{m.custom_attribute}"
         cleanser = RowCleanser(

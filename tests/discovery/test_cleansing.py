@@ -33,6 +33,9 @@ REAL_EXPORT = (
     / "servicenow_style_cmdb_export.csv"
 )
 
+NO_TYPE = "no type given, and nothing else tells"
+SERVER = "no type given; it has a host name, an OS or an IP address"
+
 PLACEHOLDERS = (
     "",
     "   ",
@@ -76,7 +79,7 @@ def test_placeholders_are_missing_not_issues(raw: str) -> None:
         ("Microsoft Windows Server 2019 Datacenter", "windows", "Windows Server", "2019"),
         ("Win2k12R2", "windows", "Windows Server", "2012 R2"),
         ("Windows 2012 R2 Standard", "windows", "Windows Server", "2012 R2"),
-        ("Windows Server 2008 R2 SP1 (64-bit)", "windows", "Windows Server", "2008 R2"),
+        ("Windows Server 2008 R2 SP1 (64-bit)", "windows", "Windows Server", "2008 R2 SP1"),
         ("Windows 2003 Standard", "windows", "Windows Server", "2003"),
         ("Win2k8", "windows", "Windows Server", "2008"),
         ("Win2k", "windows", "Windows Server", "2000"),
@@ -121,7 +124,6 @@ def test_normalize_os(raw: str, family: str, name: str, version: str) -> None:
         ("Production", 'unrecognised operating system "Production"'),
         ("Winchester", 'unrecognised operating system "Winchester"'),
         # A Windows version we do not know is reported rather than dropped.
-        ("Windows NT 4.0", 'unrecognised Windows version "Windows NT 4.0"'),
         ("Windows 2077", 'unrecognised Windows version "Windows 2077"'),
     ],
 )
@@ -177,7 +179,8 @@ def test_normalize_size_gb_default_unit(raw: str, unit: str, expected: float) ->
         ("16 XB", 'unknown size unit "16 XB"'),
         ("-4 GB", 'negative size "-4 GB"'),
         ("lots", 'not a size "lots"'),
-        ("16 GB RAM", 'not a size "16 GB RAM"'),
+        ("16 GB RAMS", 'not a size "16 GB RAMS"'),
+        ("16 GB of something", 'not a size "16 GB of something"'),
         ("2x8 GB", 'not a size "2x8 GB"'),
         ("1,2,3 GB", 'ambiguous number in size "1,2,3 GB"'),
         ("1.2.3 GB", 'ambiguous number in size "1.2.3 GB"'),
@@ -356,8 +359,8 @@ def test_normalize_criticality_issues(raw: str) -> None:
         ("Linux Server", "server"),
         ("cmdb_ci_server", "server"),
         ("CMDB_CI_WIN_SERVER", "server"),
-        ("VM", "server"),
-        ("Virtual Machine", "server"),
+        ("VM", "virtual_machine"),
+        ("Virtual Machine", "virtual_machine"),
         ("Database", "database"),
         ("cmdb_ci_db_instance", "database"),
         ("SQL", "database"),
@@ -368,7 +371,7 @@ def test_normalize_criticality_issues(raw: str) -> None:
         ("load-balancer", "network_device"),
         ("Application", "application"),
         ("Business Service", "application"),
-        ("Storage", "other"),
+        ("Storage", "storage"),
         ("Other", "other"),
     ],
 )
@@ -495,7 +498,7 @@ def test_row_cleanser_expands_and_dispatches() -> None:
             "cpu_cores": 4,
             "memory_gb": 16.0,
             "storage_gb": 2048.0,
-            "asset_type": "server",
+            "asset_type": "virtual_machine",
             "depends_on": ["db01", "db02"],
             "custom": {"cost_centre": "CC 42"},
             "operating_system": "RHEL 8.6",
@@ -515,7 +518,7 @@ def test_row_cleanser_reports_issues_with_truncated_value() -> None:
     cleanser = RowCleanser({0: "memory_gb", 1: "cpu_cores", 2: "operating_system", 3: "hostname"})
     long_value = "x" * 500 + " GB"
     result = cleanser.cleanse([long_value, "2x4", "abc", "10.1.1.1"])
-    assert result.values == {}
+    assert result.values == {"asset_type_guess": "other", "asset_type_reason": NO_TYPE}
     assert [(i.attribute, i.problem[:20]) for i in result.issues] == [
         ("memory_gb", "not a size " + '"' + "x" * 8),
         ("cpu_cores", 'not a whole number "'),
@@ -533,15 +536,33 @@ def test_row_cleanser_os_version_column_overrides_parsed_version() -> None:
         "operating_system": "Oracle Linux 6.10",
         "os_family": "linux",
         "os_version": "6.10",
+        "asset_type_guess": "server",
+        "asset_type_reason": SERVER,
     }
     assert cleanser.cleanse(["RHEL 8", ""]).values["os_version"] == "8"
-    assert cleanser.cleanse(["", "8.6"]).values == {"os_version": "8.6"}
+    assert cleanser.cleanse(["", "8.6"]).values == {
+        "os_version": "8.6",
+        "asset_type_guess": "other",
+        "asset_type_reason": NO_TYPE,
+    }
+    # The version column does not lose the service pack the string names, nor the reverse.
+    assert cleanser.cleanse(["SLES 15 SP4", "15"]).values["os_version"] == "15 SP4"
+    assert cleanser.cleanse(["SLES 15", "SP4"]).values["operating_system"] == "SUSE 15 SP4"
+    assert cleanser.cleanse(["Windows Server 2008", "Service Pack 2"]).values["os_version"] == (
+        "2008 SP2"
+    )
 
 
 def test_row_cleanser_short_rows_are_missing_values() -> None:
     cleanser = RowCleanser({0: "hostname", 5: "environment"})
     result = cleanser.cleanse(["web01"])
-    assert result.values == {"hostname": "web01", "domain": "", "fqdn": "web01"}
+    assert result.values == {
+        "hostname": "web01",
+        "domain": "",
+        "fqdn": "web01",
+        "asset_type_guess": "server",
+        "asset_type_reason": SERVER,
+    }
     assert result.issues == []
 
 
@@ -586,6 +607,8 @@ def test_row_cleanser_on_real_export() -> None:
         "domain": "",
         "fqdn": "aaa0001",
         "business_criticality": "critical",
+        "asset_type_guess": "server",
+        "asset_type_reason": SERVER,
     }
     assert second.values["operating_system"] == "Windows Server 2012 R2"
     assert second.values["os_family"] == "windows"

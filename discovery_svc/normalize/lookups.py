@@ -1,0 +1,55 @@
+"""Synonym lookups for closed vocabularies: environment and business criticality."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from typing import Final
+
+from discovery_svc import vocab
+from discovery_svc.normalize.text import CACHE_SIZE, key, present, quote
+
+
+def table(groups: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """Lookup key of every spelling (and of the canonical name) -> canonical name."""
+    out: dict[str, str] = {}
+    for canonical, synonyms in groups.items():
+        for synonym in (canonical, *synonyms):
+            out[key(synonym)] = canonical
+    return out
+
+
+def lookup(entries: Mapping[str, str], what: str) -> Callable[[str], tuple[str | None, str | None]]:
+    """A cached normaliser that maps a spelling to its canonical name, else an issue."""
+
+    @lru_cache(maxsize=CACHE_SIZE)
+    def find(raw: str) -> tuple[str | None, str | None]:
+        stripped = present(raw)
+        if stripped is None:
+            return None, None
+        canonical = entries.get(key(stripped))
+        if canonical is None:
+            return None, f"unrecognised {what} {quote(stripped)}"
+        return canonical, None
+
+    return find
+
+
+environment: Final = lookup(table(vocab.load("environments")["values"]), "environment")
+criticality: Final = lookup(table(vocab.load("criticalities")["values"]), "business criticality")
+
+
+def normalize_environment(raw: str) -> tuple[str | None, str | None]:
+    """Map an environment synonym (``"PRD"``, ``"pre-prod"``, ``"DEVL"``) to its canonical name.
+
+    Canonical names: production, staging, test, development, dr, qa, uat, training, sandbox.
+    """
+    return environment(raw)
+
+
+def normalize_criticality(raw: str) -> tuple[str | None, str | None]:
+    """Map a criticality (``"Mission critical"``, ``"Tier 2"``, ``"P1"``) to critical/high/...
+
+    Numbers and tiers follow the usual convention that 1 is the most critical (tier 0 too).
+    """
+    return criticality(raw)
