@@ -14,7 +14,7 @@ import pytest
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared.tenancy import Tenant
 from tests.support import Stack, md, new_tenant
-from tests.test_discovery_journey import all_pages, watch_until
+from tests.test_discovery_journey import all_pages, until_approval, watch_until
 
 # Row 3 RAM and row 4 CPU cannot be cleansed; row 5 has nothing that names an asset; row 6
 # depends on a host nobody has; rows 7 and 8 describe the same host (merged into one asset).
@@ -207,17 +207,7 @@ async def test_a_person_adds_targets_to_a_column_at_the_gate(stack: Stack) -> No
     tenant = new_tenant()
     disc = stack.discovery()
     data = b"Name,Class\n" + b"".join(b"Payroll box %d,Server\n" % i for i in range(20))
-    uploaded = await stack.upload(tenant, data)
-    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
-    setattr(flow, "import", uploaded.name)
-    name = (
-        await stack.orchestrator().CreateFlow(
-            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
-        )
-    ).flow.name
-    await asyncio.wait_for(
-        watch_until(stack, tenant, name, {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL}), 60
-    )
+    name, _, _ = await until_approval(stack, tenant, data)
     update = discovery_pb2.FieldMappingUpdate(
         source_column="Name",
         set_additional_targets=discovery_pb2.AdditionalTargets(target_attributes=["hostname"]),
