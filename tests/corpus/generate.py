@@ -32,6 +32,7 @@ class Host:
     cpu_cores: int
     rows: list[int] = field(default_factory=list)
     accepted_types: list[str] = field(default_factory=list)
+    storage_gb: float | None = None  # None: the export has no disk column
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Corpus:
     hosts: dict[str, Host] = field(default_factory=dict)
     no_asset: dict[int, str] = field(default_factory=dict)
     traps: dict[int, str] = field(default_factory=dict)
+    must_report: dict[int, str] = field(default_factory=dict)
     absent_required: list[str] = field(default_factory=list)
 
     def add(self, host: Host | None, cells: dict[str, str], trap: str = "") -> int:
@@ -52,6 +54,8 @@ class Corpus:
             self.hosts.setdefault(host.key, host).rows.append(n)
         if trap:
             self.traps[n] = trap
+            if trap.startswith(REPORTABLE):
+                self.must_report[n] = trap
         return n
 
     def nothing(self, cells: dict[str, str], why: str) -> None:
@@ -76,12 +80,14 @@ class Corpus:
                     "accepted_types": h.accepted_types or [h.asset_type],
                     "memory_gb": h.memory_gb,
                     "cpu_cores": h.cpu_cores,
+                    "storage_gb": h.storage_gb,
                     "rows": h.rows,
                 }
                 for h in self.hosts.values()
             ],
             "rows_without_asset": {str(k): v for k, v in sorted(self.no_asset.items())},
             "trap_rows": {str(k): v for k, v in sorted(self.traps.items())},
+            "rows_to_report": {str(k): v for k, v in sorted(self.must_report.items())},
         }
         (HERE / f"{self.name}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
 
@@ -97,6 +103,8 @@ def unique_ips(rnd: random.Random, net: int, n: int) -> list[str]:
     return sorted(seen)
 
 
+# Traps a reader must be told about: an issue on the row (the others may pass silently).
+REPORTABLE = ("serial shared", "IP shared", "name with spaces", "placeholder name with")
 PLACEHOLDERS = ("unknown", "N/A", "TBD", "-")
 
 
@@ -130,7 +138,7 @@ def servicenow(rnd: random.Random) -> Corpus:
             "os_version": ver,
             "cpu_count": str(cpu),
             "ram": str(mem * 1024),  # ServiceNow stores RAM in MB
-            "disk_space": str(rnd.choice((50, 100, 250, 500, 1000))),
+            "disk_space": str(disk := rnd.choice((50, 100, 250, 500, 1000))),
             "serial_number": f"SN{rnd.randrange(10**9):09d}",
             "asset_tag": f"P{100000 + i}",
             "assigned_to": rnd.choice(("Ann Lee", "Bob Stone", "")),
@@ -138,6 +146,7 @@ def servicenow(rnd: random.Random) -> Corpus:
             "u_environment": rnd.choice(("Production", "Test", "Development")),
             "sys_id": f"{rnd.getrandbits(128):032x}",
         }
+        host.storage_gb = disk
         trap = ""
         if i in (10, 11):  # one serial on two differently named hosts
             cells["serial_number"] = "SN-SHARED-0001"
@@ -162,6 +171,14 @@ def servicenow(rnd: random.Random) -> Corpus:
              "cpu_count": "2", "ram": "4096"},
             f"placeholder name {p!r}, no serial, tag or IP",
         )  # fmt: skip
+    # a placeholder name, but a serial and an IP: an asset of its own, and an issue
+    c.add(
+        Host("serial SN-ORPHAN-0001", "server", 8, 2),
+        {"name": "unknown", "sys_class_name": "Linux Server", "ip_address": "10.10.200.1",
+         "os": "Red Hat Enterprise Linux", "os_version": "8.6", "cpu_count": "2", "ram": "8192",
+         "serial_number": "SN-ORPHAN-0001"},
+        "placeholder name with a serial and an IP",
+    )  # fmt: skip
     return c
 
 
@@ -369,7 +386,7 @@ def handmade(rnd: random.Random) -> Corpus:
             "OS ": rnd.choice(("Windows Server 2012 R2", "RHEL 7", "windows 2016", "SLES 12")),
             "CPU Qty": str(cpu),
             "RAM GB": str(mem),
-            "Disk TB": rnd.choice(("0.5", "1", "2", "1.5")),
+            "Disk TB": (disk_tb := rnd.choice(("0.5", "1", "2", "1.5"))),
             "Env": rnd.choice(("PROD", "prod", "Test", "DEV", "uat")),
             "Serial #": f"HM{i:05d}",
             "Notes": "",
@@ -390,6 +407,7 @@ def handmade(rnd: random.Random) -> Corpus:
             trap = "name with spaces"
         accepted = ["virtual_machine", "server"] if label == "VM" else [typ]
         host = Host(key, typ, mem, cpu, accepted_types=accepted)
+        host.storage_gb = float(disk_tb) * 1024  # TiB or TB: the test allows 5 %
         c.add(host, cells, trap)
         if i == 60:  # the same host typed again with different case
             c.add(host, dict(cells, **{" Server Name ": name.upper()}), "listed twice")
