@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,8 @@ async def run_file(stack: Stack, stem: str) -> Outcome:
         f"{'auto-approved' if auto else 'approved with waivers'}, {outcome.seconds:.1f}s; "
         f"false-issue rows {len(false_issue_rows(outcome))} "
         f"({100 * false_issue_rate(outcome):.1f} %); "
+        f"types {dict(sorted(Counter(a.asset_type for a in assets).items()))} "
+        f"(meant {dict(sorted(Counter(h['asset_type'] for h in truth['hosts']).items()))}); "
         f"waived {list(listed.missing_required_attributes)}; mapping "
         + ", ".join(
             f"{m.source_column}->{m.target_attribute or '-'}"
