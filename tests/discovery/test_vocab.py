@@ -1,4 +1,4 @@
-"""The header-synonym vocabulary that mapping.py is to load in place of its own table."""
+"""The vocabularies the mapper and the cleanser load: header synonyms and placeholders."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from discovery_svc.domain import mapping
 from discovery_svc.domain.mapping_set import TARGET_ATTRIBUTES
 
 
-def test_header_synonyms_cover_the_mappers_table_and_add_the_missing_ones() -> None:
+def test_header_synonyms_are_the_mappers_table() -> None:
     synonyms = vocab.load("header_synonyms")["synonyms"]
     assert set(synonyms) == set(TARGET_ATTRIBUTES)
-    for attribute, phrases in mapping._SYNONYMS.items():
-        assert phrases[0] == synonyms[attribute][0]
-        assert set(phrases) <= set(synonyms[attribute]), attribute
+    assert {a: tuple(p) for a, p in synonyms.items()} == mapping._SYNONYMS
+    for attribute, phrases in synonyms.items():
+        assert phrases[0] == attribute.replace("_", " "), attribute
+    # A phrase names one attribute only.
+    every = [p for phrases in synonyms.values() for p in phrases]
+    assert len(every) == len(set(every))
     added = {
         "owner": {"support group", "assigned to", "managed by"},
         "cpu_cores": {"cpu qty", "cpucount"},
