@@ -285,6 +285,7 @@ def test_each_spelling_maps_its_attribute(attribute: str, header: str) -> None:
 
 
 _OWNER: Value = lambda r: "Platform Ops"  # noqa: E731
+_TAG: Value = lambda r: f"AT-{r['cpus']}{r['gb']}"  # noqa: E731
 
 
 @pytest.mark.parametrize(
@@ -296,6 +297,10 @@ _OWNER: Value = lambda r: "Platform Ops"  # noqa: E731
         ("cpucount", "cpu_cores", _fact("cpus")),
         ("Memory (GiB)", "memory_gb", _fact("gb")),
         ("Hostname (FQDN)", "hostname", _fact("fqdn")),
+        ("Asset Tag", "asset_tag", _TAG),
+        ("asset_tag", "asset_tag", _TAG),
+        ("Tag Number", "asset_tag", _TAG),
+        ("u_asset_tag", "asset_tag", _TAG),
     ],
 )
 def test_header_synonyms_from_the_vocabulary_file(
