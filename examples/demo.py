@@ -3,7 +3,8 @@
 Starts both services on free ports (on the embedded PostgreSQL unless DATABASE_URL is set),
 then, through the public RPCs only: upload the CSV, create a flow, watch it, show the
 suggested mappings, approve them, resume, watch it to COMPLETED and print an inventory
-summary. Exits non-zero if the flow does not complete.
+summary and the findings (what each data phase did, the first issues). Exits non-zero if the
+flow does not complete.
 
     python examples/demo.py [--csv FILE] [--orchestrator HOST:PORT --discovery HOST:PORT]
                             [--token-file FILE]
@@ -190,6 +191,7 @@ async def journey(client: Client, csv_path: Path) -> bool:
         say(f"the flow ended {name_of(flow_pb2.FlowStatus, status, 'FLOW_STATUS_')}")
         return False
     await summary(client)
+    await findings(client, name)
     return True
 
 
@@ -223,6 +225,53 @@ async def summary(client: Client) -> None:
     say(f"   capacity: {cores} vCPU, {memory:,.0f} GB memory")
     for d in deps[:5]:
         say(f"   e.g. {d.source_display_name} —{d.kind}→ {d.target_display_name}")
+
+
+def issue_counts(counts: Any) -> str:
+    """``INVALID_VALUE 12 (10 rows), IDENTITY 3 (3 rows)``, or ``none``."""
+    return (
+        ", ".join(
+            f"{name_of(discovery_pb2.DataIssueKind, c.kind, 'DATA_ISSUE_KIND_')} {c.count}"
+            f" ({c.row_count} rows)"
+            for c in counts
+        )
+        or "none"
+    )
+
+
+async def findings(client: Client, name: str) -> None:
+    """What each data phase did with the rows, and the first issues to look at."""
+    say("7. Findings (GetChildFlow phase summaries, ListDataIssues)")
+    child = await client.disc.GetChildFlow(
+        discovery_pb2.GetChildFlowRequest(master_flow=name), metadata=client.metadata
+    )
+    for p in child.child_flow.phase_summaries:
+        line = f"rows {p.rows_in} in, {p.rows_out} out"
+        if p.phase == flow_pb2.PHASE_ASSET_INVENTORY:
+            line += (
+                f"; assets {p.assets_created} created, {p.assets_updated} updated,"
+                f" {p.assets_merged} merged"
+            )
+        if p.phase == flow_pb2.PHASE_DEPENDENCY_ANALYSIS:
+            line += f"; {p.dependencies} dependencies"
+        phase = name_of(flow_pb2.Phase, p.phase, "PHASE_")
+        say(f"   {phase}: {line}; issues: {issue_counts(p.issue_counts)}")
+    issues = await client.disc.ListDataIssues(
+        discovery_pb2.ListDataIssuesRequest(master_flow=name, page_size=5),
+        metadata=client.metadata,
+    )
+    shown = len(issues.data_issues)
+    more = f"; the first {shown}" if shown < issues.total_size else ""
+    say(f"   {issues.total_size} issues{more}" + (":" if shown else ""))
+    for i in issues.data_issues:
+        kind = name_of(discovery_pb2.DataIssueKind, i.kind, "DATA_ISSUE_KIND_")
+        severity = name_of(discovery_pb2.FlagSeverity, i.severity, "FLAG_SEVERITY_")
+        where = f"row {i.row_number}"
+        if i.attribute:
+            where += f" {i.attribute} ({', '.join(i.source_columns)})"
+        # Most problems quote the value already.
+        value = f" {i.value!r}:" if i.value and i.value not in i.problem else ""
+        say(f"   - {where} {severity} {kind}:{value} {i.problem}")
 
 
 def free_port() -> int:

@@ -10,7 +10,9 @@ import sys
 from tests.support import ROOT
 
 
-async def test_demo_completes_with_the_inventory_summary(database_url: str) -> None:
+async def test_demo_completes_with_the_inventory_summary_and_the_findings(
+    database_url: str,
+) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
     done = await asyncio.to_thread(
         subprocess.run,
@@ -32,3 +34,16 @@ async def test_demo_completes_with_the_inventory_summary(database_url: str) -> N
     )
     assert by_type in lines, [line for line in lines if "by type" in line]
     assert "   missing required attributes: none" in lines
+    # The findings: each data phase's summary (GetChildFlow), then the issues (ListDataIssues).
+    findings = lines[lines.index("7. Findings (GetChildFlow phase summaries, ListDataIssues)") :]
+    for line in (
+        "   DATA_CLEANSING: rows 226 in, 226 out; issues: INVALID_VALUE 5 (5 rows)",
+        "   ASSET_INVENTORY: rows 226 in, 226 out; assets 228 created, 0 updated, 6 merged;"
+        " issues: none",
+        "   DEPENDENCY_ANALYSIS: rows 226 in, 0 out; 456 dependencies; issues: none",
+        "   5 issues:",
+        '   - row 12 memory_gb (RAM) WARNING INVALID_VALUE: not a size "lots"',
+    ):
+        assert line in findings, findings
+    assert sum(line.startswith("   - row ") for line in findings) == 5, findings
+    assert "   228 assets, 456 dependencies" in lines

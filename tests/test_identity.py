@@ -56,9 +56,10 @@ async def run_flow(
     tenant: Tenant,
     rows: list[str],
     key: flow_pb2.IdentityKey.ValueType = flow_pb2.IDENTITY_KEY_UNSPECIFIED,
+    header: str = HEADER,
 ) -> uuid.UUID:
     """Upload the rows, run a flow to COMPLETED; its child flow's id."""
-    uploaded = await stack.upload(tenant, (HEADER + "\n".join(rows) + "\n").encode())
+    uploaded = await stack.upload(tenant, (header + "\n".join(rows) + "\n").encode())
     flow = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY,
         auto_approve=True,
@@ -282,3 +283,47 @@ async def assets_of_any(stack: Stack, tenant: Tenant) -> list[discovery_pb2.Asse
         tenant,
     )
     return [a for a in found if isinstance(a, discovery_pb2.Asset)]
+
+
+TAGGED = (
+    "hostname,asset_name,ip_address,operating_system,cpu_cores,memory_gb,asset_type,asset_tag\n"
+)
+TAGGED_ROWS = [
+    "kiosk-01,Kiosk,10.7.0.1,Windows 10,4,8,desktop,AT-100",  # 1-2: one name, two tags
+    "kiosk-01,Kiosk,10.7.0.2,Windows 10,4,8,desktop,AT-200",
+    ",,,Windows 10,4,8,desktop, AT-300 ",  # 3: only a tag
+    ",,,Windows 10,4,8,desktop,N/A",  # 4: a placeholder tag: nothing to go by
+]
+
+
+async def test_an_asset_tag_column_is_mapped_cleansed_and_identifies(stack: Stack) -> None:
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    by_tag, by_default = new_tenant(), new_tenant()
+
+    child = await run_flow(stack, by_tag, TAGGED_ROWS, flow_pb2.IDENTITY_KEY_NAME_AND_TAG, TAGGED)
+    cleansed = await fetch(
+        stack.database_url,
+        "SELECT row_number, values->>'asset_tag' AS tag FROM discovery.cleansed_records"
+        " WHERE child_flow_id = $1 ORDER BY row_number",
+        child,
+    )
+    assert [(r["row_number"], r["tag"]) for r in cleansed] == [
+        (1, "AT-100"),
+        (2, "AT-200"),
+        (3, "AT-300"),
+        (4, None),
+    ]
+    # NAME_AND_TAG: equal names with different tags stay two assets.
+    tagged = await assets_of_any(stack, by_tag)
+    assert sorted((a.hostname, a.display_name) for a in tagged) == [
+        ("", "AT-300"),
+        ("kiosk-01", "Kiosk"),
+        ("kiosk-01", "Kiosk"),
+    ]
+    assert any("no host name" in p for _, _, p in (await issues_of(stack, child))[4])
+
+    # The default key: the name makes one asset, and a row with only a tag is keyed by it.
+    await run_flow(stack, by_default, TAGGED_ROWS, header=TAGGED)
+    plain = await assets_of(stack, by_default)
+    assert sorted(plain) == ["AT-300", "kiosk-01"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from discovery_svc.domain import mapping_set
+from discovery_svc.domain import identity, mapping_set
 from discovery_svc.normalize.asset_types import (
     ASSET_TYPES,
     asset_type,
@@ -78,8 +78,22 @@ MAX_ISSUE_VALUE: Final = 200
 # Identifiers that key an asset (host names are bounded by DNS already). A longer value is
 # kept in full and the asset is made, but the row gets an issue: it is probably a description
 # or notes column mapped by mistake.
-IDENTIFIER_ATTRIBUTES: Final = frozenset({"asset_name", "serial_number", "application_name"})
+IDENTIFIER_ATTRIBUTES: Final = frozenset(
+    {"asset_name", "serial_number", "asset_tag", "application_name"}
+)
 MAX_IDENTIFIER: Final = 255
+
+
+def asset_tag(raw: str) -> Result:
+    """A trimmed asset tag; a placeholder (``N/A``, ``0``, ``unknown tag``...) is no tag.
+
+    Tags identify assets (``IDENTITY_KEY_NAME_AND_TAG``, and a row with nothing else), so the
+    names that never identify one (``vocab/placeholders.json``) are missing values here too.
+    """
+    value, _ = text(raw)
+    if value is None or identity.is_placeholder(value):
+        return None, None
+    return value, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +183,8 @@ class RowCleanser:
                 steps.append((_PLAIN, index, attribute, plausible_size_gb, memory_size))
             elif attribute == "storage_gb":
                 steps.append((_PLAIN, index, attribute, plausible_size_gb, storage_size))
+            elif attribute == "asset_tag":
+                steps.append((_IDENTIFIER, index, attribute, asset_tag, ()))
             elif attribute in IDENTIFIER_ATTRIBUTES:
                 steps.append((_IDENTIFIER, index, attribute, text, ()))
             else:

@@ -22,8 +22,9 @@ Serial numbers and IP addresses are supporting evidence only: two rows whose nam
 never merged on a shared serial or IP. A serial or IP shared by assets of different names is
 reported on each such row.
 
-**Placeholders never identify.** Names listed in ``discovery_svc/vocab/placeholder_names.json``
-(``unknown``, ``Name_unknown``, ``N/A``, ``TBD``, ``-``, ...) are skipped, the row falls to the
+**Placeholders never identify.** Names listed in ``discovery_svc/vocab/placeholders.json`` (the
+cleanser's vocabulary, with its name-only words and qualifiers: ``unknown``, ``Name_unknown``,
+``unknown host``, ``N/A``, ``TBD``, ``-``, ...) are skipped, the row falls to the
 next key, and the row gets an issue naming the placeholder.
 
 **No row vanishes.** A row ends linked to an asset (a host or an application) or with an issue
@@ -43,12 +44,11 @@ a derived value never replaces a given one.
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
-from importlib import resources
 from typing import Final
 
+from discovery_svc import vocab
 from flowpair_shared.domain import IdentityKey
 
 __all__ = ["ISSUE_PREFIX", "IdentityKey", "normalize_name", "placeholder_names"]
@@ -70,10 +70,9 @@ def normalize_name(name: str) -> str:
 @cache
 def placeholder_names() -> frozenset[str]:
     """Every normalised name that never identifies an asset."""
-    data = json.loads(
-        resources.files("discovery_svc.vocab").joinpath("placeholder_names.json").read_text()
-    )
-    words = {normalize_name(w) for w in data["words"]} | set(data["words"])
+    data = vocab.load("placeholders")
+    raw = [*data["values"], *data["name_words"]]
+    words = {normalize_name(w) for w in raw} | {w.lower() for w in raw}
     qualifiers = [normalize_name(q) for q in data["qualifiers"]]
     names = set(words)
     for word in words:

@@ -28,6 +28,7 @@ OPTIONAL = (
     "business_criticality",
     "virtualization_platform",
     "serial_number",
+    "asset_tag",
     "department",
     "data_center",
     "depends_on",

@@ -2,8 +2,8 @@
 
 One JSON file per vocabulary, shipped with the package (``pyproject.toml`` package-data), so
 a user can read and extend them without reading code. :func:`load` parses a file once.
-Files: ``placeholders``, ``units``, ``plausibility``, ``environments``, ``criticalities``,
-``asset_types``, ``operating_systems``, ``header_synonyms``.
+Files: ``placeholders`` (cell values and names), ``units``, ``plausibility``, ``environments``,
+``criticalities``, ``asset_types``, ``operating_systems``, ``header_synonyms``.
 """
 
 from __future__ import annotations

@@ -678,3 +678,25 @@ def test_row_cleanser_on_many_generated_rows() -> None:
 def test_sizes_beyond_range_are_issues_not_infinity(raw: str) -> None:
     value, problem = normalize_size_gb(raw)
     assert value is None and problem is not None and "out of range" in problem
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("AT-100", "AT-100"),
+        ("  AT-100\t", "AT-100"),
+        ("AT  100", "AT 100"),
+        ("N/A", None),
+        ("0", None),
+        ("xxx", None),
+        ("unknown tag", None),
+        ("TBD-asset", None),
+        ("", None),
+    ],
+)
+def test_asset_tag_is_a_trimmed_identifier_and_placeholders_are_no_tag(
+    raw: str, expected: str | None
+) -> None:
+    cleansed = RowCleanser({0: "asset_name", 1: "asset_tag"}).cleanse(["kiosk", raw])
+    assert cleansed.values.get("asset_tag") == expected
+    assert cleansed.issues == []

@@ -284,6 +284,38 @@ def test_each_spelling_maps_its_attribute(attribute: str, header: str) -> None:
     assert header in m.reason and "says nothing" not in m.reason, m
 
 
+_OWNER: Value = lambda r: "Platform Ops"  # noqa: E731
+_TAG: Value = lambda r: f"AT-{r['cpus']}{r['gb']}"  # noqa: E731
+
+
+@pytest.mark.parametrize(
+    ("header", "attribute", "values"),
+    [
+        ("Support Group", "owner", _OWNER),
+        ("assigned_to", "owner", _OWNER),
+        ("CPU Qty", "cpu_cores", _fact("cpus")),
+        ("cpucount", "cpu_cores", _fact("cpus")),
+        ("Memory (GiB)", "memory_gb", _fact("gb")),
+        ("Hostname (FQDN)", "hostname", _fact("fqdn")),
+        ("Asset Tag", "asset_tag", _TAG),
+        ("asset_tag", "asset_tag", _TAG),
+        ("Tag Number", "asset_tag", _TAG),
+        ("u_asset_tag", "asset_tag", _TAG),
+    ],
+)
+def test_header_synonyms_from_the_vocabulary_file(
+    header: str, attribute: str, values: Value
+) -> None:
+    """Spellings only header_synonyms.json knows (the mapper's table is that file)."""
+    columns = [(header, values) if a == attribute else SPELLINGS[a][0] for a in REQUIRED]
+    if attribute not in REQUIRED:
+        columns.append((header, values))
+    by_column = _by_column(_suggest_csv(_generated(columns, rows=30, seed=11)))
+    m = by_column[header]
+    assert (m.target_attribute, m.state) == (attribute, State.SUGGESTED), m
+    assert "synonym of " + attribute in m.reason, m
+
+
 # --- 3. headers that say nothing: values decide -------------------------------------------------
 
 
