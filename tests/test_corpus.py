@@ -405,13 +405,6 @@ def test_the_corpus_is_as_generated() -> None:
 
 
 GATE_DEFECTS: dict[str, str] = {
-    "device42_devices": (
-        "the mapper suggests nothing for cpu_cores: Device42's 'cpucount' (sockets) and "
-        "'cpucore' (cores per socket) stay UNMAPPED, so cpu_cores is missing at the gate"
-    ),
-    "handmade_inventory": (
-        "the mapper suggests nothing for cpu_cores: the column 'CPU Qty' stays UNMAPPED"
-    ),
     "lansweeper_assets": (
         "the mapper suggests nothing for asset_type: Lansweeper's 'AssetTypename' "
         "(Windows, Linux, VMware Guest, Switch) stays UNMAPPED"
@@ -534,10 +527,9 @@ async def test_memory_per_asset(corpus_stack: Stack, stem: str) -> None:
 
 CPU_DEFECTS: dict[str, str] = {
     "device42_devices": (
-        "cpu_cores is never filled: 'cpucount'/'cpucore' are not mapped (meant sockets x "
-        "cores per socket)"
+        "cpu_cores takes 'cpucount' (sockets) alone: 'cpucore' (cores per socket) is not "
+        "multiplied in, e.g. d42vm003 (row 4) has 1 core, meant 8"
     ),
-    "handmade_inventory": "cpu_cores is never filled: 'CPU Qty' is not mapped",
     "lansweeper_assets": (
         "LSAPP01 of CORP (1 core) merged with LSAPP01 of BRANCH (8): the asset takes 8"
     ),
