@@ -405,10 +405,6 @@ def test_the_corpus_is_as_generated() -> None:
 
 
 GATE_DEFECTS: dict[str, str] = {
-    "lansweeper_assets": (
-        "the mapper suggests nothing for asset_type: Lansweeper's 'AssetTypename' "
-        "(Windows, Linux, VMware Guest, Switch) stays UNMAPPED"
-    ),
     "rvtools_vinfo": (
         "the mapper suggests nothing for hostname or asset_name: RVTools' 'VM' column "
         "stays UNMAPPED, while 'Host' (the ESXi host a VM runs on) is offered as "
@@ -489,12 +485,7 @@ async def test_one_asset_per_intended_host_and_nothing_else(corpus_stack: Stack,
     assert not count_mismatches(o), show(count_mismatches(o))
 
 
-TYPE_DEFECTS: dict[str, str] = {
-    "lansweeper_assets": (
-        "AssetTypename is not mapped to asset_type, so the 65 'Switch' assets are typed "
-        "'server', not 'network_device'"
-    ),
-}
+TYPE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(TYPE_DEFECTS))
