@@ -147,16 +147,9 @@ class ServiceApp:
         With the database unreachable, the ports still open (health NOT_SERVING, every call
         UNAVAILABLE) and the role is checked as soon as the database answers: only then does
         the service serve and its background work start."""
-        ready = True
-        try:
-            await db_scope.refuse_rls_bypass(
-                self.engine, self.name, allow_insecure=self.allow_insecure
-            )
-        except Exception as error:
-            if not is_unavailable(error):
-                raise
+        ready = await self._role_checked()
+        if not ready:
             log.warning("database unreachable at start; serving once it answers")
-            ready = False
         try:
             self.port = await self._serve(self.public, "public")
             self.internal_port = await self._serve(self.internal, "internal")
@@ -193,24 +186,33 @@ class ServiceApp:
             work.start()
         log.info("serving")
 
+    async def _role_checked(self) -> bool:
+        """True once the database role passed its check (SystemExit if it bypasses row-level
+        security); False while the database is unreachable."""
+        try:
+            await db_scope.refuse_rls_bypass(
+                self.engine, self.name, allow_insecure=self.allow_insecure
+            )
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            return False
+        return True
+
     async def _check_role_when_reachable(self) -> None:
         while True:
             await asyncio.sleep(0.5)
             try:
-                await db_scope.refuse_rls_bypass(
-                    self.engine, self.name, allow_insecure=self.allow_insecure
-                )
+                if await self._role_checked():
+                    break
             except SystemExit as refused:
                 self.fatal = str(refused)
                 log.critical("stopping: %s", refused)
                 self.on_fatal()
                 return
-            except Exception as error:
-                if not is_unavailable(error):
-                    log.exception("database role check failed; retrying")
-                continue
-            await self._serving()
-            return
+            except Exception:
+                log.exception("database role check failed; retrying")
+        await self._serving()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Not serving → drain in-flight RPCs → stop background work → close channels and pool."""

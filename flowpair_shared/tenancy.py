@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -37,6 +36,15 @@ class Tenant:
 _current: contextvars.ContextVar[Tenant] = contextvars.ContextVar("flowpair_tenant")
 
 
+def metadata_values(metadata: Iterable[tuple[str, str | bytes]] | None, key: str) -> list[str]:
+    """Every value sent for ``key``, as text (undecodable bytes replaced, never raised)."""
+    return [
+        value.decode(errors="replace") if isinstance(value, bytes) else value
+        for k, value in metadata or ()
+        if k == key
+    ]
+
+
 def tenant_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Tenant:
     """Parse the three tenant headers; raise InvalidArgument naming each missing/bad one.
 
@@ -44,20 +52,17 @@ def tenant_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> 
     values: which copy a proxy or another reader would take is not defined) and hold a UUID
     under ``names.uuid_or_problem`` (canonical form, RFC 4122, not nil or max)."""
     pairs = list(metadata or ())
-    counts = Counter(key for key, _ in pairs)
-    found = {key: value for key, value in pairs if key in TENANT_HEADERS}
     v = Validator()
     values: dict[str, uuid.UUID] = {}
     for header in TENANT_HEADERS:
-        raw = found.get(header)
-        if counts[header] > 1:
-            v.add(f"metadata.{header}", f"must be sent once, got {counts[header]} times")
+        sent = metadata_values(pairs, header)
+        if len(sent) > 1:
+            v.add(f"metadata.{header}", f"must be sent once, got {len(sent)} times")
             continue
-        if raw is None or raw == "" or raw == b"":
+        if not sent or sent[0] == "":
             v.add(f"metadata.{header}", "is required (a UUID)")
             continue
-        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-        parsed = uuid_or_problem(text)
+        parsed = uuid_or_problem(sent[0])
         if isinstance(parsed, str):
             v.add(f"metadata.{header}", parsed)
         else:

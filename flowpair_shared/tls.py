@@ -28,7 +28,11 @@ def _read(path: str, setting: str) -> bytes:
 
 def is_loopback(listen: str) -> bool:
     """Whether ``host:port`` binds only the loopback interface."""
-    host = listen.rsplit(":", 1)[0].strip("[]")
+    return is_loopback_host(listen.rsplit(":", 1)[0].strip("[]"))
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an IP address) is this machine's loopback."""
     if host == "localhost":
         return True
     try:

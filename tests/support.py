@@ -226,6 +226,19 @@ class Stack:
         result: discovery_pb2.Import = getattr(response, "import")
         return result
 
+    async def start_flow(
+        self, tenant: Tenant, data: bytes, **fields: Any
+    ) -> tuple[str, discovery_pb2.Import]:
+        """Upload ``data`` and create a discovery flow on it (``fields`` set on the Flow):
+        the flow's name and the import."""
+        uploaded = await self.upload(tenant, data)
+        flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, **fields)
+        setattr(flow, "import", uploaded.name)
+        created = await self.orchestrator().CreateFlow(
+            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
+        )
+        return created.flow.name, uploaded
+
     async def start_processes(self, log_dir: Path) -> tuple[Process, Process]:
         """Both services in their own OS processes, once they report SERVING."""
         env = self.env()

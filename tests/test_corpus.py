@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from discovery_svc.domain.mapping_set import REQUIRED
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared import devstack
 from tests.support import Stack, approve_waiving_gaps, md, new_tenant
@@ -32,15 +33,6 @@ from tests.test_discovery_journey import all_pages, watch_until
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 FILES = sorted(p.stem for p in CORPUS.glob("*.csv"))
-REQUIRED = (
-    "asset_name",
-    "asset_type",
-    "hostname",
-    "ip_address",
-    "operating_system",
-    "cpu_cores",
-    "memory_gb",
-)
 MAX_MEMORY_GB = 12 * 1024  # no server of the corpus has more than 256 GB; 12 TB is a ceiling
 MAX_CORES = 512
 MAX_STORAGE_GB = 10 * 1024 * 1024
@@ -96,14 +88,8 @@ async def run_file(stack: Stack, stem: str) -> Outcome:
     truth = json.loads((CORPUS / f"{stem}.truth.json").read_text())
     tenant = new_tenant()  # a tenant per file: the inventories do not mix
     disc = stack.discovery()
-    uploaded = await stack.upload(tenant, (CORPUS / f"{stem}.csv").read_bytes())
-    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
-    setattr(flow, "import", uploaded.name)
-    name = (
-        await stack.orchestrator().CreateFlow(
-            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
-        )
-    ).flow.name
+    data = (CORPUS / f"{stem}.csv").read_bytes()
+    name, _ = await stack.start_flow(tenant, data, auto_approve=True)
     settled: set[int] = {
         flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL,
         flow_pb2.FLOW_STATUS_COMPLETED,

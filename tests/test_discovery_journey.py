@@ -75,14 +75,7 @@ async def until_approval(
 ) -> tuple[str, int, discovery_pb2.ListFieldMappingsResponse]:
     """Upload ``data`` and start a flow on it; its name, the last event seen and its suggested
     mapping once it waits for approval."""
-    uploaded = await stack.upload(tenant, data)
-    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
-    setattr(flow, "import", uploaded.name)
-    name = (
-        await stack.orchestrator().CreateFlow(
-            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
-        )
-    ).flow.name
+    name, _ = await stack.start_flow(tenant, data)
     _, seen = await asyncio.wait_for(
         watch_until(stack, tenant, name, {flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL}), 60
     )

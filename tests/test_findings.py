@@ -11,7 +11,7 @@ from collections import Counter
 import grpc
 import pytest
 
-from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
+from flowpair.v1 import discovery_pb2, flow_pb2
 from flowpair_shared.tenancy import Tenant
 from tests.support import Stack, md, new_tenant
 from tests.test_discovery_journey import all_pages, until_approval, watch_until
@@ -34,14 +34,7 @@ KIND = discovery_pb2.DataIssueKind
 
 async def _completed(stack: Stack, tenant: Tenant, data: bytes) -> tuple[str, str]:
     """Upload ``data``, create an auto-approved flow and watch it to COMPLETED."""
-    uploaded = await stack.upload(tenant, data)
-    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
-    setattr(flow, "import", uploaded.name)
-    name = (
-        await stack.orchestrator().CreateFlow(
-            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
-        )
-    ).flow.name
+    name, uploaded = await stack.start_flow(tenant, data, auto_approve=True)
     done, _ = await asyncio.wait_for(
         watch_until(
             stack,

@@ -163,13 +163,8 @@ async def world(stack: Stack) -> World:
     await stack.start_orchestrator()
     await stack.start_discovery()
     owner = new_tenant()
-    uploaded = await stack.upload(owner, EXAMPLE.read_bytes())
-    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
-    setattr(flow, "import", uploaded.name)
-    created = await stack.orchestrator().CreateFlow(
-        orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(owner)
-    )
-    return World(stack, owner, created.flow.name, uploaded.name)
+    name, uploaded = await stack.start_flow(owner, EXAMPLE.read_bytes())
+    return World(stack, owner, name, uploaded.name)
 
 
 def _with(

@@ -27,7 +27,7 @@ from flowpair_shared.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from flowpair_shared.tenancy import USER_HEADER, Tenant
+from flowpair_shared.tenancy import USER_HEADER, Tenant, metadata_values
 
 log = logging.getLogger("flowpair.auth")
 AUTHORIZATION_HEADER = "authorization"
@@ -50,12 +50,8 @@ def method_roles(services: Iterable[ServiceDescriptor]) -> dict[str, Role | None
     return roles
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def bearer_token(metadata: Metadata) -> str:
-    values = [_text(v) for k, v in metadata if k == AUTHORIZATION_HEADER]
+    values = metadata_values(metadata, AUTHORIZATION_HEADER)
     if not values:
         raise Unauthenticated("missing `authorization: Bearer <token>` metadata")
     if len(values) > 1:
@@ -104,7 +100,7 @@ class PublicAccess:
 
 def admit_principal(principal: Principal, metadata: Metadata) -> Tenant:
     """The tenant of a call by ``principal``: its headers, its user id, its grants."""
-    users = [_text(v) for k, v in metadata if k == USER_HEADER]
+    users = metadata_values(metadata, USER_HEADER)
     if len(users) > 1:
         raise InvalidArgument(
             [FieldViolation(f"metadata.{USER_HEADER}", "must be sent at most once")]
@@ -126,7 +122,7 @@ class PeerAccess:
 
     async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Tenant:
         auth = context.auth_context()
-        names = {_text(n) for n in auth.get("x509_common_name", [])}
+        names = {n.decode(errors="replace") for n in auth.get("x509_common_name", [])}
         if self._allowed not in names:
             raise PermissionDenied(f"only the {self._allowed} service may call {method}")
         return tenancy.tenant_from_metadata(context.invocation_metadata())

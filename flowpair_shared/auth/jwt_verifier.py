@@ -9,7 +9,6 @@ Claims: ``iss`` and ``aud`` must match the settings, ``exp`` is required; ``sub`
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 import urllib.parse
@@ -22,6 +21,7 @@ import jwt
 from flowpair_shared.auth.principal import Principal, Role, parse_grants
 from flowpair_shared.errors import Unauthenticated
 from flowpair_shared.names import uuid_or_problem
+from flowpair_shared.tls import is_loopback_host
 
 log = logging.getLogger("flowpair.auth")
 
@@ -43,16 +43,6 @@ def _user_id(issuer: str, subject: str) -> uuid.UUID:
     if isinstance(found, uuid.UUID):
         return found
     return uuid.uuid5(uuid.NAMESPACE_URL, f"{issuer}#{subject}")
-
-
-def _loopback_url(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def principal_from_claims(claims: dict[str, Any], issuer: str) -> Principal:
@@ -104,7 +94,9 @@ class JwtVerifier:
         self._file: Path | None = None
         self._file_keys: jwt.PyJWKSet | None = None
         self._file_stamp: tuple[int, int, int] | None = None
-        if jwks.startswith("http://") and not _loopback_url(jwks):
+        if jwks.startswith("http://") and not is_loopback_host(
+            urllib.parse.urlsplit(jwks).hostname or ""
+        ):
             if not allow_insecure:
                 raise SystemExit(
                     "FLOWPAIR_AUTH_JWKS: a JWKS over plain http could be swapped in transit;"

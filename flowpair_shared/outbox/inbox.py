@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowpair_shared.errors import Validator
 from flowpair_shared.names import parse_uuid
+from flowpair_shared.tenancy import metadata_values
 
 MESSAGE_ID_HEADER = "x-message-id"
 
@@ -18,7 +19,7 @@ def message_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> uuid.
     """The relay's message id from call metadata; None for a direct (non-relay) call.
 
     InvalidArgument when it is not a UUID or is sent more than once."""
-    values = [value for key, value in metadata or () if key == MESSAGE_ID_HEADER]
+    values = metadata_values(metadata, MESSAGE_ID_HEADER)
     if not values:
         return None
     v = Validator()
@@ -26,9 +27,7 @@ def message_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> uuid.
     if len(values) > 1:
         v.add(field, f"must be sent once, got {len(values)} times")
         v.raise_if_any()
-    value = values[0]
-    text_value = value.decode(errors="replace") if isinstance(value, bytes) else value
-    parsed = parse_uuid(text_value, field, v)
+    parsed = parse_uuid(values[0], field, v)
     v.raise_if_any()
     return parsed
 
