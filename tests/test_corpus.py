@@ -390,13 +390,7 @@ def test_the_corpus_is_as_generated() -> None:
         assert sorted(covered) == list(range(1, truth["row_count"] + 1)), stem
 
 
-GATE_DEFECTS: dict[str, str] = {
-    "rvtools_vinfo": (
-        "the mapper suggests nothing for hostname or asset_name: RVTools' 'VM' column "
-        "stays UNMAPPED, while 'Host' (the ESXi host a VM runs on) is offered as "
-        "hostname+asset_name and 'DNS Name' only as AMBIGUOUS"
-    ),
-}
+GATE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(GATE_DEFECTS))
@@ -410,18 +404,7 @@ async def test_every_required_attribute_is_suggested_at_the_gate(
     )
 
 
-MERGE_DEFECTS: dict[str, str] = {
-    "lansweeper_assets": (
-        "the Domain column is not used for identity (it stays UNMAPPED and no target "
-        "attribute takes it): LSAPP01 in domain CORP (row 101) and LSAPP01 in BRANCH (row"
-        " 102) become one asset"
-    ),
-    "rvtools_vinfo": (
-        "with no name column usable at the gate (VM unmapped; Host and DNS Name "
-        "ambiguous, left out), rows fall back to the IP as identity: rvvm035 and rvvm036 "
-        "(rows 36, 37), two VMs sharing 10.40.0.5, become one asset"
-    ),
-}
+MERGE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(MERGE_DEFECTS))
@@ -448,21 +431,7 @@ async def test_no_row_without_an_asset_or_a_reason(corpus_stack: Stack, stem: st
     assert not lost_rows(o), show(lost_rows(o))
 
 
-COUNT_DEFECTS: dict[str, str] = {
-    "device42_devices": (
-        "'service_level' (Production/QA/Development) is suggested as application_name, so"
-        " the inventory gains 3 application assets 'Production', 'QA', 'Development' the "
-        "export never names"
-    ),
-    "lansweeper_assets": (
-        "259 host assets for 260 hosts: LSAPP01 of CORP and of BRANCH are merged (Domain "
-        "not used for identity)"
-    ),
-    "rvtools_vinfo": (
-        "219 host assets for 220 VMs: rvvm035 and rvvm036 merged on a shared IP (no name "
-        "column mapped)"
-    ),
-}
+COUNT_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(COUNT_DEFECTS))
@@ -480,19 +449,7 @@ async def test_types_per_asset(corpus_stack: Stack, stem: str) -> None:
     assert not type_mismatches(o), show(type_mismatches(o))
 
 
-MEMORY_DEFECTS: dict[str, str] = {
-    "device42_devices": (
-        "Device42's unit column 'ram_size_type' is ignored: 'ram' 8192 with ram_size_type"
-        " MB is stored as memory_gb 8192 (meant 8), and 32768 MB is rejected as "
-        "implausible and stored as 0 (meant 32)"
-    ),
-    "lansweeper_assets": (
-        "LSAPP01 of CORP (64 GB) merged with LSAPP01 of BRANCH (32 GB): the asset takes 32"
-    ),
-    "rvtools_vinfo": (
-        "rvvm035 (256 GB) merged with rvvm036 (4 GB) on a shared IP: the asset takes 4"
-    ),
-}
+MEMORY_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(MEMORY_DEFECTS))
@@ -502,18 +459,7 @@ async def test_memory_per_asset(corpus_stack: Stack, stem: str) -> None:
     assert not bad, show(bad)
 
 
-CPU_DEFECTS: dict[str, str] = {
-    "device42_devices": (
-        "cpu_cores takes 'cpucount' (sockets) alone: 'cpucore' (cores per socket) is not "
-        "multiplied in, e.g. d42vm003 (row 4) has 1 core, meant 8"
-    ),
-    "lansweeper_assets": (
-        "LSAPP01 of CORP (1 core) merged with LSAPP01 of BRANCH (8): the asset takes 8"
-    ),
-    "rvtools_vinfo": (
-        "rvvm035 (4 cores) merged with rvvm036 (16) on a shared IP: the asset takes 16"
-    ),
-}
+CPU_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(CPU_DEFECTS))
@@ -523,12 +469,7 @@ async def test_cpu_per_asset(corpus_stack: Stack, stem: str) -> None:
     assert not bad, show(bad)
 
 
-PLAUSIBILITY_DEFECTS: dict[str, str] = {
-    "device42_devices": (
-        "ram 16384 (MB by ram_size_type) is stored as memory_gb 16384 (16 TB) on 6 "
-        "assets, e.g. d42srv065 (row 66); the plausibility bound accepts up to 16384 GB"
-    ),
-}
+PLAUSIBILITY_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(PLAUSIBILITY_DEFECTS))
@@ -546,17 +487,7 @@ async def test_storage_per_asset(corpus_stack: Stack, stem: str) -> None:
     assert not storage_mismatches(o), show(storage_mismatches(o))
 
 
-REPORT_DEFECTS: dict[str, str] = {
-    "servicenow_cmdb_ci": (
-        "row 246 (name 'unknown', serial SN-ORPHAN-0001, IP 10.10.200.1) rightly makes an "
-        "asset keyed by its serial, but no issue names the placeholder, although "
-        "discovery_svc/domain/identity.py says such a row 'gets an issue naming the placeholder'"
-    ),
-    "rvtools_vinfo": (
-        "row 37 (rvvm036, sharing IP 10.40.0.5 with rvvm035 in row 36) gets no issue: with no "
-        "name column mapped both rows merge on the IP, and only row 36 gets 'differs' issues"
-    ),
-}
+REPORT_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(REPORT_DEFECTS))

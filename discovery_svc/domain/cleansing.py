@@ -38,10 +38,13 @@ from discovery_svc.normalize.text import (
     depends_on,
     normalize_depends_on,
     normalize_text,
+    present,
+    quote,
     text,
 )
 from discovery_svc.normalize.units import (
     CPU_CORES_RANGE,
+    GB_PER_UNIT,
     PLAUSIBLE,
     normalize_int,
     normalize_size_gb,
@@ -103,6 +106,42 @@ class Issue:
     attribute: str
     value: str
     problem: str
+    kind: str = "invalid_value"
+    """A ``cleansing_issues.kind``: most are values that could not be cleansed."""
+
+
+def _size_in_row_unit(row: Sequence[str], raw: str, extra: tuple[object, ...]) -> Result:
+    """A size whose bare number is in the row's unit column when there is one (Device42's
+    ``ram`` with ``ram_size_type``), else in the column's unit."""
+    factor, low, high, unit_name, unit_index = extra
+    assert isinstance(unit_index, int) and isinstance(factor, float)
+    if 0 <= unit_index < len(row):
+        unit = present(row[unit_index])
+        if unit is not None:
+            row_factor = GB_PER_UNIT.get(unit.lower())
+            if row_factor is None:
+                return None, f"unknown size unit {quote(unit)} in the unit column"
+            factor, unit_name = row_factor, unit.upper()
+    return plausible_size_gb(raw, factor, low, high, unit_name)
+
+
+def _cores_times_sockets(
+    row: Sequence[str], raw: str, extra: tuple[object, ...], issues: list[Issue]
+) -> Result:
+    """Cores, or sockets times the row's cores per socket when a column gives them."""
+    low, high, per_index = extra
+    assert isinstance(low, int) and isinstance(high, int) and isinstance(per_index, int)
+    if not 0 <= per_index < len(row):
+        return whole(raw, low, high)
+    count, problem = whole(raw, low, high)
+    per, per_problem = whole(row[per_index], low, high)
+    if per_problem is not None:
+        issues.append(Issue("cores_per_socket", row[per_index][:MAX_ISSUE_VALUE], per_problem))
+    if count is None or per is None:
+        return count, problem
+    if not low <= count * per <= high:
+        return None, f"{count} sockets x {per} cores is out of range {low}..{high}"
+    return count * per, None
 
 
 # ------------------------------------------------------------------------------------ the row
@@ -122,7 +161,10 @@ class CleansedRow:
 
 
 # Step kinds, so that the per-row loop branches on a small int instead of calling closures.
-_PLAIN, _HOST, _OS, _DEPS, _CUSTOM, _OS_VERSION_COLUMN, _IDENTIFIER = range(7)
+_PLAIN, _HOST, _OS, _DEPS, _CUSTOM, _OS_VERSION_COLUMN, _IDENTIFIER, _DOMAIN = range(8)
+_SIZE, _CORES = range(8, 10)
+# Name columns whose placeholder ("unknown", "N/A") is reported: the row is keyed otherwise.
+_NAMES: Final = frozenset({"asset_name", "hostname"})
 
 _PLAIN_NORMALISERS: Final[Mapping[str, Callable[[str], Result]]] = {
     "ip_address": ip,
@@ -155,6 +197,13 @@ class RowCleanser:
         memory_size = (unit_factor(memory_unit), memory.low, memory.high, memory_unit)
         storage_size = (unit_factor(storage_unit), storage.low, storage.high, storage_unit)
         seen: set[str] = set()
+        # A companion column qualifies another attribute row by row (its unit, a multiplier):
+        # read in that attribute's step, never stored on its own.
+        companion = {
+            mapping_set.COMPANIONS[attribute]: index
+            for index, attribute in mapping.items()
+            if attribute in mapping_set.COMPANIONS
+        }
         steps: list[tuple[int, int, str, Callable[..., Result], tuple[object, ...]]] = []
         for index, attribute in sorted(mapping.items()):
             if index < 0:
@@ -162,6 +211,8 @@ class RowCleanser:
             if attribute in seen:
                 raise ValueError(f"attribute {attribute!r} is mapped from several columns")
             seen.add(attribute)
+            if attribute in mapping_set.COMPANIONS:
+                continue
             if attribute.startswith(CUSTOM_PREFIX):
                 name = attribute[len(CUSTOM_PREFIX) :]
                 if not name:
@@ -178,11 +229,16 @@ class RowCleanser:
             elif attribute == "depends_on":
                 steps.append((_DEPS, index, attribute, depends_on, ()))
             elif attribute == "cpu_cores":
-                steps.append((_PLAIN, index, attribute, whole, CPU_CORES_RANGE))
+                per = companion.get(attribute, -1)
+                steps.append((_CORES, index, attribute, whole, (*CPU_CORES_RANGE, per)))
             elif attribute == "memory_gb":
-                steps.append((_PLAIN, index, attribute, plausible_size_gb, memory_size))
+                unit = companion.get(attribute, -1)
+                steps.append((_SIZE, index, attribute, plausible_size_gb, (*memory_size, unit)))
             elif attribute == "storage_gb":
-                steps.append((_PLAIN, index, attribute, plausible_size_gb, storage_size))
+                unit = companion.get(attribute, -1)
+                steps.append((_SIZE, index, attribute, plausible_size_gb, (*storage_size, unit)))
+            elif attribute == "domain":
+                steps.append((_DOMAIN, index, attribute, text, ()))
             elif attribute == "asset_tag":
                 steps.append((_IDENTIFIER, index, attribute, asset_tag, ()))
             elif attribute in IDENTIFIER_ATTRIBUTES:
@@ -200,18 +256,37 @@ class RowCleanser:
         os_info: OsInfo | None = None
         os_version: str | None = None
         custom: dict[str, object] | None = None
+        domain: str | None = None
         for kind, index, attribute, normalise, extra in self._steps:
             if index >= width:
                 continue
             raw = row[index]
-            value, problem = normalise(raw, *extra)
+            if kind == _SIZE:
+                value, problem = _size_in_row_unit(row, raw, extra)
+            elif kind == _CORES:
+                value, problem = _cores_times_sockets(row, raw, extra, issues)
+            else:
+                value, problem = normalise(raw, *extra)
             if problem is not None:
                 issues.append(Issue(attribute, raw[:MAX_ISSUE_VALUE], problem))
                 continue
             if value is None:
+                if attribute in _NAMES and identity.is_placeholder(raw) and raw.strip():
+                    issues.append(
+                        Issue(
+                            attribute,
+                            raw[:MAX_ISSUE_VALUE],
+                            f"{quote(raw.strip())} is a placeholder, not a name: it identifies"
+                            " no asset, so the row is keyed by what else it has",
+                            kind="identity",
+                        )
+                    )
                 continue
-            if kind == _PLAIN:
+            if kind in (_PLAIN, _SIZE, _CORES):
                 values[attribute] = value
+            elif kind == _DOMAIN:
+                assert isinstance(value, str)
+                domain = value.lower().strip(".")
             elif kind == _IDENTIFIER:
                 values[attribute] = value
                 assert isinstance(value, str)
@@ -244,6 +319,12 @@ class RowCleanser:
                     custom = {}
                     values["custom"] = custom
                 custom[attribute] = value
+        if domain and not values.get("domain"):
+            # A domain column places a short host name ("LSAPP01" in "CORP"); a name that is
+            # already an FQDN keeps its own domain.
+            values["domain"] = domain
+            if "hostname" in values and "." in domain:
+                values["fqdn"] = f"{values['hostname']}.{domain}"
         if os_info is not None:
             # A version column is more precise than the OS string, but keeps its service pack.
             version = os_info.version

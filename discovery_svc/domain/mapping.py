@@ -22,20 +22,24 @@ attributes ride on the column's mapping (``also_targets``), with its confidence.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from discovery_svc import vocab
 from discovery_svc.domain.mapping_set import TARGET_ATTRIBUTES, FieldMapping, State
 from discovery_svc.domain.profile import ColumnProfile, describe
+from discovery_svc.normalize.lookups import environment
+from discovery_svc.normalize.text import present
+from discovery_svc.normalize.units import GB_PER_UNIT
 
 _FLOOR = 0.5
 _TIE = 0.05
 
 # Exact synonyms, as normalised phrases; the first is the attribute's own name. The table is
 # data (discovery_svc/vocab/header_synonyms.json), so a user can extend it without code.
+_HEADERS = vocab.load("header_synonyms")
 _SYNONYMS: dict[str, tuple[str, ...]] = {
-    attr: tuple(phrases) for attr, phrases in vocab.load("header_synonyms")["synonyms"].items()
+    attr: tuple(phrases) for attr, phrases in _HEADERS["synonyms"].items()
 }
 assert set(_SYNONYMS) == set(TARGET_ATTRIBUTES)
 
@@ -62,6 +66,33 @@ _PHRASE = {
     " ".join(_ABBREVIATIONS.get(w, w) for w in phrase.split()): attr
     for attr, phrases in _SYNONYMS.items()
     for phrase in phrases
+}
+
+# The same, written without spaces, for headers whose words run together ("OSname"). A
+# spelling two attributes share ("cpucore" vs "cpu core"?) keeps the first.
+_COMPACT: dict[str, str] = {}
+for _phrase, _attr in _PHRASE.items():
+    _COMPACT.setdefault(_phrase.replace(" ", ""), _attr)
+
+# Headers of a cpu_cores column that count sockets: only those a cores_per_socket column
+# multiplies ("cpucount" x "cpucore"); "CPUs" or "vCPU" already count every core.
+_SOCKET_HEADERS = frozenset(
+    " ".join(_ABBREVIATIONS.get(w, w) for w in phrase.split())
+    for phrase in _HEADERS["socket_count_headers"]
+)
+
+# Attributes that name one asset: a column repeating its values far more than another
+# name column does (RVTools' "Host": the ESXi host of each VM) is not the asset's name.
+_NAMING = frozenset({"hostname", "asset_name", "serial_number", "asset_tag"})
+_NAME_LIKE = frozenset({"hostname", "fqdn", "text"})
+# Free-text attributes that a column of environment names ("Production", "QA") is not.
+_NOT_ENVIRONMENTS = frozenset(
+    {"application_name", "owner", "department", "location", "data_center", "asset_name", "hostname"}
+)
+# Which unit a column of unit words ("MB", "GB") qualifies, by a word of its header.
+_UNIT_OF = {
+    "memory_unit": frozenset({"ram", "mem", "memory"}),
+    "storage_unit": frozenset({"disk", "storage", "hdd", "capacity", "drive", "disks"}),
 }
 
 # Which profiled kinds speak for an attribute: (kinds, whether they name it on their own).
@@ -120,6 +151,11 @@ def _header_candidates(header: str) -> list[_Candidate]:
         attr = _PHRASE[phrase]
         own = phrase == _SYNONYMS[attr][0]
         offer(attr, 0.95 if own else 0.9, f"header {quoted} is a synonym of {attr}")
+    compact = "".join(words)
+    if phrase not in _PHRASE and compact in _COMPACT:
+        # Words run together ("OSname", "Serialnumber", "ipaddress").
+        attr = _COMPACT[compact]
+        offer(attr, 0.85, f"header {quoted} reads as {_SYNONYMS[attr][0]!r}")
     core = [w for w in words if w not in _UNIT_WORDS] or words
     while core and core[0] in _PREFIX_WORDS and len(core) > 1:
         core = core[1:]
@@ -147,6 +183,9 @@ def _value_share(column: ColumnProfile, attribute: str) -> float | None:
     if kinds is None or column.inferred_type == "empty":
         return None
     patterns = dict(column.patterns)
+    if attribute == "operating_system" and patterns.get("fqdn", 0.0) >= 0.5:
+        # "esx01.vc.example.org" starts with an OS word, but an FQDN names a host.
+        return 0.0
     if attribute in ("memory_gb", "storage_gb", "cpu_cores"):
         # Numbers with or without units: the largest matching kind, not the sum (overlap).
         return max((patterns.get(k, 0.0) for k in kinds[0]), default=0.0)
@@ -205,14 +244,101 @@ def _candidates(column: ColumnProfile) -> list[_Candidate]:
                 f" (header {column.name.strip()!r} says nothing)",
             )
         )
+    out = _closed_vocabularies(column, out)
     out.sort(key=lambda c: -c.score)
+    return out
+
+
+def _sample_share(column: ColumnProfile, fits: Callable[[str], bool]) -> float:
+    """The share of the column's most frequent values that ``fits`` accepts (0 with fewer
+    than two values: one value proves nothing)."""
+    values = [v for v in (present(s) for s in column.sample_values) if v]
+    if len(values) < 2:
+        return 0.0
+    return sum(map(fits, values)) / len(values)
+
+
+def _is_environment(value: str) -> bool:
+    return environment(value)[0] is not None
+
+
+def _is_unit(value: str) -> bool:
+    return value.lower() in GB_PER_UNIT
+
+
+def _adjust(c: _Candidate, factor: float, why: str) -> _Candidate:
+    return _Candidate(c.attribute, min(0.99, c.score * factor), c.reason + why)
+
+
+def _closed_vocabularies(column: ColumnProfile, found: list[_Candidate]) -> list[_Candidate]:
+    """Values from a closed vocabulary say what a column is, whatever its header suggests:
+    environment names ("Production", "QA") are an environment, not an application or owner;
+    unit words ("MB", "GB") are the unit of the memory or disk column beside them."""
+    out = list(found)
+    shown = ", ".join(repr(s) for s in column.sample_values[:3])
+    if _sample_share(column, _is_environment) == 1.0:
+        why = f"; its values ({shown}) are environment names"
+        out = [_adjust(c, 0.6, why) if c.attribute in _NOT_ENVIRONMENTS else c for c in out]
+        if not any(c.attribute == "environment" for c in out):
+            out.append(_Candidate("environment", 0.85, why.removeprefix("; ").capitalize()))
+    if _sample_share(column, _is_unit) == 1.0:
+        words = set(header_words(column.name))
+        for attribute, nouns in _UNIT_OF.items():
+            if words & nouns and not any(c.attribute == attribute for c in out):
+                out.append(
+                    _Candidate(
+                        attribute,
+                        0.8,
+                        f"its values ({shown}) are size units and the header names {attribute}"
+                        f"'s quantity",
+                    )
+                )
+    return out
+
+
+def _rarely_distinct(
+    columns: Sequence[ColumnProfile], candidates: dict[int, list[_Candidate]]
+) -> dict[int, list[_Candidate]]:
+    """Name candidates of a column that repeats its values far more than the most varied name
+    column does: one name per asset, so a column naming few things names something else."""
+
+    def variety(c: ColumnProfile) -> float:
+        # Distinct values per filled row: a mostly empty column of unique names is varied.
+        filled = 1.0 - c.null_fraction
+        return c.distinct_count / filled if filled > 0 else 0.0
+
+    naming = [
+        variety(c)
+        for c in columns
+        if any(cand.attribute in _NAMING for cand in candidates[c.position])
+    ]
+    most = max(naming, default=0.0)
+    out: dict[int, list[_Candidate]] = {}
+    for c in columns:
+        mine = candidates[c.position]
+        # Only values that read as names: numbers under a name header are contradiction
+        # enough, said once.
+        if variety(c) < 0.5 * most and c.inferred_type in _NAME_LIKE:
+            why = (
+                f", but its values repeat: {c.distinct_count} distinct among"
+                f" {1 - c.null_fraction:.0%} of the rows, where another name column's hardly"
+                " do; it names something many rows share"
+            )
+            mine = sorted(
+                (_adjust(x, 0.6, why) if x.attribute in _NAMING else x for x in mine),
+                key=lambda x: -x.score,
+            )
+        out[c.position] = mine
     return out
 
 
 def suggest(columns: Sequence[ColumnProfile]) -> list[FieldMapping]:
     """One :class:`FieldMapping` per column, in column order."""
     # An empty column fills nothing, whatever its header says: listed, never suggested.
-    candidates = {c.position: [] if c.inferred_type == "empty" else _candidates(c) for c in columns}
+    candidates = _rarely_distinct(
+        columns,
+        {c.position: [] if c.inferred_type == "empty" else _candidates(c) for c in columns},
+    )
     ranked = sorted(
         ((cand.score, pos, cand) for pos, cands in candidates.items() for cand in cands),
         key=lambda t: (-t[0], t[1]),
@@ -291,7 +417,54 @@ def suggest(columns: Sequence[ColumnProfile]) -> list[FieldMapping]:
                 also_targets=extra,
             )
         )
-    return result
+    return _socket_multiplier(result)
+
+
+def _socket_multiplier(result: list[FieldMapping]) -> list[FieldMapping]:
+    """Settle a cores_per_socket column against the cpu_cores column.
+
+    It multiplies a column that counts sockets ("cpucount" x "cpucore"); beside a column that
+    counts every core ("CPUs") it would double-count, so it is left unmapped; alone, its
+    values are the best core count there is.
+    """
+    per = next((m for m in result if m.usable_target == "cores_per_socket"), None)
+    if per is None:
+        return result
+    cores = next((m for m in result if "cpu_cores" in m.usable_targets), None)
+    if cores is None:
+        changed = {
+            per.position: replace(
+                per,
+                target_attribute="cpu_cores",
+                reason=per.reason + "; no column counts sockets or cores, so it is the core"
+                " count (one socket assumed)",
+                alternatives=("cores_per_socket", *per.alternatives),
+            )
+        }
+    elif " ".join(header_words(cores.source_column)) in _SOCKET_HEADERS:
+        changed = {
+            per.position: replace(
+                per,
+                reason=per.reason
+                + f"; multiplies {cores.source_column!r} (sockets) row by row into cpu_cores",
+            ),
+            cores.position: replace(
+                cores,
+                reason=cores.reason + f"; it counts sockets: times {per.source_column!r}",
+            ),
+        }
+    else:
+        changed = {
+            per.position: replace(
+                per,
+                target_attribute=None,
+                state=State.UNMAPPED,
+                reason=per.reason + f"; but {cores.source_column!r} counts every core already,"
+                " so multiplying would count them twice",
+                alternatives=("cores_per_socket",),
+            )
+        }
+    return [changed.get(m.position, m) for m in result]
 
 
 def _host_share(column: ColumnProfile) -> float:

@@ -32,7 +32,17 @@ OPTIONAL = (
     "department",
     "data_center",
     "depends_on",
+    "domain",
+    "cores_per_socket",
+    "memory_unit",
+    "storage_unit",
 )
+COMPANIONS = {
+    "memory_unit": "memory_gb",
+    "storage_unit": "storage_gb",
+    "cores_per_socket": "cpu_cores",
+}
+"""Attributes that qualify another one row by row (its unit, a multiplier), not the asset."""
 TARGET_ATTRIBUTES = REQUIRED + OPTIONAL
 _CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -105,6 +115,14 @@ class MappingSet:
     def missing_required(self) -> list[str]:
         mapped = {t for m in self.mappings for t in m.usable_targets}
         return [a for a in REQUIRED if a not in mapped and a not in self.waived]
+
+    def companion_of(self, attribute: str) -> str | None:
+        """The column that qualifies ``attribute`` row by row (its unit, its sockets'
+        cores), if one is mapped: then no column-wide unit or range check applies to it."""
+        for m in self.mappings:
+            if any(COMPANIONS.get(t) == attribute for t in m.usable_targets):
+                return m.source_column
+        return None
 
     def auto_approvable(self) -> bool:
         """Every required attribute suggested with at least the threshold, nothing ambiguous."""

@@ -52,7 +52,7 @@ class DataCleansing:
                     index = width + len(copies)
                     copies.append(m.position - 1)
                 columns[index] = target
-                if target in _SIZES:
+                if target in _SIZES and mapping.companion_of(target) is None:
                     # The unit of bare numbers, from the header and the values together.
                     sample = samples.get(m.position, [])
                     hints[target] = column_unit(target, m.source_column, sample).unit
@@ -67,14 +67,15 @@ class DataCleansing:
         rows = issues = 0
         async for batch in inventory.raw_batches(conn, found.storage_id):
             out: list[tuple[object, int, str]] = []
-            problems: list[tuple[object, int, str, str, str]] = []
+            problems: list[tuple[object, int, str, str, str, str]] = []
             for row_number, values in batch:
                 if copies:
                     values = _with_copies(values, width, copies)
                 cleansed = cleanser.cleanse(values)
                 out.append((child.id, row_number, inventory.to_json(cleansed.values)))
                 problems.extend(
-                    (child.id, row_number, i.attribute, i.value, i.problem) for i in cleansed.issues
+                    (child.id, row_number, i.attribute, i.value, i.kind, i.problem)
+                    for i in cleansed.issues
                 )
             await inventory.copy_cleansed(conn, out, problems)  # type: ignore[arg-type]
             rows += len(out)

@@ -1,0 +1,199 @@
+"""Columns that qualify another row by row, and columns whose values outrank their header.
+
+* a unit column beside a size ("ram" + "ram_size_type"), a cores-per-socket column beside a
+  socket count ("cpucount" + "cpucore"), a domain column beside short host names;
+* values from a closed vocabulary (environment names) and repeated names (the ESXi host of
+  each VM) over what the header suggests; headers whose words run together ("OSname").
+
+Suggestions are checked on CSVs profiled in Python; the cleanser on rows.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from discovery_svc.domain.cleansing import RowCleanser
+from discovery_svc.domain.mapping import suggest
+from discovery_svc.domain.mapping_set import FieldMapping, State
+from tests.discovery.profiling import profile_csv
+
+
+def _suggested(header: str, rows: list[str]) -> dict[str, FieldMapping]:
+    text = header + "\n" + "\n".join(rows) + "\n"
+    return {m.source_column: m for m in suggest(profile_csv(text))}
+
+
+# --- units row by row -------------------------------------------------------------------------
+
+
+def test_a_unit_column_is_suggested_as_the_unit_of_the_size_beside_it() -> None:
+    rows = [
+        f"srv{i:03},10.0.0.{i + 1},{8192 if i % 2 else 16},{'MB' if i % 2 else 'GB'}"
+        for i in range(40)
+    ]
+    by = _suggested("hostname,ip_address,ram,ram_size_type", rows)
+    assert by["ram"].target_attribute == "memory_gb"
+    assert (by["ram_size_type"].target_attribute, by["ram_size_type"].state) == (
+        "memory_unit",
+        State.SUGGESTED,
+    )
+
+
+def test_unit_words_under_a_header_naming_the_quantity_are_its_unit() -> None:
+    """No synonym: the values (all size units) and the header's noun decide."""
+    rows = [f"srv{i:03},{i % 4 + 1},{'TB' if i % 3 else 'GB'}" for i in range(30)]
+    by = _suggested("hostname,Disk Capacity,Disk Measure", rows)
+    assert by["Disk Measure"].target_attribute == "storage_unit", by["Disk Measure"]
+    assert "size units" in by["Disk Measure"].reason
+
+
+@pytest.mark.parametrize(
+    ("size", "unit", "expected"),
+    [
+        ("8192", "MB", 8.0),
+        ("16", "GB", 16.0),
+        ("2", "TB", 2048.0),
+        ("16", "", 16.0),  # no unit on the row: the column's unit (GB)
+        ("512 MB", "GB", 0.5),  # a unit in the value wins
+    ],
+)
+def test_the_cleanser_reads_each_size_in_its_rows_unit(
+    size: str, unit: str, expected: float
+) -> None:
+    cleanser = RowCleanser({0: "hostname", 1: "memory_gb", 2: "memory_unit"})
+    cleansed = cleanser.cleanse(["srv1", size, unit])
+    assert cleansed.values["memory_gb"] == expected, cleansed
+    assert not cleansed.issues
+    assert "memory_unit" not in cleansed.values
+
+
+def test_an_unknown_unit_on_a_row_is_an_issue_and_no_size_is_stored() -> None:
+    cleansed = RowCleanser({0: "hostname", 1: "memory_gb", 2: "memory_unit"}).cleanse(
+        ["srv1", "8192", "bananas"]
+    )
+    assert "memory_gb" not in cleansed.values
+    assert [(i.attribute, i.value) for i in cleansed.issues] == [("memory_gb", "8192")]
+    assert "bananas" in cleansed.issues[0].problem
+
+
+def test_a_size_implausible_in_its_rows_unit_is_an_issue() -> None:
+    cleansed = RowCleanser({0: "hostname", 1: "memory_gb", 2: "memory_unit"}).cleanse(
+        ["srv1", "32768", "TB"]
+    )
+    assert "memory_gb" not in cleansed.values
+    assert "implausible" in cleansed.issues[0].problem
+
+
+# --- sockets times cores per socket -----------------------------------------------------------
+
+
+def test_cores_per_socket_multiplies_a_socket_count() -> None:
+    rows = [f"srv{i:03},10.0.0.{i + 1},{i % 2 + 1},{(i % 4 + 1) * 2}" for i in range(30)]
+    by = _suggested("hostname,ip_address,cpucount,cpucore", rows)
+    assert by["cpucount"].target_attribute == "cpu_cores"
+    assert by["cpucore"].target_attribute == "cores_per_socket"
+    assert "multiplies 'cpucount'" in by["cpucore"].reason
+    cleanser = RowCleanser({0: "hostname", 1: "cpu_cores", 2: "cores_per_socket"})
+    assert cleanser.cleanse(["srv1", "2", "8"]).values["cpu_cores"] == 16
+    assert cleanser.cleanse(["srv1", "2", ""]).values["cpu_cores"] == 2
+    bad = cleanser.cleanse(["srv1", "2", "eight"])
+    assert bad.values["cpu_cores"] == 2
+    assert [i.attribute for i in bad.issues] == ["cores_per_socket"]
+    over = cleanser.cleanse(["srv1", "64", "64"])
+    assert "cpu_cores" not in over.values
+    assert "64 sockets x 64 cores" in over.issues[0].problem
+
+
+def test_cores_per_socket_beside_a_total_is_left_unmapped() -> None:
+    """vSphere's NumCpu already counts every vCPU: multiplying would count them twice."""
+    rows = [f"vm{i:03},10.0.0.{i + 1},{(i % 4 + 1) * 2},{i % 2 + 1}" for i in range(30)]
+    by = _suggested("hostname,ip_address,CPUs,Cores per Socket", rows)
+    assert by["CPUs"].target_attribute == "cpu_cores"
+    per = by["Cores per Socket"]
+    assert (per.target_attribute, per.state) == (None, State.UNMAPPED), per
+    assert "count them twice" in per.reason
+
+
+def test_cores_per_socket_alone_is_the_core_count() -> None:
+    rows = [f"srv{i:03},10.0.0.{i + 1},{i % 4 + 1}" for i in range(30)]
+    per = _suggested("hostname,ip_address,cpu_core_count", rows)["cpu_core_count"]
+    assert per.target_attribute == "cpu_cores"
+    assert "one socket assumed" in per.reason
+
+
+# --- a domain column --------------------------------------------------------------------------
+
+
+def test_a_domain_column_places_a_short_host_name() -> None:
+    by = _suggested(
+        "AssetName,Domain", [f"PC{i:03},{'CORP' if i % 2 else 'BRANCH'}" for i in range(30)]
+    )
+    assert by["Domain"].target_attribute == "domain"
+    cleanser = RowCleanser({0: "hostname", 1: "domain"})
+    short = cleanser.cleanse(["LSAPP01", "CORP"]).values
+    assert (short["hostname"], short["domain"]) == ("lsapp01", "corp")
+    dotted = cleanser.cleanse(["web01", "Corp.Example.com."]).values
+    assert (dotted["domain"], dotted["fqdn"]) == ("corp.example.com", "web01.corp.example.com")
+    # An FQDN keeps its own domain.
+    assert cleanser.cleanse(["web01.lab.example", "CORP"]).values["domain"] == "lab.example"
+
+
+# --- values over headers ----------------------------------------------------------------------
+
+
+def test_environment_names_are_an_environment_whatever_the_header_says() -> None:
+    envs = ["Production", "QA", "Development"]
+    rows = [f"srv{i:03},10.0.0.{i + 1},{envs[i % 3]}" for i in range(30)]
+    service = _suggested("hostname,ip_address,Service", rows)["Service"]
+    assert service.target_attribute == "environment", service
+    assert "environment names" in service.reason
+
+
+def test_a_name_column_that_repeats_is_not_the_assets_name() -> None:
+    """RVTools' Host is the ESXi host each VM runs on: a few values across many rows."""
+    rows = [
+        f"vm{i:03},esx{i % 4}.vc.example.org,vm{i:03}.apps.example.org,10.0.0.{i + 1}"
+        for i in range(40)
+    ]
+    by = _suggested("VM,Host,DNS Name,Primary IP Address", rows)
+    assert by["VM"].target_attribute == "asset_name"
+    assert by["DNS Name"].target_attribute == "hostname"
+    host = by["Host"]
+    assert host.state == State.UNMAPPED, host
+    assert "operating_system" not in host.alternatives  # "esx0..." is a host, not ESXi
+
+
+@pytest.mark.parametrize(
+    ("header", "attribute"),
+    [
+        ("OSname", "operating_system"),
+        ("OSversion", "os_version"),
+        ("Serialnumber", "serial_number"),
+        ("IPAddress", "ip_address"),
+    ],
+)
+def test_headers_whose_words_run_together(header: str, attribute: str) -> None:
+    values = {
+        "operating_system": "Windows Server 2019",
+        "os_version": "1809",
+        "serial_number": "CZ{i:06}",
+        "ip_address": "10.0.0.{n}",
+    }[attribute]
+    rows = [f"srv{i:03}," + values.format(i=i, n=i + 1) for i in range(20)]
+    assert _suggested(f"hostname,{header}", rows)[header].target_attribute == attribute
+
+
+# --- placeholder names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("placeholder", ["unknown", "N/A", "TBD", "-", "Name_unknown"])
+def test_a_placeholder_name_is_reported_not_dropped_silently(placeholder: str) -> None:
+    cleansed = RowCleanser({0: "asset_name", 1: "serial_number"}).cleanse([placeholder, "SN-1"])
+    if placeholder == "Name_unknown":
+        # Not a missing value to the cleanser: inventory reports it as identifying nothing.
+        assert cleansed.values["asset_name"] == placeholder
+        return
+    assert "asset_name" not in cleansed.values
+    (issue,) = cleansed.issues
+    assert (issue.attribute, issue.kind) == ("asset_name", "identity")
+    assert "placeholder" in issue.problem
