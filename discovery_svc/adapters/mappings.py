@@ -28,14 +28,16 @@ async def get(
         text(
             """
             SELECT position, source_column, target_attribute, confidence, reason, state,
-                   alternatives, custom_attribute, also_targets
+                   alternatives, custom_attribute, also_targets, warnings
             FROM discovery.field_mappings WHERE child_flow_id = :child ORDER BY position
             """
         ),
         {"child": child_flow_id},
     )
     mappings = tuple(
-        FieldMapping(r[0], r[1], r[2], r[3], r[4], State(r[5]), tuple(r[6]), r[7], tuple(r[8]))
+        FieldMapping(
+            r[0], r[1], r[2], r[3], r[4], State(r[5]), tuple(r[6]), r[7], tuple(r[8]), tuple(r[9])
+        )
         for r in rows
     )
     return MappingSet(mappings, head[0], head[1], threshold, tuple(head[2]))
@@ -77,9 +79,9 @@ async def save(
             """
             INSERT INTO discovery.field_mappings
               (child_flow_id, position, source_column, target_attribute, confidence, reason,
-               state, alternatives, custom_attribute, also_targets)
+               state, alternatives, custom_attribute, also_targets, warnings)
             VALUES (:child, :position, :source, :target, :confidence, :reason, :state,
-                    :alternatives, :custom, :also)
+                    :alternatives, :custom, :also, :warnings)
             """
         ),
         [
@@ -94,6 +96,7 @@ async def save(
                 "alternatives": list(m.alternatives),
                 "custom": m.custom_attribute,
                 "also": list(m.also_targets),
+                "warnings": list(m.warnings),
             }
             for m in mapping.mappings
         ],

@@ -70,6 +70,8 @@ class FieldMapping:
     custom_attribute: str | None = None
     also_targets: tuple[str, ...] = ()
     """Further attributes the same values fill (a "CI Name" of host names is also hostname)."""
+    warnings: tuple[str, ...] = ()
+    """What a person should look at before approving (values implausible for the target)."""
 
     @property
     def usable_target(self) -> str | None:
@@ -237,7 +239,7 @@ def _apply(
             return None
         return replace(m, state=State.APPROVED, custom_attribute=None)
     if u.reject:
-        return replace(m, state=State.REJECTED, custom_attribute=None, also_targets=())
+        return replace(m, state=State.REJECTED, custom_attribute=None, also_targets=(), warnings=())
     if u.also_map_to is not None:
         return _also(m, u.also_map_to, f"{field}.set_additional_targets", violations)
     if u.remap_to is not None:
@@ -254,6 +256,7 @@ def _apply(
             reason=f"mapped by a person (was: {m.reason})",
             custom_attribute=None,
             also_targets=(),
+            warnings=(),
         )
     assert u.custom_attribute is not None
     if not _CUSTOM_NAME.fullmatch(u.custom_attribute) or u.custom_attribute in TARGET_ATTRIBUTES:
@@ -271,6 +274,7 @@ def _apply(
         custom_attribute=u.custom_attribute,
         target_attribute=None,
         also_targets=(),
+        warnings=(),
     )
 
 

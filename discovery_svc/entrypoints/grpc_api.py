@@ -188,6 +188,7 @@ def mapping_to_proto(m: FieldMapping) -> discovery_pb2.FieldMapping:
         alternatives=m.alternatives,
         custom_attribute=m.custom_attribute or "",
         additional_target_attributes=m.also_targets,
+        warnings=m.warnings,
     )
 
 

@@ -19,7 +19,7 @@ from flowpair_shared.domain import Phase, PhaseStatus
 
 
 def _flag_implausible(mapping: MappingSet, profile: DataProfile) -> tuple[MappingSet, list[str]]:
-    """The mapping with a warning in the reason of each column whose values are implausible
+    """The mapping with a warning on each column whose values are implausible
     for its attribute (so a person sees it before approving), and those columns' names."""
     samples = {c.position: c.sample_values for c in profile.columns}
     flagged, columns = [], []
@@ -29,7 +29,7 @@ def _flag_implausible(mapping: MappingSet, profile: DataProfile) -> tuple[Mappin
         if target is not None and mapping.companion_of(target) is None:
             problem = implausibility(target, m.source_column, samples.get(m.position, []))
         if problem is not None:
-            m = replace(m, reason=f"{m.reason}; WARNING {problem}")
+            m = replace(m, warnings=(*m.warnings, problem))
             columns.append(m.source_column)
         flagged.append(m)
     return replace(mapping, mappings=tuple(flagged)), columns

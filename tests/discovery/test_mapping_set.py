@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -395,3 +396,30 @@ def test_two_columns_filling_one_attribute_cannot_be_approved() -> None:
     doubled = ms.updated(ms.etag, [Update("Class", also_map_to=("hostname",))], approve=False)
     with pytest.raises(FailedPrecondition, match="hostname is mapped from both"):
         doubled.updated(doubled.etag, [], approve=True)
+
+
+@pytest.mark.parametrize(
+    ("update", "kept"),
+    [
+        (Update("RAM", approve=True), True),
+        (Update("RAM", also_map_to=("storage_gb",)), True),
+        (Update("RAM", remap_to="storage_gb"), False),
+        (Update("RAM", reject=True), False),
+        (Update("RAM", custom_attribute="ram_note"), False),
+    ],
+)
+def test_a_warning_stays_with_its_target_and_goes_when_the_target_changes(
+    sample: MappingSet, update: Update, kept: bool
+) -> None:
+    """A warning is about the suggested target's values: a person choosing another target
+    (or none) makes it moot; approving as suggested keeps it on record."""
+    ram = _column(sample, "RAM")
+    warned = replace(
+        sample,
+        mappings=tuple(
+            replace(m, warnings=("memory_gb: implausible",)) if m is ram else m
+            for m in sample.mappings
+        ),
+    )
+    after = _column(warned.updated(warned.etag, [update], approve=False), "RAM")
+    assert after.warnings == (("memory_gb: implausible",) if kept else ())
