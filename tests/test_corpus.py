@@ -476,7 +476,7 @@ async def test_memory_per_asset(corpus_stack: Stack, stem: str) -> None:
 
 
 CPU_DEFECTS: dict[str, str] = {
-    "sccm_hardware_inventory": "'Number Of Cores' ties with 'Number of Processors', not cores_per_socket",
+    "sccm_hardware_inventory": "'Number Of Cores' ties with 'Number of Processors'",
 }
 
 
