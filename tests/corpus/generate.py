@@ -46,6 +46,10 @@ class Corpus:
     traps: dict[int, str] = field(default_factory=dict)
     must_report: dict[int, str] = field(default_factory=dict)
     absent_required: list[str] = field(default_factory=list)
+    delimiter: str = ","
+    quote_all: bool = False  # PowerShell's Export-Csv quotes every field
+    preamble: str = ""  # lines before the header (e.g. a blank line Excel kept)
+    trailer: str = ""  # lines after the last row (e.g. Excel's separator-only rows)
 
     def add(self, host: Host | None, cells: dict[str, str], trap: str = "") -> int:
         self.rows.append([cells.get(h, "") for h in self.header])
@@ -64,10 +68,16 @@ class Corpus:
 
     def write(self) -> None:
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\r\n")
+        w = csv.writer(
+            buf,
+            lineterminator="\r\n",
+            delimiter=self.delimiter,
+            quoting=csv.QUOTE_ALL if self.quote_all else csv.QUOTE_MINIMAL,
+        )
         w.writerow(self.header)
         w.writerows(self.rows)
-        data = ("\ufeff" if self.bom else "") + buf.getvalue()
+        body = self.preamble + buf.getvalue() + self.trailer
+        data = ("\ufeff" if self.bom else "") + body
         (HERE / f"{self.name}.csv").write_bytes(data.encode("utf-8"))
         truth: dict[str, Any] = {
             "file": f"{self.name}.csv",
@@ -417,8 +427,274 @@ def handmade(rnd: random.Random) -> Corpus:
     return c
 
 
+# --- held-out styles (not tuned against): SCCM/MECM, PowerCLI Get-VM, a German Excel sheet ---
+
+
+def sccm(rnd: random.Random) -> Corpus:
+    """An SCCM/MECM hardware-inventory report (SSRS 'Export to CSV': UTF-8 with BOM). Memory is
+    Win32_ComputerSystem.TotalPhysicalMemory in KB (a little under the installed size);
+    'Number of Processors' counts sockets and 'Number Of Cores' is Win32_Processor.NumberOfCores,
+    the cores of one processor: the machine's cores are their product. No class column: a
+    workstation or a server only by its OS caption ('NT Workstation' / 'NT Server')."""
+    c = Corpus(
+        "sccm_hardware_inventory",
+        [
+            "Name0", "Resource Domain OR Workgroup", "Operating System Name and Version",
+            "IP Address", "Total Physical Memory (KB)", "Number of Processors",
+            "Number Of Cores", "Serial Number", "Manufacturer0", "Model0",
+            "Last Logon User Name", "Last Hardware Scan", "Client Version",
+        ],
+        bom=True,
+    )  # fmt: skip
+    ips = unique_ips(rnd, 60, 400)
+    users = ("jdoe", "asmith", "mmueller", "kwong", "")
+    for i in range(200):
+        kind = ("ws", "ws", "srv", "vm", "ws")[i % 5]
+        domain = ("CORP", "CORP", "EMEA")[i % 3]
+        if kind == "ws":
+            name = f"PC{i:04d}"
+            os_ = rnd.choice(
+                ("Microsoft Windows NT Workstation 10.0", "Microsoft Windows NT Workstation 6.1")
+            )
+            mem, sockets, per = rnd.choice((8, 16, 32)), 1, rnd.choice((2, 4, 6))
+            make, model = rnd.choice(
+                (
+                    ("Dell Inc.", "OptiPlex 7070"),
+                    ("LENOVO", "20L5CTO1WW"),
+                    ("HP", "EliteBook 840 G5"),
+                )
+            )
+            serial = f"{rnd.getrandbits(28):07X}"
+            typ, accepted = "end_user_computer", ["end_user_computer"]
+        elif kind == "srv":
+            name = f"SRV{i:04d}"
+            os_ = rnd.choice(
+                ("Microsoft Windows NT Server 10.0", "Microsoft Windows NT Advanced Server 10.0",
+                 "Microsoft Windows NT Server 6.3")
+            )  # fmt: skip
+            mem, sockets, per = rnd.choice((64, 128, 256)), 2, rnd.choice((8, 12, 16))
+            make, model = "HPE", "ProLiant DL380 Gen10"
+            serial = f"CZJ{rnd.randrange(10**7):07d}"
+            typ, accepted = "server", ["server"]
+        else:
+            name = f"VSRV{i:04d}"
+            os_ = rnd.choice(
+                ("Microsoft Windows NT Server 10.0", "Microsoft Windows NT Server 6.3")
+            )
+            mem, sockets, per = rnd.choice((4, 8, 16, 32)), rnd.choice((1, 2, 4)), 1
+            make, model = "VMware, Inc.", rnd.choice(("VMware Virtual Platform", "VMware7,1"))
+            b = rnd.getrandbits(128).to_bytes(16, "big").hex()
+            serial = (
+                "VMware-"
+                + " ".join(b[k : k + 2] for k in range(0, 16, 2))
+                + "-"
+                + " ".join(b[k : k + 2] for k in range(16, 32, 2))
+            )
+            typ, accepted = "virtual_machine", ["virtual_machine", "server"]
+        key = f"{name.lower()}.{domain.lower()}"
+        kb = mem * 1024 * 1024 - rnd.randint(0, mem * 1024 * 1024 // 60)  # reserved memory
+        cells = {
+            "Name0": name,
+            "Resource Domain OR Workgroup": domain,
+            "Operating System Name and Version": os_,
+            "IP Address": ips[i],
+            "Total Physical Memory (KB)": str(kb),
+            "Number of Processors": str(sockets),
+            "Number Of Cores": str(per),
+            "Serial Number": serial,
+            "Manufacturer0": make,
+            "Model0": model,
+            "Last Logon User Name": f"{domain}\\{u}" if (u := rnd.choice(users)) else "",
+            "Last Hardware Scan": f"11/{1 + i % 25}/2026 {1 + i % 12}:{i % 60:02d}:00 AM",
+            "Client Version": "5.00.9106.1000",
+        }
+        trap = ""
+        if i in (20, 21):  # one server name in two AD domains: two machines
+            cells["Name0"] = name = "SRVAPP01"
+            cells["Resource Domain OR Workgroup"] = domain = "CORP" if i == 20 else "EMEA"
+            key = f"srvapp01.{domain.lower()}"
+            trap = "short name in two domains (domain column)"
+        if i in (30, 31):  # a workgroup machine and a domain member, both named like a PC
+            cells["Resource Domain OR Workgroup"] = "WORKGROUP" if i == 30 else domain
+        if i in (40, 41):  # two workstations behind one IP (VPN pool address reused)
+            cells["IP Address"] = "10.60.250.10"
+            trap = "IP shared by two names"
+        if i % 17 == 5:  # the client reports IPv4 and IPv6 in one cell
+            cells["IP Address"] = f"{ips[i]}, fe80::{rnd.getrandbits(16):x}:{rnd.getrandbits(16):x}"
+            trap = trap or "IPv4 and IPv6 in one cell"
+        host = Host(key, typ, mem, sockets * per, accepted_types=accepted)
+        c.add(host, cells, trap)
+        if i == 50:  # the machine re-imaged: an obsolete client record beside the new one
+            c.add(
+                host, dict(cells, **{"Last Hardware Scan": "3/2/2025 9:00:00 AM"}), "listed twice"
+            )
+            c.traps[c.hosts[host.key].rows[0]] = "listed twice"
+    # SCCM's built-in records for unknown-computer support: not machines
+    for n in (
+        "x64 Unknown Computer (x64 Unknown Computer)",
+        "x86 Unknown Computer (x86 Unknown Computer)",
+    ):
+        c.nothing({"Name0": n, "Client Version": "5.00.9106.1000"}, "SCCM unknown-computer record")
+    c.nothing({"Name0": "Unknown", "Resource Domain OR Workgroup": "CORP"}, "placeholder name")
+    # no class column: the type is known only from the OS caption and the model
+    c.absent_required = ["asset_type"]
+    return c
+
+
+def powercli(rnd: random.Random) -> Corpus:
+    """`Get-VM | Select ... | Export-Csv -NoTypeInformation` from PowerCLI: every field quoted,
+    MemoryGB with decimals, NumCpu the total vCPUs (CoresPerSocket only groups them), VMHost the
+    ESXi host's FQDN (not the VM's), Notes with commas and newlines, IPAddress joined from
+    Guest.IPAddress (IPv6 too)."""
+    c = Corpus(
+        "powercli_get_vm",
+        [
+            "Name", "PowerState", "Notes", "Guest", "NumCpu", "CoresPerSocket", "MemoryMB",
+            "MemoryGB", "VMHost", "Folder", "ResourcePool", "UsedSpaceGB", "ProvisionedSpaceGB",
+            "IPAddress", "Version", "Id",
+        ],
+        quote_all=True,
+    )  # fmt: skip
+    ips = unique_ips(rnd, 70, 300)
+    oses = (
+        "Microsoft Windows Server 2019 (64-bit)",
+        "Microsoft Windows Server 2016 or later (64-bit)",
+        "Red Hat Enterprise Linux 8 (64-bit)",
+        "Ubuntu Linux (64-bit)",
+    )
+    for i in range(190):
+        name = f"{rnd.choice(('app', 'web', 'sql', 'dc', 'fs'))}-{i:03d}"
+        mem = rnd.choice((0.5, 1, 2, 4, 8, 12, 16, 24, 32, 64))
+        cpu = rnd.choice((1, 2, 4, 6, 8, 16))
+        cps = rnd.choice([d for d in (1, 2, 4) if cpu % d == 0])
+        prov = rnd.choice((40, 60, 100, 250, 500)) + mem  # disks plus the swap file
+        os_ = rnd.choice(oses)
+        cells = {
+            "Name": name,
+            "PowerState": rnd.choice(("PoweredOn", "PoweredOn", "PoweredOff")),
+            "Notes": "",
+            "Guest": f"{name}:{os_}",  # what Export-Csv writes for the Guest object
+            "NumCpu": str(cpu),
+            "CoresPerSocket": str(cps),
+            "MemoryMB": str(int(mem * 1024)),
+            "MemoryGB": f"{mem:.2f}",
+            "VMHost": f"esx{i % 9:02d}.vi.example.com",
+            "Folder": rnd.choice(
+                ("Production", "Test", "Infrastructure", "Discovered virtual machine")
+            ),
+            "ResourcePool": "Resources",
+            "UsedSpaceGB": f"{prov * rnd.uniform(0.2, 0.9):.13f}",
+            "ProvisionedSpaceGB": f"{prov + rnd.random() / 1000:.13f}",
+            "IPAddress": ips[i],
+            "Version": "v19",
+            "Id": f"VirtualMachine-vm-{1000 + i}",
+        }
+        trap = ""
+        if i % 4 == 1:
+            cells["Notes"] = rnd.choice(
+                ("Owner: J. Doe, App Team\nCreated by vRA", "Patch group B, reboot Sundays",
+                 "Ticket CHG0012345; do not power off, ask Ops")
+            )  # fmt: skip
+        if i % 11 == 3:
+            cells["IPAddress"] = f"{ips[i]},fe80::250:56ff:fe9a:{i:x}"
+            trap = "IPv4 and IPv6 joined in one cell"
+        if i % 23 == 7:  # powered off, no VMware Tools: no IP, Guest has only the name
+            cells["PowerState"] = "PoweredOff"
+            cells["IPAddress"] = ""
+            cells["Guest"] = f"{name}:"
+            trap = "no guest OS reported"
+        if i in (60, 61, 62):  # clones left on the same static IP
+            cells["IPAddress"] = "10.70.0.50"
+            trap = "IP shared by three names"
+        if i in (90, 91):  # the same VM name in two folders: two VMs (different Id)
+            cells["Name"] = name = "template-test"
+            cells["Guest"] = f"{name}:{os_}"
+            cells["Folder"] = "Test" if i == 90 else "Archive"
+            trap = "one VM name in two folders"
+        if i == 120:
+            cells["Notes"] = LONG_CELL
+            trap = "3 KB cell"
+        key = name if i not in (90, 91) else f"{name} ({cells['Id']})"
+        storage = round(prov, 3)
+        host = Host(key, "virtual_machine", mem, cpu, accepted_types=["virtual_machine", "server"])
+        host.storage_gb = storage
+        c.add(host, cells, trap)
+    # Get-VM has no class column: every row is a VM by the nature of the command
+    c.absent_required = ["asset_type"]
+    return c
+
+
+def excel_de(rnd: random.Random) -> Corpus:
+    """A server list kept in Excel (German locale) and saved as 'CSV UTF-8': semicolons, BOM,
+    decimal commas and thousands dots, a blank line above the header, Excel's separator-only
+    rows at the end, German headers, 'k.A.' for unknown values, exact repeats and names
+    typed twice in other case."""
+    c = Corpus(
+        "excel_de_serverliste",
+        [
+            "Servername", "IP-Adresse", "Typ", "Betriebssystem", "vCPU", "RAM (GB)",
+            "Disk (GB)", "Umgebung", "Verantwortlich", "Bemerkung",
+        ],
+        bom=True,
+        delimiter=";",
+        preamble="\r\n",
+        trailer=";;;;;;;;;\r\n;;;;;;;;;\r\n",
+    )  # fmt: skip
+    ips = unique_ips(rnd, 80, 300)
+    kinds = (("physisch", "server"), ("virtuell", "virtual_machine"), ("VM", "virtual_machine"))
+
+    def de(x: float, places: int) -> str:
+        return f"{x:,.{places}f}".replace(",", "X").replace(".", ",").replace("X", ".")
+
+    for i in range(170):
+        label, typ = kinds[i % 3]
+        name = f"srv-{rnd.choice(('fra', 'muc', 'ham'))}-{rnd.choice(('app', 'web', 'db'))}{i:03d}"
+        mem = rnd.choice((2, 4, 8, 15.5, 16, 32, 64, 0.5))
+        cpu = rnd.choice((1, 2, 4, 8, 16))
+        disk = rnd.choice((80, 100, 500, 1024, 2048, 1536))
+        cells = {
+            "Servername": name,
+            "IP-Adresse": ips[i],
+            "Typ": label,
+            "Betriebssystem": rnd.choice(
+                ("Windows Server 2019", "Windows Server 2016", "RHEL 8", "SLES 15 SP4")
+            ),
+            "vCPU": str(cpu),
+            "RAM (GB)": de(mem, 1) if mem != int(mem) else str(int(mem)),
+            "Disk (GB)": de(disk, 2),
+            "Umgebung": rnd.choice(("PROD", "PROD", "ABN", "TEST", "ENTW")),
+            "Verantwortlich": rnd.choice(("Müller, Jörg", "Weiß, Anna", "Team Infrastruktur")),
+            "Bemerkung": "",
+        }
+        trap = ""
+        if i % 9 == 4:
+            cells["Betriebssystem"] = "k.A."  # 'keine Angabe': unknown, like n/a
+        if i % 13 == 6:
+            cells["IP-Adresse"] = "k.A."
+        if i % 10 == 2:
+            cells["Bemerkung"] = "Migration geplant; Abstimmung mit Fachbereich"
+        if i == 55:
+            cells["Bemerkung"] = LONG_CELL
+            trap = "3 KB cell"
+        accepted = ["virtual_machine", "server"] if typ == "virtual_machine" else [typ]
+        host = Host(name, typ, mem, cpu, accepted_types=accepted)
+        host.storage_gb = float(disk)
+        c.add(host, cells, trap)
+        if i in (20, 70, 120):  # the row copied and pasted again: an exact repeat
+            c.add(host, dict(cells), "exact repeat")
+            c.traps[c.hosts[host.key].rows[0]] = "exact repeat"
+        if i in (33, 99):  # typed again by someone else, in upper case
+            c.add(host, dict(cells, Servername=name.upper()), "listed twice in other case")
+            c.traps[c.hosts[host.key].rows[0]] = "listed twice in other case"
+    for p in ("?", "n/a", "k.A."):
+        c.nothing(
+            {"Servername": p, "Typ": "VM", "RAM (GB)": "8", "Umgebung": "TEST"}, "placeholder"
+        )
+    return c
+
+
 def main() -> None:
-    for build in (servicenow, device42, lansweeper, rvtools, handmade):
+    for build in (servicenow, device42, lansweeper, rvtools, handmade, sccm, powercli, excel_de):
         build(random.Random(f"flowpair-corpus-{build.__name__}")).write()
 
 
