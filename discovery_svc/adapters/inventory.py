@@ -11,6 +11,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain import identity
+from discovery_svc.domain.cleansing import PLACEHOLDER_NAME
 from discovery_svc.normalize.asset_types import ASSET_TYPES
 from flowpair_shared import db_scope
 from flowpair_shared.tenancy import Tenant
@@ -109,23 +110,38 @@ _ROWS = f"""
            lower({_named("c.values->>'asset_name'")}) AS name,
            lower({_named("c.values->>'asset_tag'")}) AS tag,
            lower(c.values->>'serial_number') AS serial, c.values->>'ip_address' AS ip,
-           (SELECT count(*) FROM jsonb_object_keys(c.values)) AS completeness
+           (SELECT count(*) FROM jsonb_object_keys(c.values) k
+            WHERE k <> '{PLACEHOLDER_NAME}') AS completeness
     FROM discovery.cleansed_records c
     LEFT JOIN ({_REJECTED_HOSTS}) bad ON bad.row_number = c.row_number
     WHERE c.child_flow_id = :child
-  ), domains AS (
-    SELECT short, min(domain) AS domain, count(DISTINCT domain) AS n,
-           string_agg(DISTINCT domain, ', ') AS listed
+  ), engaged AS (
+    SELECT hostname AS short, domain FROM discovery.assets
+    WHERE client_account_id = :account AND engagement_id = :engagement
+      AND dedupe_key LIKE 'host:%' AND hostname IS NOT NULL AND domain <> ''
+  ), dns AS (
+    -- A NetBIOS domain ("CORP") is the DNS domain of the same host whose first label it is
+    -- ("corp.example.com"), when there is exactly one such.
+    SELECT short, split_part(domain, '.', 1) AS label, min(domain) AS domain,
+           count(DISTINCT domain) AS n
     FROM (SELECT short, domain FROM rows WHERE short IS NOT NULL AND domain IS NOT NULL
-          UNION
-          SELECT hostname, domain FROM discovery.assets
-          WHERE client_account_id = :account AND engagement_id = :engagement
-            AND dedupe_key LIKE 'host:%' AND hostname IS NOT NULL AND domain <> '') d
+          UNION SELECT short, domain FROM engaged) k
+    WHERE strpos(domain, '.') > 0
+    GROUP BY short, split_part(domain, '.', 1)
+  ), placed AS (
+    SELECT r.*, coalesce(CASE WHEN x.n = 1 THEN x.domain END, r.domain) AS dom
+    FROM rows r
+    LEFT JOIN dns x ON x.short = r.short AND strpos(r.domain, '.') = 0 AND x.label = r.domain
+  ), domains AS (
+    SELECT short, min(dom) AS domain, count(DISTINCT dom) AS n,
+           string_agg(DISTINCT dom, ', ') AS listed
+    FROM (SELECT short, dom FROM placed WHERE short IS NOT NULL AND dom IS NOT NULL
+          UNION SELECT short, domain FROM engaged) d
     GROUP BY short
   ), resolved AS (
-    SELECT r.*, coalesce(r.domain, CASE WHEN d.n = 1 THEN d.domain END) AS host_domain,
-           r.short IS NOT NULL AND r.domain IS NULL AND d.n > 1 AS ambiguous, d.listed
-    FROM rows r LEFT JOIN domains d ON d.short = r.short
+    SELECT r.*, coalesce(r.dom, CASE WHEN d.n = 1 THEN d.domain END) AS host_domain,
+           r.short IS NOT NULL AND r.dom IS NULL AND d.n > 1 AS ambiguous, d.listed
+    FROM placed r LEFT JOIN domains d ON d.short = r.short
   ), named AS (
     SELECT *, coalesce('host:' || short || coalesce('.' || host_domain, ''),
                        'host:' || bad_host, 'name:' || name, 'tag:' || tag) AS name_key
@@ -307,6 +323,13 @@ _ISSUES = f"""
       SELECT row_number, 'asset_name', v->>'asset_name',
              '{_P}a placeholder name: it identifies no asset'
       FROM keyed WHERE v->>'asset_name' IS NOT NULL AND name IS NULL
+        AND lower(v->>'asset_name') IS DISTINCT FROM lower(v->>'hostname')
+      UNION ALL
+      SELECT row_number, 'asset_name', v->>'{PLACEHOLDER_NAME}',
+             '{_P}a placeholder name: it identifies no asset; the row is an asset by its '
+             || CASE WHEN key LIKE 'serial:%' THEN 'serial number'
+                     WHEN key LIKE 'ip:%' THEN 'IP address' ELSE 'other name' END
+      FROM keyed WHERE v->>'{PLACEHOLDER_NAME}' IS NOT NULL AND key IS NOT NULL
       UNION ALL
       SELECT row_number, 'hostname', bad_written,
              '{_P}kept as written: the name still identifies the asset'

@@ -137,6 +137,16 @@ def _cores_times_sockets(
     per, per_problem = whole(row[per_index], low, high)
     if per_problem is not None:
         issues.append(Issue("cores_per_socket", row[per_index][:MAX_ISSUE_VALUE], per_problem))
+    if count is not None and per is None and per_problem is None:
+        # Sockets are a lower bound on cores: kept, but said to be one.
+        issues.append(
+            Issue(
+                "cores_per_socket",
+                "",
+                f"no cores per socket on this row: cpu_cores is its {count} socket(s), one core"
+                " each (a lower bound)",
+            )
+        )
     if count is None or per is None:
         return count, problem
     if not low <= count * per <= high:
@@ -165,6 +175,8 @@ _PLAIN, _HOST, _OS, _DEPS, _CUSTOM, _OS_VERSION_COLUMN, _IDENTIFIER, _DOMAIN = r
 _SIZE, _CORES = range(8, 10)
 # Name columns whose placeholder ("unknown", "N/A") is reported: the row is keyed otherwise.
 _NAMES: Final = frozenset({"asset_name", "hostname"})
+PLACEHOLDER_NAME: Final = "placeholder_name"
+"""The placeholder a name column held (``values[PLACEHOLDER_NAME]``), for the inventory."""
 
 _PLAIN_NORMALISERS: Final[Mapping[str, Callable[[str], Result]]] = {
     "ip_address": ip,
@@ -271,22 +283,18 @@ class RowCleanser:
                 issues.append(Issue(attribute, raw[:MAX_ISSUE_VALUE], problem))
                 continue
             if value is None:
-                if attribute in _NAMES and identity.is_placeholder(raw) and raw.strip():
-                    issues.append(
-                        Issue(
-                            attribute,
-                            raw[:MAX_ISSUE_VALUE],
-                            f"{quote(raw.strip())} is a placeholder, not a name: it identifies"
-                            " no asset, so the row is keyed by what else it has",
-                            kind="identity",
-                        )
-                    )
+                if attribute in _NAMES and raw.strip() and identity.is_placeholder(raw):
+                    # Kept aside for ASSET_INVENTORY, which reports it with the row's identity
+                    # (once per cell, however many attributes the column feeds).
+                    values.setdefault(PLACEHOLDER_NAME, raw.strip()[:MAX_ISSUE_VALUE])
                 continue
             if kind in (_PLAIN, _SIZE, _CORES):
                 values[attribute] = value
             elif kind == _DOMAIN:
                 assert isinstance(value, str)
                 domain = value.lower().strip(".")
+                if identity.is_workgroup(domain):
+                    domain = None
             elif kind == _IDENTIFIER:
                 values[attribute] = value
                 assert isinstance(value, str)

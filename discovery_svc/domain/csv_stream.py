@@ -14,7 +14,8 @@ Rules that are not obvious from the interface:
   they occur; they still count as lines, so reported line numbers match the file. A record that
   has content but no values (``" "``, ``",,,"``, ``'""'``) is quarantined as ``"empty row"``,
   because it usually means a data problem the user should see. Before the header, such blank
-  records are skipped: there is nothing yet to quarantine them against.
+  records are skipped: there is nothing yet to quarantine them against. So is PowerShell's
+  ``#TYPE ...`` line (``Export-Csv`` without ``-NoTypeInformation``).
 * An oversized record is quarantined as soon as it is known to be too long, and its remaining
   bytes are discarded as they arrive. Parsing resumes after the first newline at or beyond byte
   ``max_record_bytes + 1`` of the record. If quotes are balanced there, that newline is the real
@@ -43,6 +44,9 @@ _EXCERPT_CHARS = 200
 # _EXCERPT_CHARS characters; decoding more of a 1 MiB record would be wasted work.
 _EXCERPT_BYTES = _EXCERPT_CHARS * 4
 _NOT_TEXT = "the header row is not UTF-8 text; is this a CSV file?"
+
+
+_SEPARATORS_AND_SPACE = ",;\t| \r\n\f\v"
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +318,9 @@ class CsvStreamParser:
             out.append(Row(line, values))
 
     def _take_header(self, text: str) -> None:
-        if not text.strip():
+        # Above the header: blank lines, an empty first spreadsheet row saved as ";;;;", and
+        # PowerShell's Export-Csv type line ("#TYPE System.Management.Automation.PSObject").
+        if not text.strip(_SEPARATORS_AND_SPACE) or text.startswith("#TYPE "):
             return
         delimiter = _detect_delimiter(text)
         try:

@@ -82,6 +82,16 @@ def placeholder_names() -> frozenset[str]:
     return frozenset(names)
 
 
+@cache
+def _workgroups() -> frozenset[str]:
+    return frozenset(normalize_name(w) for w in vocab.load("workgroups")["values"])
+
+
+def is_workgroup(domain: str) -> bool:
+    """Whether a domain column's value says "no domain" (``WORKGROUP``, ``(none)``)."""
+    return normalize_name(domain) in _workgroups() or is_placeholder(domain)
+
+
 def is_placeholder(name: str) -> bool:
     """Whether a name never identifies an asset."""
     return normalize_name(name) in placeholder_names()

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from discovery_svc import vocab
-from discovery_svc.domain.mapping_set import TARGET_ATTRIBUTES, FieldMapping, State
+from discovery_svc.domain.mapping_set import COMPANIONS, TARGET_ATTRIBUTES, FieldMapping, State
 from discovery_svc.domain.profile import ColumnProfile, describe
-from discovery_svc.normalize.lookups import environment
+from discovery_svc.normalize.lookups import criticality, environment
 from discovery_svc.normalize.text import present
 from discovery_svc.normalize.units import GB_PER_UNIT
 
@@ -52,6 +52,7 @@ _CAMEL = re.compile(
     r"(?<=[a-z0-9])(?<![GMKT]i)(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])(?![A-Z]v[0-9])(?![A-Z]s(?![a-z]))"
 )
 _WORD = re.compile(r"[a-z0-9]+")
+_WMI_SUFFIX = re.compile(r"[a-z]{3,}0")
 _ABBREVIATIONS = {
     "no": "number",
     "num": "number",
@@ -80,10 +81,16 @@ _SOCKET_HEADERS = frozenset(
     " ".join(_ABBREVIATIONS.get(w, w) for w in phrase.split())
     for phrase in _HEADERS["socket_count_headers"]
 )
+# A socket count is the core count when nothing multiplies it (one core per socket at least).
+for _phrase in sorted(_SOCKET_HEADERS):
+    _PHRASE.setdefault(_phrase, "cpu_cores")
+    _COMPACT.setdefault(_phrase.replace(" ", ""), "cpu_cores")
+# Words of a core-count header that make it a total, never cores of each socket.
+_TOTAL_WORDS = frozenset({"total", "logical", "v", "vcpu", "vcpus", "vcores", "threads"})
 
 # Attributes that name one asset: a column repeating its values far more than another
 # name column does (RVTools' "Host": the ESXi host of each VM) is not the asset's name.
-_NAMING = frozenset({"hostname", "asset_name", "serial_number", "asset_tag"})
+_NAMING = frozenset({"hostname", "asset_name"})
 _NAME_LIKE = frozenset({"hostname", "fqdn", "text"})
 # Free-text attributes that a column of environment names ("Production", "QA") is not.
 _NOT_ENVIRONMENTS = frozenset(
@@ -127,6 +134,8 @@ def header_words(header: str) -> list[str]:
     words = _WORD.findall(spaced.lower())
     # "o s" (from "O.S.") and other split single letters read as one word.
     joined: list[str] = []
+    # SCCM/WMI views suffix their columns with 0 ("Name0", "Model0").
+    words = [w[:-1] if _WMI_SUFFIX.fullmatch(w) else w for w in words]
     for w in words:
         if len(w) == 1 and joined and len(joined[-1]) == 1 and w.isalpha():
             joined[-1] += w
@@ -262,6 +271,16 @@ def _is_environment(value: str) -> bool:
     return environment(value)[0] is not None
 
 
+def _is_criticality(value: str) -> bool:
+    return criticality(value)[0] is not None
+
+
+_CLOSED: tuple[tuple[str, Callable[[str], bool], str], ...] = (
+    ("environment", _is_environment, "environment names"),
+    ("business_criticality", _is_criticality, "criticality levels"),
+)
+
+
 def _is_unit(value: str) -> bool:
     return value.lower() in GB_PER_UNIT
 
@@ -276,11 +295,18 @@ def _closed_vocabularies(column: ColumnProfile, found: list[_Candidate]) -> list
     unit words ("MB", "GB") are the unit of the memory or disk column beside them."""
     out = list(found)
     shown = ", ".join(repr(s) for s in column.sample_values[:3])
-    if _sample_share(column, _is_environment) == 1.0:
-        why = f"; its values ({shown}) are environment names"
-        out = [_adjust(c, 0.6, why) if c.attribute in _NOT_ENVIRONMENTS else c for c in out]
-        if not any(c.attribute == "environment" for c in out):
-            out.append(_Candidate("environment", 0.85, why.removeprefix("; ").capitalize()))
+    for attribute, fits, what in _CLOSED:
+        share = _sample_share(column, fits)
+        if share == 1.0:
+            why = f"; its values ({shown}) are {what}"
+            out = [_adjust(c, 0.6, why) if c.attribute in _NOT_ENVIRONMENTS else c for c in out]
+            if not any(c.attribute == attribute for c in out):
+                # Values alone: suggested, but below a header's word (auto-approval threshold).
+                out.append(_Candidate(attribute, 0.7, why.removeprefix("; ").capitalize()))
+        elif share == 0.0 and len(column.sample_values) >= 2:
+            # "Service Level" of Gold/Silver/Bronze: the header says environment, no value is.
+            why = f", but none of its values ({shown}) are {what}"
+            out = [_adjust(c, 0.5, why) if c.attribute == attribute else c for c in out]
     if _sample_share(column, _is_unit) == 1.0:
         words = set(header_words(column.name))
         for attribute, nouns in _UNIT_OF.items():
@@ -318,14 +344,17 @@ def _rarely_distinct(
         mine = candidates[c.position]
         # Only values that read as names: numbers under a name header are contradiction
         # enough, said once.
-        if variety(c) < 0.5 * most and c.inferred_type in _NAME_LIKE:
+        if c.inferred_type == "boolean":
+            # Yes/No under "Virtual Machine": a flag, whatever its header, names nothing.
+            mine = [x for x in mine if x.attribute not in _NAMING]
+        elif variety(c) < 0.5 * most and c.inferred_type in _NAME_LIKE:
             why = (
                 f", but its values repeat: {c.distinct_count} distinct among"
                 f" {1 - c.null_fraction:.0%} of the rows, where another name column's hardly"
                 " do; it names something many rows share"
             )
             mine = sorted(
-                (_adjust(x, 0.6, why) if x.attribute in _NAMING else x for x in mine),
+                (_adjust(x, 0.5, why) if x.attribute in _NAMING else x for x in mine),
                 key=lambda x: -x.score,
             )
         out[c.position] = mine
@@ -417,7 +446,7 @@ def suggest(columns: Sequence[ColumnProfile]) -> list[FieldMapping]:
                 also_targets=extra,
             )
         )
-    return _socket_multiplier(result)
+    return _orphan_companions(_socket_multiplier(result))
 
 
 def _socket_multiplier(result: list[FieldMapping]) -> list[FieldMapping]:
@@ -429,7 +458,7 @@ def _socket_multiplier(result: list[FieldMapping]) -> list[FieldMapping]:
     """
     per = next((m for m in result if m.usable_target == "cores_per_socket"), None)
     if per is None:
-        return result
+        return _pair_sockets_and_cores(result)
     cores = next((m for m in result if "cpu_cores" in m.usable_targets), None)
     if cores is None:
         changed = {
@@ -465,6 +494,63 @@ def _socket_multiplier(result: list[FieldMapping]) -> list[FieldMapping]:
             )
         }
     return [changed.get(m.position, m) for m in result]
+
+
+def _pair_sockets_and_cores(result: list[FieldMapping]) -> list[FieldMapping]:
+    """ "Number of Processors" beside "Number Of Cores" (WMI: cores of each processor): the
+    two tie on cpu_cores; the socket count takes it and the other multiplies it."""
+    contenders = [
+        m for m in result if m.target_attribute == "cpu_cores" or "cpu_cores" in m.alternatives[:1]
+    ]
+    sockets = [m for m in contenders if " ".join(header_words(m.source_column)) in _SOCKET_HEADERS]
+    cores = [
+        m
+        for m in contenders
+        if m not in sockets
+        and {"core", "cores"} & set(header_words(m.source_column))
+        and not _TOTAL_WORDS & set(header_words(m.source_column))
+    ]
+    if len(sockets) != 1 or len(cores) != 1:
+        return result
+    (s,), (c,) = sockets, cores
+    changed = {
+        s.position: replace(
+            s,
+            target_attribute="cpu_cores",
+            state=State.SUGGESTED,
+            confidence=max(s.confidence, c.confidence),
+            reason=f"{s.reason}; it counts sockets: times {c.source_column!r}",
+            alternatives=tuple(a for a in s.alternatives if a != "cpu_cores"),
+        ),
+        c.position: replace(
+            c,
+            target_attribute="cores_per_socket",
+            state=State.SUGGESTED,
+            confidence=max(s.confidence, c.confidence),
+            reason=f"{c.reason}; beside the socket count {s.source_column!r} it counts the"
+            " cores of each socket, and multiplies it row by row into cpu_cores",
+            alternatives=("cpu_cores",),
+        ),
+    }
+    return [changed.get(m.position, m) for m in result]
+
+
+def _orphan_companions(result: list[FieldMapping]) -> list[FieldMapping]:
+    """A unit column beside no size column qualifies nothing: left for a person."""
+    filled = {t for m in result for t in m.usable_targets}
+    out = []
+    for m in result:
+        companion = m.usable_target
+        if companion in COMPANIONS and COMPANIONS[companion] not in filled:
+            m = replace(
+                m,
+                target_attribute=None,
+                state=State.UNMAPPED,
+                reason=f"{m.reason}; but no column gives {COMPANIONS[companion]}",
+                alternatives=(companion,),
+            )
+        out.append(m)
+    return out
 
 
 def _host_share(column: ColumnProfile) -> float:

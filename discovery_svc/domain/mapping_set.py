@@ -43,6 +43,7 @@ COMPANIONS = {
     "cores_per_socket": "cpu_cores",
 }
 """Attributes that qualify another one row by row (its unit, a multiplier), not the asset."""
+_UNITS = frozenset({"memory_unit", "storage_unit"})
 TARGET_ATTRIBUTES = REQUIRED + OPTIONAL
 _CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -118,11 +119,11 @@ class MappingSet:
         mapped = {t for m in self.mappings for t in m.usable_targets}
         return [a for a in REQUIRED if a not in mapped and a not in self.waived]
 
-    def companion_of(self, attribute: str) -> str | None:
-        """The column that qualifies ``attribute`` row by row (its unit, its sockets'
-        cores), if one is mapped: then no column-wide unit or range check applies to it."""
+    def unit_column_of(self, size: str) -> str | None:
+        """The column giving ``size``'s unit row by row, if one is mapped: then the values'
+        spread says nothing about a column-wide unit."""
         for m in self.mappings:
-            if any(COMPANIONS.get(t) == attribute for t in m.usable_targets):
+            if any(t in _UNITS and COMPANIONS[t] == size for t in m.usable_targets):
                 return m.source_column
         return None
 
@@ -194,6 +195,12 @@ class MappingSet:
         missing = self.missing_required()
         if missing:
             problems.append("required attributes not mapped: " + ", ".join(missing))
+        mapped = {t for m in self.mappings for t in m.usable_targets}
+        problems.extend(
+            f"{companion} qualifies {main}, which no column gives"
+            for companion, main in COMPANIONS.items()
+            if companion in mapped and main not in mapped
+        )
         ambiguous = [m.source_column for m in self.mappings if m.state == State.AMBIGUOUS]
         if ambiguous:
             problems.append("ambiguous columns to resolve: " + ", ".join(ambiguous))

@@ -44,8 +44,9 @@ def ip(raw: str) -> tuple[str | None, str | None]:
     stripped = _present(raw)
     if stripped is None:
         return None, None
-    if len([part for part in _SEVERAL.split(stripped) if part]) > 1:
-        return None, f"several addresses in one value {_quote(stripped)}"
+    parts = [part for part in _SEVERAL.split(stripped) if part]
+    if len(parts) > 1:
+        return _primary(parts, stripped)
     address, slash, prefix = stripped.partition("/")
     text = _unpad_ipv4(address) + slash + prefix
     try:
@@ -56,11 +57,29 @@ def ip(raw: str) -> tuple[str | None, str | None]:
     return str(parsed), None
 
 
+def _primary(parts: list[str], stripped: str) -> tuple[str | None, str | None]:
+    """The host's address among several in one cell ("10.0.0.5, fe80::1"): the first global
+    IPv4, else the first global IPv6. Link-local and loopback addresses never are; a cell
+    holding anything but addresses is an issue."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for part in parts:
+        address, problem = ip(part)
+        if problem is not None or address is None:
+            return None, f"several values in one address cell, not all addresses {_quote(stripped)}"
+        found.append(ipaddress.ip_address(address))
+    usable = [a for a in found if not (a.is_link_local or a.is_loopback or a.is_unspecified)]
+    for family in (4, 6):
+        for a in usable:
+            if a.version == family:
+                return str(a), None
+    return None, f"only link-local or loopback addresses {_quote(stripped)}"
+
+
 def normalize_ip(raw: str) -> tuple[str | None, str | None]:
     """Validate an IPv4/IPv6 address and return its canonical text.
 
-    Interface notation (``"10.0.0.1/24"``) keeps the address. Several addresses in one value are
-    an issue: which one is the host's primary address cannot be known.
+    Interface notation (``"10.0.0.1/24"``) keeps the address. Of several addresses in one value
+    (a multi-homed host, an IPv4 beside its link-local IPv6) the first global IPv4 is taken.
     """
     return ip(raw)
 
@@ -89,6 +108,9 @@ def hostname(raw: str) -> tuple[HostInfo | None, str | None]:
     labels = name.split(".")
     if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         return None, f"invalid host name {_quote(stripped)}"
+    if len(labels) > 1 and all(len(label) == 1 for label in labels):
+        # "k.A.", "n.a.": an abbreviation with dots, no host (no TLD has one letter).
+        return None, f"an abbreviation, not a host name {_quote(stripped)}"
     domain = ".".join(labels[1:])
     return HostInfo(labels[0], domain, name), None
 

@@ -26,7 +26,7 @@ def _flag_implausible(mapping: MappingSet, profile: DataProfile) -> tuple[Mappin
     for m in mapping.mappings:
         target = m.usable_target
         problem = None
-        if target is not None and mapping.companion_of(target) is None:
+        if target is not None and mapping.unit_column_of(target) is None:
             problem = implausibility(target, m.source_column, samples.get(m.position, []))
         if problem is not None:
             m = replace(m, warnings=(*m.warnings, problem))

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from discovery_svc.adapters import findings, inventory, mappings, profiles
 from discovery_svc.domain.cleansing import RowCleanser
 from discovery_svc.domain.model import ChildFlow
-from discovery_svc.normalize.units import column_unit
+from discovery_svc.normalize.units import column_unit, header_unit
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome, flow_import
 from flowpair_shared.domain import Phase, PhaseStatus
 
@@ -52,10 +52,14 @@ class DataCleansing:
                     index = width + len(copies)
                     copies.append(m.position - 1)
                 columns[index] = target
-                if target in _SIZES and mapping.companion_of(target) is None:
-                    # The unit of bare numbers, from the header and the values together.
+                if target in _SIZES:
+                    # The unit of bare numbers, from the header and the values together; with
+                    # a unit column, the header's unit (if any) for rows that leave it blank.
                     sample = samples.get(m.position, [])
-                    hints[target] = column_unit(target, m.source_column, sample).unit
+                    if mapping.unit_column_of(target) is None:
+                        hints[target] = column_unit(target, m.source_column, sample).unit
+                    else:
+                        hints[target] = header_unit(m.source_column)
             if m.custom_attribute is not None:
                 columns[m.position - 1] = f"custom:{m.custom_attribute}"
         cleanser = RowCleanser(

@@ -224,9 +224,11 @@ def test_normalize_ip(raw: str, expected: str) -> None:
         ("10.0.0", 'invalid IP address "10.0.0"'),
         ("10.0.0.1/33", 'invalid IP address "10.0.0.1/33"'),
         ("web01", 'invalid IP address "web01"'),
-        ("10.0.0.1, 10.0.0.2", 'several addresses in one value "10.0.0.1, 10.0.0.2"'),
-        ("10.0.0.1;10.0.0.2", 'several addresses in one value "10.0.0.1;10.0.0.2"'),
-        ("10.0.0.1 10.0.0.2", 'several addresses in one value "10.0.0.1 10.0.0.2"'),
+        (
+            "10.0.0.1, web01",
+            'several values in one address cell, not all addresses "10.0.0.1, web01"',
+        ),
+        ("fe80::1 ::1", 'only link-local or loopback addresses "fe80::1 ::1"'),
     ],
 )
 def test_normalize_ip_issues(raw: str, problem: str) -> None:

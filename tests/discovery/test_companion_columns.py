@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from discovery_svc.domain.cleansing import RowCleanser
+from discovery_svc.domain.cleansing import PLACEHOLDER_NAME, RowCleanser
 from discovery_svc.domain.mapping import suggest
 from discovery_svc.domain.mapping_set import FieldMapping, State
 from tests.discovery.profiling import profile_csv
@@ -186,14 +186,115 @@ def test_headers_whose_words_run_together(header: str, attribute: str) -> None:
 # --- placeholder names ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("placeholder", ["unknown", "N/A", "TBD", "-", "Name_unknown"])
-def test_a_placeholder_name_is_reported_not_dropped_silently(placeholder: str) -> None:
-    cleansed = RowCleanser({0: "asset_name", 1: "serial_number"}).cleanse([placeholder, "SN-1"])
-    if placeholder == "Name_unknown":
-        # Not a missing value to the cleanser: inventory reports it as identifying nothing.
-        assert cleansed.values["asset_name"] == placeholder
-        return
-    assert "asset_name" not in cleansed.values
-    (issue,) = cleansed.issues
-    assert (issue.attribute, issue.kind) == ("asset_name", "identity")
-    assert "placeholder" in issue.problem
+@pytest.mark.parametrize("placeholder", ["unknown", "N/A", "TBD", "-"])
+def test_a_placeholder_name_is_kept_aside_for_the_inventory_to_report(placeholder: str) -> None:
+    cleansed = RowCleanser({0: "asset_name", 1: "hostname", 2: "serial_number"}).cleanse(
+        [placeholder, placeholder, "SN-1"]
+    )
+    assert "asset_name" not in cleansed.values and "hostname" not in cleansed.values
+    assert cleansed.values[PLACEHOLDER_NAME] == placeholder  # once, for two attributes
+    assert not cleansed.issues
+
+
+# --- several addresses, abbreviations, what sits above a header -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("10.0.0.1, 10.0.0.2", "10.0.0.1"),  # multi-homed: the first
+        ("fe80::1c2:3ff:fe4d:5e6f; 10.1.2.3", "10.1.2.3"),  # IPv4 beside its link-local IPv6
+        ("10.1.2.3 2001:db8::5", "10.1.2.3"),
+        ("fe80::1, 2001:db8::5", "2001:db8::5"),
+        ("127.0.0.1|10.9.8.7", "10.9.8.7"),
+    ],
+)
+def test_the_hosts_address_among_several_in_one_cell(raw: str, expected: str) -> None:
+    from discovery_svc.normalize.network import normalize_ip
+
+    assert normalize_ip(raw) == (expected, None)
+
+
+@pytest.mark.parametrize("raw", ["k.A.", "n.a.", "k.a", "N.V."])
+def test_an_abbreviation_with_dots_is_no_host_name(raw: str) -> None:
+    from discovery_svc.normalize.network import normalize_hostname
+
+    value, problem = normalize_hostname(raw)
+    assert value is None and problem is not None and "abbreviation" in problem
+
+
+@pytest.mark.parametrize(
+    "above",
+    ["\n", ";;;;\n", ",,,\n", "#TYPE System.Management.Automation.PSCustomObject\n"],
+)
+def test_lines_above_the_header_that_are_not_it(above: str) -> None:
+    from discovery_svc.domain.csv_stream import CsvStreamParser
+
+    stream = CsvStreamParser()
+    stream.feed((above + "Name;IP\nweb01;10.0.0.1\n").encode())
+    stream.close()
+    assert stream.header == ["Name", "IP"]
+
+
+def test_sccm_style_headers_and_a_tie_of_sockets_and_cores() -> None:
+    """WMI's "Name0"; "Number of Processors" and "Number Of Cores" (cores of each)."""
+    rows = [f"PC{i:04},10.0.0.{i + 1},{i % 2 + 1},{(i % 4 + 1) * 2}" for i in range(30)]
+    by = _suggested("Name0,IP Address,Number of Processors,Number Of Cores", rows)
+    assert by["Name0"].target_attribute in ("asset_name", "hostname")
+    assert (by["Number of Processors"].target_attribute, by["Number of Processors"].state) == (
+        "cpu_cores",
+        State.SUGGESTED,
+    )
+    assert (by["Number Of Cores"].target_attribute, by["Number Of Cores"].state) == (
+        "cores_per_socket",
+        State.SUGGESTED,
+    )
+
+
+def test_a_socket_column_is_multiplied_by_cores_per_socket() -> None:
+    rows = [f"srv{i:03},10.0.0.{i + 1},2,{(i % 4 + 1) * 2}" for i in range(30)]
+    by = _suggested("Hostname,IP Address,Sockets,Cores per Socket", rows)
+    assert by["Sockets"].target_attribute == "cpu_cores"
+    assert by["Cores per Socket"].target_attribute == "cores_per_socket"
+
+
+def test_a_yes_no_column_never_names_an_asset() -> None:
+    rows = [f"PC{i:03},10.0.0.{i + 1},{'Yes' if i % 3 else 'No'}" for i in range(30)]
+    by = _suggested("Computer,IP Address,Virtual Machine", rows)
+    assert by["Virtual Machine"].target_attribute not in ("asset_name", "hostname")
+
+
+def test_a_disk_per_row_export_keeps_its_host_name() -> None:
+    """Three rows per host, a unique disk serial each: the host name still names assets."""
+    rows = [f"srv{i // 3:03},10.0.0.{i // 3 + 1},DSK{i:05},{100 * (i % 3 + 1)}" for i in range(60)]
+    by = _suggested("Hostname,IP Address,Disk Serial Number,Disk Size GB", rows)
+    assert (by["Hostname"].target_attribute, by["Hostname"].state) == ("hostname", State.SUGGESTED)
+    assert by["Hostname"].confidence >= 0.9, by["Hostname"]
+
+
+def test_a_service_level_of_gold_and_silver_is_no_environment() -> None:
+    rows = [f"srv{i:03},10.0.0.{i + 1},{['Gold', 'Silver', 'Bronze'][i % 3]}" for i in range(30)]
+    level = _suggested("Hostname,IP Address,Service Level", rows)["Service Level"]
+    assert level.target_attribute != "environment", level
+
+
+def test_a_unit_column_without_its_size_is_not_suggested() -> None:
+    rows = [f"srv{i:03},10.0.0.{i + 1},{'MB' if i % 2 else 'GB'}" for i in range(30)]
+    unit = _suggested("Hostname,IP Address,ram_size_type", rows)["ram_size_type"]
+    assert (unit.target_attribute, unit.state) == (None, State.UNMAPPED), unit
+    assert "no column gives memory_gb" in unit.reason
+
+
+def test_a_blank_cores_per_socket_keeps_the_sockets_as_a_lower_bound_and_says_so() -> None:
+    cleansed = RowCleanser({0: "hostname", 1: "cpu_cores", 2: "cores_per_socket"}).cleanse(
+        ["srv1", "2", ""]
+    )
+    assert cleansed.values["cpu_cores"] == 2
+    assert [i.attribute for i in cleansed.issues] == ["cores_per_socket"]
+    assert "lower bound" in cleansed.issues[0].problem
+
+
+@pytest.mark.parametrize("workgroup", ["WORKGROUP", "(none)", "N/A"])
+def test_a_workgroup_is_no_domain(workgroup: str) -> None:
+    values = RowCleanser({0: "hostname", 1: "domain"}).cleanse(["PC01", workgroup]).values
+    assert not values.get("domain")
