@@ -408,7 +408,6 @@ async def test_every_required_attribute_is_suggested_at_the_gate(
 
 MERGE_DEFECTS: dict[str, str] = {
     "sccm_hardware_inventory": "'Resource Domain OR Workgroup' unmapped: SRVAPP01 of two domains",
-    "powercli_get_vm": "one VM name in two folders merged (no source-id attribute)",
 }
 
 
@@ -442,7 +441,6 @@ async def test_no_row_without_an_asset_or_a_reason(corpus_stack: Stack, stem: st
 COUNT_DEFECTS: dict[str, str] = {
     "sccm_hardware_inventory": "SRVAPP01 merged; 'Unknown Computer' pseudo-records are assets",
     "excel_de_serverliste": "'k.A.' placeholder row makes an asset",
-    "powercli_get_vm": "one VM name in two folders merged",
 }
 
 
@@ -467,7 +465,6 @@ async def test_types_per_asset(corpus_stack: Stack, stem: str) -> None:
 
 MEMORY_DEFECTS: dict[str, str] = {
     "sccm_hardware_inventory": "follows the SRVAPP01 merge",
-    "powercli_get_vm": "follows the template-test merge",
 }
 
 
