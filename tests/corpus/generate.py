@@ -562,6 +562,7 @@ def powercli(rnd: random.Random) -> Corpus:
         "Red Hat Enterprise Linux 8 (64-bit)",
         "Ubuntu Linux (64-bit)",
     )
+    sizing: dict[int, tuple[float, int, int, float, str]] = {}
     for i in range(190):
         name = f"{rnd.choice(('app', 'web', 'sql', 'dc', 'fs'))}-{i:03d}"
         mem = rnd.choice((0.5, 1, 2, 4, 8, 12, 16, 24, 32, 64))
@@ -570,8 +571,8 @@ def powercli(rnd: random.Random) -> Corpus:
         prov = rnd.choice((40, 60, 100, 250, 500)) + mem  # disks plus the swap file
         os_ = rnd.choice(oses)
         if i == 91:  # the same template in another folder: one sizing, as cloned
-            mem, cpu, cps, prov, os_ = template
-        template = (mem, cpu, cps, prov, os_)
+            mem, cpu, cps, prov, os_ = sizing[90]
+        sizing[i] = (mem, cpu, cps, prov, os_)
         cells = {
             "Name": name,
             "PowerState": rnd.choice(("PoweredOn", "PoweredOn", "PoweredOff")),
