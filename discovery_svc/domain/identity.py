@@ -24,7 +24,8 @@ reported on each such row.
 
 **Placeholders never identify.** Names listed in ``discovery_svc/vocab/placeholders.json`` (the
 cleanser's vocabulary, with its name-only words and qualifiers: ``unknown``, ``Name_unknown``,
-``unknown host``, ``N/A``, ``TBD``, ``-``, ...) are skipped, the row falls to the
+``unknown host``, ``N/A``, ``TBD``, ``-``, ``k.A.``, SCCM's ``x64 Unknown Computer (x64 Unknown
+Computer)``, ...) are skipped, the row falls to the
 next key, and the row gets an issue naming the placeholder.
 
 **No row vanishes.** A row ends linked to an asset (a host or an application) or with an issue
@@ -79,6 +80,9 @@ def placeholder_names() -> frozenset[str]:
         for qualifier in qualifiers:
             names.add(f"{qualifier} {word}".strip())
             names.add(f"{word} {qualifier}".strip())
+    # SCCM lists its pseudo-records with the name repeated in brackets:
+    # "x64 Unknown Computer (x64 Unknown Computer)", "Provisioning Device (...)".
+    names |= {f"{word} ({word})" for word in words if word}
     return frozenset(names)
 
 

@@ -16,6 +16,7 @@ from typing import Final
 
 from discovery_svc import vocab
 from discovery_svc.normalize.lookups import table
+from discovery_svc.normalize.os import is_client_os
 from discovery_svc.normalize.text import CACHE_SIZE, key, present, quote
 
 _VOCAB: Final = vocab.load("asset_types")
@@ -66,14 +67,18 @@ def guess_asset_type(values: Mapping[str, object]) -> tuple[str, str]:
     """The type of a row without one, from its other cleansed values, and the reason.
 
     In order: a name that is a host name with a telling word (``db``, ``sql``, ``sw``, ``fw``
-    ...) and no operating system; a host name, OS or IP address (a server); an application
-    and an asset name (an application); otherwise ``other``.
+    ...) and no operating system; a desktop operating system (``Windows 10``, ``Windows NT
+    Workstation``, ``macOS``: an end-user computer); a host name, OS or IP address (a server);
+    an application and an asset name (an application); otherwise ``other``.
     """
     label = values.get("hostname") or values.get("asset_name")
     if isinstance(label, str) and "os_family" not in values:
         hinted = _name_hint(label)
         if hinted is not None:
             return hinted
+    os_name = values.get("operating_system")
+    if isinstance(os_name, str) and is_client_os(os_name):
+        return "end_user_computer", f"no type given; {quote(os_name)} is a desktop operating system"
     if "operating_system" in values or "hostname" in values or "ip_address" in values:
         return "server", "no type given; it has a host name, an OS or an IP address"
     if "application_name" in values and "asset_name" in values:
