@@ -390,9 +390,7 @@ def test_the_corpus_is_as_generated() -> None:
         assert sorted(covered) == list(range(1, truth["row_count"] + 1)), stem
 
 
-GATE_DEFECTS: dict[str, str] = {
-    "excel_de_serverliste": "German header 'Typ' is no asset_type synonym",
-}
+GATE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(GATE_DEFECTS))
@@ -406,9 +404,7 @@ async def test_every_required_attribute_is_suggested_at_the_gate(
     )
 
 
-MERGE_DEFECTS: dict[str, str] = {
-    "sccm_hardware_inventory": "'Resource Domain OR Workgroup' unmapped: SRVAPP01 of two domains",
-}
+MERGE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(MERGE_DEFECTS))
@@ -426,10 +422,7 @@ async def test_no_wrong_splits(corpus_stack: Stack, stem: str) -> None:
     assert not wrong_splits(o), show(wrong_splits(o))
 
 
-LOST_DEFECTS: dict[str, str] = {
-    "sccm_hardware_inventory": "SCCM's 'x64 Unknown Computer' pseudo-records make assets",
-    "excel_de_serverliste": "'k.A.' is no placeholder and parses as FQDN k.a",
-}
+LOST_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(LOST_DEFECTS))
@@ -438,10 +431,7 @@ async def test_no_row_without_an_asset_or_a_reason(corpus_stack: Stack, stem: st
     assert not lost_rows(o), show(lost_rows(o))
 
 
-COUNT_DEFECTS: dict[str, str] = {
-    "sccm_hardware_inventory": "SRVAPP01 merged; 'Unknown Computer' pseudo-records are assets",
-    "excel_de_serverliste": "'k.A.' placeholder row makes an asset",
-}
+COUNT_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(COUNT_DEFECTS))
@@ -450,11 +440,7 @@ async def test_one_asset_per_intended_host_and_nothing_else(corpus_stack: Stack,
     assert not count_mismatches(o), show(count_mismatches(o))
 
 
-TYPE_DEFECTS: dict[str, str] = {
-    "excel_de_serverliste": "'physisch'/'virtuell' unknown; db name hint",
-    "powercli_get_vm": "name hint 'sql' on VMs without OS",
-    "sccm_hardware_inventory": "NT Workstation is not end_user_computer",
-}
+TYPE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(TYPE_DEFECTS))
@@ -463,9 +449,7 @@ async def test_types_per_asset(corpus_stack: Stack, stem: str) -> None:
     assert not type_mismatches(o), show(type_mismatches(o))
 
 
-MEMORY_DEFECTS: dict[str, str] = {
-    "sccm_hardware_inventory": "follows the SRVAPP01 merge",
-}
+MEMORY_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(MEMORY_DEFECTS))
@@ -475,9 +459,7 @@ async def test_memory_per_asset(corpus_stack: Stack, stem: str) -> None:
     assert not bad, show(bad)
 
 
-CPU_DEFECTS: dict[str, str] = {
-    "sccm_hardware_inventory": "follows the SRVAPP01 merge",
-}
+CPU_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(CPU_DEFECTS))
@@ -496,9 +478,7 @@ async def test_no_implausible_values_stored(corpus_stack: Stack, stem: str) -> N
     assert not implausible(o), show(implausible(o))
 
 
-STORAGE_DEFECTS: dict[str, str] = {
-    "powercli_get_vm": "'ProvisionedSpaceGB' is no storage_gb synonym",
-}
+STORAGE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(STORAGE_DEFECTS))
@@ -518,10 +498,7 @@ async def test_every_deliberate_trap_that_matters_is_reported(
     assert not unreported_traps(o), show(unreported_traps(o))
 
 
-ISSUE_DEFECTS: dict[str, str] = {
-    "excel_de_serverliste": "'k.A.' not a placeholder",
-    "sccm_hardware_inventory": "'Microsoft Windows NT Server 10.0' unrecognised",
-}
+ISSUE_DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("stem", xfail_on(ISSUE_DEFECTS))

@@ -195,11 +195,14 @@ class RowCleanser:
         *,
         memory_unit_hint: str | None = None,
         storage_unit_hint: str | None = None,
+        export_type: tuple[str, str] | None = None,
     ) -> None:
         """Prepare the per-column steps.
 
         ``mapping`` maps 0-based column indexes to target attributes or ``"custom:<name>"``.
         The unit hints (from headers such as ``"RAM (MB)"``) are the unit of bare numbers.
+        ``export_type`` (type, reason) types a row without a type before any guess: the
+        export says what every row is (a vCenter VM list).
         Raises ``ValueError`` for unknown attributes, an attribute mapped twice, negative column
         indexes or unknown units: the mapping was approved, so these are programming errors.
         """
@@ -259,6 +262,7 @@ class RowCleanser:
                 plain = _PLAIN_NORMALISERS.get(attribute, text)
                 steps.append((_PLAIN, index, attribute, plain, ()))
         self._steps = tuple(steps)
+        self._export_type = export_type
 
     def cleanse(self, row: Sequence[str]) -> CleansedRow:
         """Cleanse one row; a column missing from a short row counts as an empty value."""
@@ -345,5 +349,7 @@ class RowCleanser:
             values["os_version"] = os_version
         if "asset_type" not in values:
             # Kept apart from a given type, which a guess never overrides.
-            values["asset_type_guess"], values["asset_type_reason"] = guess_asset_type(values)
+            values["asset_type_guess"], values["asset_type_reason"] = (
+                self._export_type or guess_asset_type(values)
+            )
         return CleansedRow(values, issues)

@@ -22,6 +22,7 @@ attributes ride on the column's mapping (``also_targets``), with its confidence.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -53,6 +54,10 @@ _CAMEL = re.compile(
 )
 _WORD = re.compile(r"[a-z0-9]+")
 _WMI_SUFFIX = re.compile(r"[a-z]{3,}0")
+_HARDWARE_VERSION = re.compile(r"(?:v|vmx-?)[0-9]{1,3}", re.IGNORECASE)
+_TRANSLITERATE = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss"}
+)
 _ABBREVIATIONS = {
     "no": "number",
     "num": "number",
@@ -128,9 +133,15 @@ class _Candidate:
     reason: str
 
 
+def _ascii(header: str) -> str:
+    """German letters transliterated, other accents dropped: "Gerätetyp" → "Geraetetyp"."""
+    decomposed = unicodedata.normalize("NFKD", header.translate(_TRANSLITERATE))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def header_words(header: str) -> list[str]:
     """``"RAM (GB)"`` → ``["ram", "gb"]``, ``"HOST_NAME"`` → ``["host", "name"]``."""
-    spaced = _CAMEL.sub(" ", header.replace("#", " number ").replace("O/S", "OS"))
+    spaced = _CAMEL.sub(" ", _ascii(header).replace("#", " number ").replace("O/S", "OS"))
     words = _WORD.findall(spaced.lower())
     # "o s" (from "O.S.") and other split single letters read as one word.
     joined: list[str] = []
@@ -281,6 +292,10 @@ _CLOSED: tuple[tuple[str, Callable[[str], bool], str], ...] = (
 )
 
 
+def _is_hardware_version(value: str) -> bool:
+    return _HARDWARE_VERSION.fullmatch(value) is not None
+
+
 def _is_unit(value: str) -> bool:
     return value.lower() in GB_PER_UNIT
 
@@ -307,6 +322,10 @@ def _closed_vocabularies(column: ColumnProfile, found: list[_Candidate]) -> list
             # "Service Level" of Gold/Silver/Bronze: the header says environment, no value is.
             why = f", but none of its values ({shown}) are {what}"
             out = [_adjust(c, 0.5, why) if c.attribute == attribute else c for c in out]
+    if _sample_share(column, _is_hardware_version) == 1.0:
+        # vCenter's "Version" is the VM hardware version ("v19", "vmx-19"), not the OS's.
+        why = f", but its values ({shown}) are VM hardware versions"
+        out = [_adjust(c, 0.5, why) if c.attribute == "os_version" else c for c in out]
     if _sample_share(column, _is_unit) == 1.0:
         words = set(header_words(column.name))
         for attribute, nouns in _UNIT_OF.items():

@@ -10,7 +10,7 @@ names only (``db-prod-01``, never ``PGPadmin`` nor ``Microsoft SQL Server 2005 B
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Final
 
@@ -84,3 +84,30 @@ def guess_asset_type(values: Mapping[str, object]) -> tuple[str, str]:
     if "application_name" in values and "asset_name" in values:
         return "application", "no type given; it has an application and an asset name"
     return "other", "no type given, and nothing else tells"
+
+
+_SIGNATURES: Final[Mapping[str, Mapping[str, object]]] = {
+    name: spec for name, spec in _VOCAB["export_signatures"].items() if not name.startswith("_")
+}
+
+
+def _compact(header: str) -> str:
+    return "".join(_WORD.findall(header.lower()))
+
+
+def export_type(headers: Sequence[str]) -> tuple[str, str] | None:
+    """The type every row of an export is, when its header tells (a vCenter VM list), and why.
+
+    Headers compare by their letters and digits only ("NumCpu", "num_cpu" and "numcpu" meet).
+    """
+    present_headers = {_compact(h): h.strip() for h in headers}
+    for name, spec in _SIGNATURES.items():
+        wanted = spec["headers"]
+        minimum = spec["min_headers"]
+        assert isinstance(wanted, list) and isinstance(minimum, int)
+        hits = sorted({present_headers[w] for w in map(_compact, wanted) if w in present_headers})
+        if len(hits) >= minimum:
+            asset_type = spec["asset_type"]
+            assert isinstance(asset_type, str)
+            return asset_type, f"no type given; the export is a {name} list ({', '.join(hits)})"
+    return None

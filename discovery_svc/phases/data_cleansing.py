@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from discovery_svc.adapters import findings, inventory, mappings, profiles
 from discovery_svc.domain.cleansing import RowCleanser
 from discovery_svc.domain.model import ChildFlow
+from discovery_svc.normalize.asset_types import export_type
 from discovery_svc.normalize.units import column_unit, header_unit
 from discovery_svc.phases.base import PhaseFailed, PhaseOutcome, flow_import
 from flowpair_shared.domain import Phase, PhaseStatus
@@ -66,6 +67,7 @@ class DataCleansing:
             columns,
             memory_unit_hint=hints.get("memory_gb"),
             storage_unit_hint=hints.get("storage_gb"),
+            export_type=export_type([m.source_column for m in mapping.mappings]),
         )
         await inventory.clear_cleansed(conn, child.id)
         rows = issues = 0

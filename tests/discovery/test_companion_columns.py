@@ -215,7 +215,7 @@ def test_the_hosts_address_among_several_in_one_cell(raw: str, expected: str) ->
     assert normalize_ip(raw) == (expected, None)
 
 
-@pytest.mark.parametrize("raw", ["k.A.", "n.a.", "k.a", "N.V."])
+@pytest.mark.parametrize("raw", ["x.y.", "u.s.w", "z.B."])
 def test_an_abbreviation_with_dots_is_no_host_name(raw: str) -> None:
     from discovery_svc.normalize.network import normalize_hostname
 
@@ -298,3 +298,56 @@ def test_a_blank_cores_per_socket_keeps_the_sockets_as_a_lower_bound_and_says_so
 def test_a_workgroup_is_no_domain(workgroup: str) -> None:
     values = RowCleanser({0: "hostname", 1: "domain"}).cleanse(["PC01", workgroup]).values
     assert not values.get("domain")
+
+
+# --- what an export is, VM hardware versions, headers in other scripts ------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (["Name", "PowerState", "NumCpu", "MemoryGB", "VMHost"], "virtual_machine"),
+        (["VM", "Powerstate", "Template", "CPUs", "Host", "Cluster"], "virtual_machine"),
+        (["VMName", "State", "ProcessorCount", "MemoryAssigned"], "virtual_machine"),
+        (["Server Name", "IP", "OS", "RAM GB", "Host"], None),
+    ],
+)
+def test_an_export_whose_rows_are_all_vms_says_so(header: list[str], expected: str | None) -> None:
+    from discovery_svc.normalize.asset_types import export_type
+
+    found = export_type(header)
+    assert (found[0] if found else None) == expected
+    if found:
+        assert "no type given; the export is a" in found[1]
+
+
+def test_the_exports_type_comes_before_a_guess_from_the_name() -> None:
+    cleanser = RowCleanser(
+        {0: "asset_name"}, export_type=("virtual_machine", "the export is a VM list")
+    )
+    values = cleanser.cleanse(["sql-007"]).values
+    assert values["asset_type_guess"] == "virtual_machine"
+    # Without it, the name's word decides, as the last resort.
+    assert RowCleanser({0: "asset_name"}).cleanse(["sql-007"]).values["asset_type_guess"] == (
+        "database"
+    )
+
+
+def test_a_vm_hardware_version_is_no_os_version() -> None:
+    rows = [f"vm{i:03},10.0.0.{i + 1},v{19 + i % 2}" for i in range(30)]
+    version = _suggested("Name,IP Address,Version", rows)["Version"]
+    assert version.target_attribute != "os_version", version
+
+
+@pytest.mark.parametrize(
+    ("header", "attribute"),
+    [("Gerätetyp", "asset_type"), ("Domäne", "domain"), ("Mémoire (GB)", "memory_gb")],
+)
+def test_accented_headers_read_as_their_transliteration(header: str, attribute: str) -> None:
+    values = {
+        "asset_type": "Server",
+        "domain": "CORP",
+        "memory_gb": "16",
+    }[attribute]
+    rows = [f"srv{i:03},{values}" for i in range(20)]
+    assert _suggested(f"hostname,{header}", rows)[header].target_attribute == attribute
