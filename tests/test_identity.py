@@ -327,3 +327,65 @@ async def test_an_asset_tag_column_is_mapped_cleansed_and_identifies(stack: Stac
     await run_flow(stack, by_default, TAGGED_ROWS, header=TAGGED)
     plain = await assets_of(stack, by_default)
     assert sorted(plain) == ["AT-300", "kiosk-01"]
+
+
+DOMAINED = (
+    "hostname,domain,ip_address,operating_system,cpu_cores,memory_gb,asset_type,serial_number\n"
+)
+
+
+@pytest.mark.parametrize("netbios_first", [True, False])
+async def test_a_netbios_domain_and_its_dns_domain_are_one_host_in_any_order(
+    stack: Stack, netbios_first: bool
+) -> None:
+    """Lansweeper says WEB01 in CORP; a later vCenter export says web01.corp.example.com."""
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    netbios = [
+        "WEB01,CORP,10.0.0.1,Windows Server 2019,4,16,server,SN-1",
+        "APP01,BRANCH,10.0.0.2,Windows Server 2019,4,16,server,SN-2",
+        "APP01,CORP,10.0.0.3,Windows Server 2019,4,16,server,SN-3",
+    ]
+    dns = [
+        "web01.corp.example.com,,10.0.0.1,Windows Server 2019,8,32,server,SN-1",
+        "app01.branch.example.com,,10.0.0.2,Windows Server 2019,4,16,server,SN-2",
+        "db01.corp.example.com,,10.0.0.9,RHEL 9.2,4,16,server,SN-9",
+    ]
+    for rows in (netbios, dns) if netbios_first else (dns, netbios):
+        await run_flow(stack, tenant, rows, header=DOMAINED)
+    assets = await assets_of_any(stack, tenant)
+    by_name = sorted((a.hostname, a.domain) for a in assets)
+    # The asset keeps the DNS domain; APP01 of CORP has none and stays its own.
+    assert by_name == [
+        ("app01", "branch.example.com"),
+        ("app01", "corp"),
+        ("db01", "corp.example.com"),
+        ("web01", "corp.example.com"),
+    ], by_name
+
+
+async def test_dotted_abbreviations_never_name_an_asset(stack: Stack) -> None:
+    """'o.A.' (ohne Angabe) and 'N.N.' in the name column of different machines."""
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    rows = [
+        "o.A.,,10.0.0.2,RHEL 8.6,2,4,server,",
+        "o.A.,,10.0.0.3,Windows Server 2019,2,4,server,",
+        "N.N.,,10.0.0.4,RHEL 8.6,2,4,server,",
+        "N.N.,,10.0.0.5,RHEL 8.6,2,4,server,",
+        *(f"web{i:02},,10.0.1.{i},RHEL 8.6,2,4,server," for i in range(1, 9)),
+    ]
+    child = await run_flow(stack, tenant, rows, header=DOMAINED)
+    assets = await assets_of_any(stack, tenant)
+    assert sorted(a.display_name for a in assets) == [
+        "10.0.0.2",
+        "10.0.0.3",
+        "10.0.0.4",
+        "10.0.0.5",
+        *(f"web{i:02}" for i in range(1, 9)),
+    ]
+    issues = await issues_of(stack, child)
+    for row in (1, 2, 3, 4):
+        assert any("placeholder" in p for _, _, p in issues[row]), issues.get(row)

@@ -79,12 +79,14 @@ def to_json(values: dict[str, object]) -> str:
 # whole cell, and a B-tree entry cannot hold a long one.
 
 _NORM = identity.SQL_NORMALIZE
-_NOT_PLACEHOLDER = "NOT ({} = ANY(CAST(:placeholders AS text[])))"
+_NOT_PLACEHOLDER = (
+    f"NOT ({{}} = ANY(CAST(:placeholders AS text[]))) AND {{}} !~ '{identity.SQL_ABBREVIATION}'"
+)
 
 
 def _named(expr: str) -> str:
     """``expr`` when it is present and not a placeholder, else NULL."""
-    check = _NOT_PLACEHOLDER.format(_NORM.format(expr))
+    check = _NOT_PLACEHOLDER.format(_NORM.format(expr), f"btrim({expr})")
     return f"CASE WHEN {expr} IS NOT NULL AND {check} THEN {expr} END"
 
 
@@ -98,7 +100,7 @@ _REJECTED_HOSTS = rf"""
     AND i.problem NOT LIKE '{identity.ISSUE_PREFIX}%' AND length(i.value) < 200
     AND btrim(i.value) !~ '^[0-9]{{1,3}}(\.[0-9]{{1,3}}){{3}}(/[0-9]+)?$'
     AND btrim(i.value) !~* '^[0-9a-f]*:[0-9a-f:.]*(/[0-9]+)?$'
-    AND {_NOT_PLACEHOLDER.format(_NORM.format("i.value"))}
+    AND {_NOT_PLACEHOLDER.format(_NORM.format("i.value"), "btrim(i.value)")}
   ORDER BY i.row_number
 """
 
@@ -115,35 +117,27 @@ _ROWS = f"""
     FROM discovery.cleansed_records c
     LEFT JOIN ({_REJECTED_HOSTS}) bad ON bad.row_number = c.row_number
     WHERE c.child_flow_id = :child
-  ), engaged AS (
-    SELECT hostname AS short, domain FROM discovery.assets
-    WHERE client_account_id = :account AND engagement_id = :engagement
-      AND dedupe_key LIKE 'host:%' AND hostname IS NOT NULL AND domain <> ''
-  ), dns AS (
-    -- A NetBIOS domain ("CORP") is the DNS domain of the same host whose first label it is
-    -- ("corp.example.com"), when there is exactly one such.
-    SELECT short, split_part(domain, '.', 1) AS label, min(domain) AS domain,
-           count(DISTINCT domain) AS n
-    FROM (SELECT short, domain FROM rows WHERE short IS NOT NULL AND domain IS NOT NULL
-          UNION SELECT short, domain FROM engaged) k
-    WHERE strpos(domain, '.') > 0
-    GROUP BY short, split_part(domain, '.', 1)
-  ), placed AS (
-    SELECT r.*, coalesce(CASE WHEN x.n = 1 THEN x.domain END, r.domain) AS dom
-    FROM rows r
-    LEFT JOIN dns x ON x.short = r.short AND strpos(r.domain, '.') = 0 AND x.label = r.domain
   ), domains AS (
-    SELECT short, min(dom) AS domain, count(DISTINCT dom) AS n,
-           string_agg(DISTINCT dom, ', ') AS listed
-    FROM (SELECT short, dom FROM placed WHERE short IS NOT NULL AND dom IS NOT NULL
-          UNION SELECT short, domain FROM engaged) d
+    -- Domains compare by their first label, so a NetBIOS domain ("CORP") and the DNS domain
+    -- it starts ("corp.example.com") are one, in whichever order flows bring them.
+    SELECT short, (array_agg(domain ORDER BY strpos(domain, '.') > 0 DESC, domain))[1] AS domain,
+           count(DISTINCT split_part(domain, '.', 1)) AS n,
+           string_agg(DISTINCT domain, ', ') AS listed
+    FROM (SELECT short, domain FROM rows WHERE short IS NOT NULL AND domain IS NOT NULL
+          UNION
+          SELECT hostname, domain FROM discovery.assets
+          WHERE client_account_id = :account AND engagement_id = :engagement
+            AND dedupe_key LIKE 'host:%' AND hostname IS NOT NULL AND domain <> '') d
     GROUP BY short
   ), resolved AS (
-    SELECT r.*, coalesce(r.dom, CASE WHEN d.n = 1 THEN d.domain END) AS host_domain,
-           r.short IS NOT NULL AND r.dom IS NULL AND d.n > 1 AS ambiguous, d.listed
-    FROM placed r LEFT JOIN domains d ON d.short = r.short
+    SELECT r.*,
+           CASE WHEN strpos(r.domain, '.') = 0 AND split_part(d.domain, '.', 1) = r.domain
+                THEN d.domain
+                ELSE coalesce(r.domain, CASE WHEN d.n = 1 THEN d.domain END) END AS host_domain,
+           r.short IS NOT NULL AND r.domain IS NULL AND d.n > 1 AS ambiguous, d.listed
+    FROM rows r LEFT JOIN domains d ON d.short = r.short
   ), named AS (
-    SELECT *, coalesce('host:' || short || coalesce('.' || host_domain, ''),
+    SELECT *, coalesce('host:' || short || coalesce('.' || split_part(host_domain, '.', 1), ''),
                        'host:' || bad_host, 'name:' || name, 'tag:' || tag) AS name_key
     FROM resolved
   ), keyed AS (
@@ -228,6 +222,13 @@ _MERGED = f"""
   )
 """
 
+# A NetBIOS domain ("corp") never replaces the DNS domain it starts ("corp.example.com").
+_KEEP = {
+    "domain": "domain = CASE WHEN strpos(a.domain, '.') > 0 AND strpos(EXCLUDED.domain, '.') = 0"
+    " AND split_part(a.domain, '.', 1) = EXCLUDED.domain THEN a.domain"
+    " ELSE coalesce(EXCLUDED.domain, a.domain) END"
+}
+
 _COLUMNS = (
     "asset_type",
     "asset_type_given",
@@ -249,7 +250,7 @@ _UPSERT = f"""
       display_name = CASE WHEN EXCLUDED.display_name_given OR NOT a.display_name_given
                           THEN EXCLUDED.display_name ELSE a.display_name END,
       display_name_given = a.display_name_given OR EXCLUDED.display_name_given,
-      {", ".join(f"{c} = coalesce(EXCLUDED.{c}, a.{c})" for c, _, _ in _FIELDS)},
+      {", ".join(_KEEP.get(c, f"{c} = coalesce(EXCLUDED.{c}, a.{c})") for c, _, _ in _FIELDS)},
       attributes = a.attributes || EXCLUDED.attributes,
       update_time = now()
     RETURNING id, dedupe_key

@@ -349,7 +349,10 @@ class RowCleanser:
             values["os_version"] = os_version
         if "asset_type" not in values:
             # Kept apart from a given type, which a guess never overrides.
-            values["asset_type_guess"], values["asset_type_reason"] = (
-                self._export_type or guess_asset_type(values)
+            # A type cell that did not parse says this row is not what the export usually is.
+            unparsed = any(i.attribute == "asset_type" for i in issues)
+            export = None if unparsed else self._export_type
+            values["asset_type_guess"], values["asset_type_reason"] = export or guess_asset_type(
+                values
             )
         return CleansedRow(values, issues)

@@ -5,10 +5,13 @@ The rules, applied by ASSET_INVENTORY (``discovery_svc/adapters/inventory.py`` h
 **The key.** Each row gets one identity key, by the flow's :class:`IdentityKey` strategy
 (``Flow.identity_key`` in the protos). The default (``HOST_THEN_NAME``) takes the first of:
 
-1. the host name, as short name plus domain (``web01.corp.example``): equal short names in
-   different domains are different assets. A short name without a domain joins the one
-   domain that name has in the flow or the engagement; with two or more, it stays apart and
-   the row gets an issue saying the name is ambiguous;
+1. the host name, as short name plus its domain's first label (``web01.corp`` for
+   ``web01.corp.example``): equal short names in different domains are different assets, and
+   a domain column's NetBIOS name (``CORP``) is the DNS domain it starts, in whichever order
+   flows bring them (the asset keeps the DNS domain). A short name without a domain joins the
+   one domain that name has in the flow or the engagement; with two or more, it stays apart
+   and the row gets an issue saying the name is ambiguous. Two DNS domains with one first
+   label (``corp.a.example``, ``corp.b.example``) are taken as one;
 2. a host name the cleanser rejected (spaces or odd characters, e.g. ``AFPE -4365``): the name
    is kept as written (lower-cased, inner spaces collapsed) and still identifies the asset; the
    cleansing issue reports it. A host cell that holds an IP address is not a name;
@@ -96,6 +99,15 @@ def is_workgroup(domain: str) -> bool:
     return normalize_name(domain) in _workgroups() or is_placeholder(domain)
 
 
+_ABBREVIATION: Final = re.compile(r"[^\W\d_](?:\.\s?[^\W\d_])+\.?")
+SQL_ABBREVIATION: Final = r"^[[:alpha:]](\.\s?[[:alpha:]])+\.?$"
+""":data:`_ABBREVIATION` for PostgreSQL's ``~``."""
+
+
 def is_placeholder(name: str) -> bool:
-    """Whether a name never identifies an asset."""
-    return normalize_name(name) in placeholder_names()
+    """Whether a name never identifies an asset: a listed placeholder, or an abbreviation
+    with dots ("o.A.", "N.N.": no host name has only one-letter labels)."""
+    stripped = name.strip()
+    return normalize_name(stripped) in placeholder_names() or bool(
+        _ABBREVIATION.fullmatch(stripped)
+    )

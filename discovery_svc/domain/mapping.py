@@ -90,8 +90,6 @@ _SOCKET_HEADERS = frozenset(
 for _phrase in sorted(_SOCKET_HEADERS):
     _PHRASE.setdefault(_phrase, "cpu_cores")
     _COMPACT.setdefault(_phrase.replace(" ", ""), "cpu_cores")
-# Words of a core-count header that make it a total, never cores of each socket.
-_TOTAL_WORDS = frozenset({"total", "logical", "v", "vcpu", "vcpus", "vcores", "threads"})
 
 # Attributes that name one asset: a column repeating its values far more than another
 # name column does (RVTools' "Host": the ESXi host of each VM) is not the asset's name.
@@ -286,9 +284,15 @@ def _is_criticality(value: str) -> bool:
     return criticality(value)[0] is not None
 
 
-_CLOSED: tuple[tuple[str, Callable[[str], bool], str], ...] = (
-    ("environment", _is_environment, "environment names"),
-    ("business_criticality", _is_criticality, "criticality levels"),
+def _names_criticality(value: str) -> bool:
+    # Digits alone ("1", "2") are tiers only under a criticality header: NICs count so too.
+    return not value.isdigit() and _is_criticality(value)
+
+
+# (attribute, values that name it without a header, values it may hold, what they are)
+_CLOSED: tuple[tuple[str, Callable[[str], bool], Callable[[str], bool], str], ...] = (
+    ("environment", _is_environment, _is_environment, "environment names"),
+    ("business_criticality", _names_criticality, _is_criticality, "criticality levels"),
 )
 
 
@@ -310,15 +314,14 @@ def _closed_vocabularies(column: ColumnProfile, found: list[_Candidate]) -> list
     unit words ("MB", "GB") are the unit of the memory or disk column beside them."""
     out = list(found)
     shown = ", ".join(repr(s) for s in column.sample_values[:3])
-    for attribute, fits, what in _CLOSED:
-        share = _sample_share(column, fits)
-        if share == 1.0:
+    for attribute, names, fits, what in _CLOSED:
+        if _sample_share(column, names) == 1.0:
             why = f"; its values ({shown}) are {what}"
             out = [_adjust(c, 0.6, why) if c.attribute in _NOT_ENVIRONMENTS else c for c in out]
             if not any(c.attribute == attribute for c in out):
                 # Values alone: suggested, but below a header's word (auto-approval threshold).
                 out.append(_Candidate(attribute, 0.7, why.removeprefix("; ").capitalize()))
-        elif share == 0.0 and len(column.sample_values) >= 2:
+        elif _sample_share(column, fits) == 0.0 and len(column.sample_values) >= 2:
             # "Service Level" of Gold/Silver/Bronze: the header says environment, no value is.
             why = f", but none of its values ({shown}) are {what}"
             out = [_adjust(c, 0.5, why) if c.attribute == attribute else c for c in out]
@@ -515,20 +518,29 @@ def _socket_multiplier(result: list[FieldMapping]) -> list[FieldMapping]:
     return [changed.get(m.position, m) for m in result]
 
 
+def _header_phrase(m: FieldMapping) -> str:
+    return " ".join(header_words(m.source_column))
+
+
+# WMI and the tools reading it (SCCM, Lansweeper) count cores per processor beside a processor
+# count; elsewhere "CPU Cores" beside "CPU Sockets" is a total (vSphere), so only these pair.
+_PER_SOCKET_PAIRS = {
+    "number of processors": "number of cores",
+    "numberofprocessors": "numberofcores",
+    "processor count": "number of cores",
+}
+# Below the auto-approval threshold: a person confirms that the cores are per processor.
+_PAIRED = 0.8
+
+
 def _pair_sockets_and_cores(result: list[FieldMapping]) -> list[FieldMapping]:
     """ "Number of Processors" beside "Number Of Cores" (WMI: cores of each processor): the
     two tie on cpu_cores; the socket count takes it and the other multiplies it."""
     contenders = [
         m for m in result if m.target_attribute == "cpu_cores" or "cpu_cores" in m.alternatives[:1]
     ]
-    sockets = [m for m in contenders if " ".join(header_words(m.source_column)) in _SOCKET_HEADERS]
-    cores = [
-        m
-        for m in contenders
-        if m not in sockets
-        and {"core", "cores"} & set(header_words(m.source_column))
-        and not _TOTAL_WORDS & set(header_words(m.source_column))
-    ]
+    sockets = [m for m in contenders if _header_phrase(m) in _PER_SOCKET_PAIRS]
+    cores = [m for m in contenders if _header_phrase(m) in _PER_SOCKET_PAIRS.values()]
     if len(sockets) != 1 or len(cores) != 1:
         return result
     (s,), (c,) = sockets, cores
@@ -537,7 +549,7 @@ def _pair_sockets_and_cores(result: list[FieldMapping]) -> list[FieldMapping]:
             s,
             target_attribute="cpu_cores",
             state=State.SUGGESTED,
-            confidence=max(s.confidence, c.confidence),
+            confidence=_PAIRED,
             reason=f"{s.reason}; it counts sockets: times {c.source_column!r}",
             alternatives=tuple(a for a in s.alternatives if a != "cpu_cores"),
         ),
@@ -545,7 +557,7 @@ def _pair_sockets_and_cores(result: list[FieldMapping]) -> list[FieldMapping]:
             c,
             target_attribute="cores_per_socket",
             state=State.SUGGESTED,
-            confidence=max(s.confidence, c.confidence),
+            confidence=_PAIRED,
             reason=f"{c.reason}; beside the socket count {s.source_column!r} it counts the"
             " cores of each socket, and multiplies it row by row into cpu_cores",
             alternatives=("cpu_cores",),

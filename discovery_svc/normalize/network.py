@@ -109,8 +109,9 @@ def hostname(raw: str) -> tuple[HostInfo | None, str | None]:
     if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         return None, f"invalid host name {_quote(stripped)}"
     if len(labels) > 1 and all(len(label) == 1 for label in labels):
-        # "k.A.", "n.a.": an abbreviation with dots, no host (no TLD has one letter).
-        return None, f"an abbreviation, not a host name {_quote(stripped)}"
+        # "o.A.", "z.B.": an abbreviation with dots, no host (no TLD has one letter). Missing,
+        # like a placeholder: identity reports it, and never keys a row by it.
+        return None, None
     domain = ".".join(labels[1:])
     return HostInfo(labels[0], domain, name), None
 

@@ -219,8 +219,7 @@ def test_the_hosts_address_among_several_in_one_cell(raw: str, expected: str) ->
 def test_an_abbreviation_with_dots_is_no_host_name(raw: str) -> None:
     from discovery_svc.normalize.network import normalize_hostname
 
-    value, problem = normalize_hostname(raw)
-    assert value is None and problem is not None and "abbreviation" in problem
+    assert normalize_hostname(raw) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -307,9 +306,15 @@ def test_a_workgroup_is_no_domain(workgroup: str) -> None:
     ("header", "expected"),
     [
         (["Name", "PowerState", "NumCpu", "MemoryGB", "VMHost"], "virtual_machine"),
-        (["VM", "Powerstate", "Template", "CPUs", "Host", "Cluster"], "virtual_machine"),
+        (["VM", "Powerstate", "CPUs", "OS according to the VMware Tools"], "virtual_machine"),
         (["VMName", "State", "ProcessorCount", "MemoryAssigned"], "virtual_machine"),
         (["Server Name", "IP", "OS", "RAM GB", "Host"], None),
+        # Ordinary inventories sharing generic headers with VM exports are no VM lists.
+        (["NAME", "TYPE", "RESOURCE GROUP", "LOCATION", "SUBSCRIPTION"], None),
+        (["Hostname", "OS", "Num CPU", "Cores per Socket", "Memory GB"], None),
+        (["Host", "Datacenter", "Cluster", "# NICs", "# CPU", "Cores per CPU"], None),
+        (["Host", "VM", "Cluster", "Datacenter", "OS"], None),
+        (["ComputerName", "State", "ProcessorCount", "Memory"], None),
     ],
 )
 def test_an_export_whose_rows_are_all_vms_says_so(header: list[str], expected: str | None) -> None:
@@ -351,3 +356,48 @@ def test_accented_headers_read_as_their_transliteration(header: str, attribute: 
     }[attribute]
     rows = [f"srv{i:03},{values}" for i in range(20)]
     assert _suggested(f"hostname,{header}", rows)[header].target_attribute == attribute
+
+
+def test_a_type_cell_that_did_not_parse_is_not_overruled_by_the_export() -> None:
+    cleanser = RowCleanser(
+        {0: "asset_name", 1: "asset_type"}, export_type=("virtual_machine", "a VM list")
+    )
+    values = cleanser.cleanse(["sw-core-01", "Ethernet Gizmo"]).values
+    assert values["asset_type_guess"] != "virtual_machine"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Server,CPU,Cores", "Server,CPU Sockets,CPU Cores", "Server,Sockets,Cores"],
+)
+def test_a_core_count_beside_sockets_is_not_multiplied_unless_wmi_says_per_processor(
+    header: str,
+) -> None:
+    rows = [f"srv{i:03},{i % 2 + 1},{(i % 4 + 1) * 8}" for i in range(30)]
+    by = _suggested(header, rows)
+    assert "cores_per_socket" not in {m.target_attribute for m in by.values()}, by
+
+
+def test_the_wmi_pair_waits_for_a_person() -> None:
+    rows = [f"PC{i:04},{i % 2 + 1},{(i % 4 + 1) * 2}" for i in range(30)]
+    by = _suggested("Name,Number of Processors,Number Of Cores", rows)
+    assert by["Number Of Cores"].target_attribute == "cores_per_socket"
+    assert by["Number Of Cores"].confidence < 0.85  # below the auto-approval threshold
+
+
+def test_small_counts_are_no_criticality() -> None:
+    rows = [f"srv{i:03},{i % 3 + 1},{i % 2 + 1}" for i in range(30)]
+    by = _suggested("Hostname,NICs,Disks", rows)
+    assert by["NICs"].target_attribute != "business_criticality", by["NICs"]
+    tier = _suggested("Hostname,Tier", rows=[f"srv{i:03},{i % 3 + 1}" for i in range(30)])
+    assert tier["Tier"].target_attribute == "business_criticality", tier["Tier"]
+
+
+@pytest.mark.parametrize("raw", ["o.A.", "N.N.", "z.B.", "x.y"])
+def test_a_dotted_abbreviation_is_a_placeholder_name(raw: str) -> None:
+    from discovery_svc.domain import identity
+
+    assert identity.is_placeholder(raw)
+    cleansed = RowCleanser({0: "hostname", 1: "ip_address"}).cleanse([raw, "10.0.0.1"])
+    assert "hostname" not in cleansed.values and not cleansed.issues
+    assert cleansed.values[PLACEHOLDER_NAME] == raw
