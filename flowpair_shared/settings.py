@@ -35,6 +35,24 @@ def _flag(env: Mapping[str, str], key: str) -> bool:
     raise SystemExit(f"{key} must be 1 or 0, got {raw!r}")
 
 
+def _relay(env: Mapping[str, str]) -> RelaySettings:
+    delivery_timeout = _float(env, "FLOWPAIR_RELAY_DELIVERY_TIMEOUT_SECONDS", 10.0)
+    try:
+        return RelaySettings(
+            batch_size=_int(env, "FLOWPAIR_RELAY_BATCH_SIZE", 100),
+            poll_interval=_float(env, "FLOWPAIR_RELAY_POLL_SECONDS", 2.0),
+            max_rejections=_int(env, "FLOWPAIR_RELAY_MAX_REJECTIONS", 8),
+            delivery_timeout=delivery_timeout,
+            # By default half as long again as a delivery may take, and at least 15 s.
+            lease_seconds=_float(
+                env, "FLOWPAIR_RELAY_LEASE_SECONDS", max(15.0, 1.5 * delivery_timeout)
+            ),
+            max_in_flight_batches=_int(env, "FLOWPAIR_RELAY_MAX_IN_FLIGHT_BATCHES", 4),
+        )
+    except ValueError as error:
+        raise SystemExit(f"relay settings: {error}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServiceSettings:
     """One service's view of the settings: where it listens and which files secure it."""
@@ -145,10 +163,5 @@ class Settings:
             shutdown_grace=_float(env, "FLOWPAIR_SHUTDOWN_GRACE_SECONDS", 10.0),
             phase_concurrency=_int(env, "FLOWPAIR_PHASE_CONCURRENCY", 4),
             phase_lease_seconds=_float(env, "FLOWPAIR_PHASE_LEASE_SECONDS", 30.0),
-            relay=RelaySettings(
-                batch_size=_int(env, "FLOWPAIR_RELAY_BATCH_SIZE", 100),
-                poll_interval=_float(env, "FLOWPAIR_RELAY_POLL_SECONDS", 2.0),
-                max_rejections=_int(env, "FLOWPAIR_RELAY_MAX_REJECTIONS", 8),
-                delivery_timeout=_float(env, "FLOWPAIR_RELAY_DELIVERY_TIMEOUT_SECONDS", 10.0),
-            ),
+            relay=_relay(env),
         )

@@ -47,7 +47,14 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
-FAST_RELAY = RelaySettings(poll_interval=0.5, backoff_base=0.05, transient_backoff_max=0.3)
+# A crashed relay's claims wait out the lease: short here, so crash tests settle quickly.
+FAST_RELAY = RelaySettings(
+    poll_interval=0.5,
+    backoff_base=0.05,
+    transient_backoff_max=0.3,
+    delivery_timeout=4.0,
+    lease_seconds=5.0,
+)
 
 
 def discovery_flow(
@@ -142,6 +149,8 @@ class Stack:
             "FLOWPAIR_DISCOVERY_INTERNAL_LISTEN": s.discovery_internal_listen,
             **credentials().env,
             "FLOWPAIR_RELAY_POLL_SECONDS": str(s.relay.poll_interval),
+            "FLOWPAIR_RELAY_DELIVERY_TIMEOUT_SECONDS": str(s.relay.delivery_timeout),
+            "FLOWPAIR_RELAY_LEASE_SECONDS": str(s.relay.lease_seconds),
             "FLOWPAIR_SHUTDOWN_GRACE_SECONDS": "2",
             "FLOWPAIR_PHASE_LEASE_SECONDS": str(s.phase_lease_seconds),
         }

@@ -4,9 +4,13 @@ Guarantees:
 - at-least-once delivery (consumers make redelivery a no-op with the inbox);
 - per ordering key, one message in flight at a time, in commit (``seq``) order; a retrying or
   parked message holds back only its own key;
-- several relays (replicas) share the work: rows are claimed with ``FOR UPDATE SKIP LOCKED``
-  and stay locked while in flight, so a crashed relay's claims are released with its
-  connection;
+- several relays (replicas) share the work through leases. A short transaction claims a batch
+  (``FOR UPDATE SKIP LOCKED``, then owner, expiry and a fencing token on each row) and commits;
+  delivery happens outside any transaction; a second short transaction records the outcomes,
+  only for rows whose owner and token are still this relay's. A crashed relay's rows become
+  claimable when their lease expires; a relay that outlived its lease (and lost the row to
+  another) records nothing. Rounds overlap, up to ``max_in_flight_batches``, so one slow peer
+  no longer stalls every other delivery;
 - wakes on commit (LISTEN/NOTIFY), with a slow poll as the fallback.
 """
 
@@ -35,40 +39,56 @@ from flowpair_shared.outbox.store import NOTIFY_CHANNEL
 
 log = logging.getLogger("flowpair.relay")
 
-# A row is claimable when no earlier message of its key is still undelivered (parked ones
-# included: they block their key until re-queued and delivered).
+# A row is claimable when it is not leased (or its lease ran out) and no earlier message of
+# its key is still undelivered (a leased one, or a parked one: it blocks its key until
+# re-queued and delivered). Claiming takes a new fencing token.
 _CLAIM = text(
     """
-    SELECT o.id, o.message_id, o.destination, o.method, o.ordering_key, o.seq, o.payload,
-           o.headers, o.attempts, o.rejections
-    FROM messaging.outbox o
-    WHERE o.source = :source AND o.delivered_at IS NULL AND o.parked_at IS NULL
-      AND o.available_at <= now()
-      AND NOT EXISTS (
-        SELECT 1 FROM messaging.outbox p
-        WHERE p.source = o.source AND p.ordering_key = o.ordering_key
-          AND p.delivered_at IS NULL AND p.seq < o.seq)
-    ORDER BY o.id
-    LIMIT :limit
-    FOR UPDATE OF o SKIP LOCKED
+    WITH claimable AS (
+      SELECT o.id FROM messaging.outbox o
+      WHERE o.source = :source AND o.delivered_at IS NULL AND o.parked_at IS NULL
+        AND o.available_at <= now()
+        AND (o.lease_until IS NULL OR o.lease_until < now())
+        AND NOT EXISTS (
+          SELECT 1 FROM messaging.outbox p
+          WHERE p.source = o.source AND p.ordering_key = o.ordering_key
+            AND p.delivered_at IS NULL AND p.seq < o.seq)
+      ORDER BY o.id
+      LIMIT :limit
+      FOR UPDATE OF o SKIP LOCKED
+    )
+    UPDATE messaging.outbox o
+    SET lease_owner = :owner, lease_until = now() + make_interval(secs => :lease),
+        lease_token = o.lease_token + 1
+    FROM claimable c WHERE o.id = c.id
+    RETURNING o.id, o.message_id, o.destination, o.method, o.ordering_key, o.seq, o.payload,
+              o.headers, o.attempts, o.rejections, o.lease_token
     """
 )
 
+# Outcomes count only where this relay still holds the lease it claimed (owner and token):
+# a relay that stalled past its lease, while another took the row over, records nothing.
 _DELIVERED = text(
     """
-    UPDATE messaging.outbox
-    SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-    WHERE id = ANY(:ids)
+    UPDATE messaging.outbox o
+    SET delivered_at = now(), attempts = o.attempts + 1, last_error = NULL,
+        lease_owner = NULL, lease_until = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS bigint[])) AS t(id, token)
+    WHERE o.id = t.id AND o.lease_owner = :owner AND o.lease_token = t.token
     """
 )
 
 _FAILED = text(
     """
-    UPDATE messaging.outbox
-    SET attempts = attempts + 1, rejections = :rejections, last_error = :error,
-        available_at = now() + make_interval(secs => :delay),
-        parked_at = CASE WHEN :park THEN now() END
-    WHERE id = :id
+    UPDATE messaging.outbox o
+    SET attempts = o.attempts + 1, rejections = t.rejections, last_error = t.error,
+        available_at = now() + make_interval(secs => t.delay),
+        parked_at = CASE WHEN t.park THEN now() END,
+        lease_owner = NULL, lease_until = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS bigint[]), CAST(:rejections AS int[]),
+                CAST(:errors AS text[]), CAST(:delays AS float8[]), CAST(:parks AS boolean[]))
+         AS t(id, token, rejections, error, delay, park)
+    WHERE o.id = t.id AND o.lease_owner = :owner AND o.lease_token = t.token
     """
 )
 
@@ -108,6 +128,20 @@ class RelaySettings:
     """Longest delay while the peer is unreachable, so recovery is noticed quickly."""
     delivery_timeout: float = 10.0
     """Deadline of each delivery call, in seconds."""
+    lease_seconds: float = 15.0
+    """How long a claim holds its rows: longer than a delivery can take, and how long a
+    crashed relay's messages wait before another relay takes them over."""
+    max_in_flight_batches: int = 4
+    """Batches delivered at once: a new round is claimed while earlier ones are in flight."""
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds <= self.delivery_timeout:
+            raise ValueError(
+                f"the relay's lease ({self.lease_seconds} s) must outlast a delivery"
+                f" ({self.delivery_timeout} s), or a slow delivery would be taken over"
+            )
+        if self.max_in_flight_batches < 1:
+            raise ValueError("max_in_flight_batches must be 1 or more")
 
 
 @dataclass(frozen=True)
@@ -122,6 +156,7 @@ class _Claimed:
     headers: Mapping[str, str]
     attempts: int
     rejections: int
+    lease_token: int
 
 
 @dataclass(frozen=True)
@@ -156,10 +191,13 @@ class Relay:
         self._source = source
         self._channels = channels
         self._settings = settings
+        self._owner = uuid.uuid4()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_due: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
+        self._in_flight: set[asyncio.Task[None]] = set()
         if listener is not None:
             listener.subscribe(NOTIFY_CHANNEL, self._on_notify)
 
@@ -169,12 +207,14 @@ class Relay:
         self._task = asyncio.create_task(self._run(), name=f"relay-{self._source}")
 
     async def stop(self) -> None:
-        """Finish the round in flight, then stop."""
+        """Finish the batches in flight (recording their outcomes), then stop."""
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
             await self._task
             self._task = None
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     def kick(self) -> None:
         """Wake the relay now (after a local commit, or a notification)."""
@@ -184,20 +224,33 @@ class Relay:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            await self._slots.acquire()
             try:
-                claimed = await self.deliver_once()
+                batch = await self._claim()
             except Exception as error:
+                self._slots.release()
                 # Its own database gone: keep polling, quietly, until it is back.
                 if is_unavailable(error):
-                    log.warning("relay round failed: database unavailable: %r", error)
+                    log.warning("relay claim failed: database unavailable: %r", error)
                 else:
-                    log.exception("relay round failed", extra={"source": self._source})
-                claimed = 0
+                    log.exception("relay claim failed", extra={"source": self._source})
                 await self._sleep(self._settings.poll_interval)
                 continue
-            if claimed:
-                continue  # successors of what was just delivered may now be claimable
-            await self._sleep(self._wait_time())
+            if not batch:
+                self._slots.release()
+                await self._sleep(self._wait_time())
+                continue
+            task = asyncio.create_task(self._deliver_and_record(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._batch_done)
+            if len(batch) < self._settings.batch_size:
+                # Nothing more is claimable until a batch ends (its successors) or a commit.
+                await self._sleep(self._wait_time())
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
+        self.kick()  # successors of what was just delivered may now be claimable
 
     def _wait_time(self) -> float:
         wait = self._settings.poll_interval
@@ -214,21 +267,40 @@ class Relay:
 
     async def deliver_once(self) -> int:
         """Claim one batch, deliver it, record the outcomes; return how many were claimed."""
+        batch = await self._claim()
+        if batch:
+            await self._deliver_and_record(batch)
+        return len(batch)
+
+    async def _claim(self) -> list[_Claimed]:
         # The outbox of every tenant (its row-level security policy admits the system scope).
         with db_scope.system():
-            return await self._deliver_batch()
+            async with self._engine.begin() as conn:
+                rows = await conn.execute(
+                    _CLAIM,
+                    {
+                        "source": self._source,
+                        "limit": self._settings.batch_size,
+                        "owner": self._owner,
+                        "lease": self._settings.lease_seconds,
+                    },
+                )
+                return [_Claimed(*row) for row in rows]
 
-    async def _deliver_batch(self) -> int:
-        async with self._engine.connect() as conn, conn.begin():
-            rows = await conn.execute(
-                _CLAIM, {"source": self._source, "limit": self._settings.batch_size}
+    async def _deliver_and_record(self, batch: list[_Claimed]) -> None:
+        outcomes = await asyncio.gather(*(self._send(m) for m in batch))
+        try:
+            with db_scope.system():
+                async with self._engine.begin() as conn:
+                    await self._record(conn, outcomes)
+        except Exception as error:
+            # The outcomes are lost, not the messages: their leases run out and they are
+            # delivered again, which the consumers' inboxes make harmless.
+            log.warning(
+                "relay could not record %d outcome(s); redelivery after the lease: %r",
+                len(outcomes),
+                error,
             )
-            batch = [_Claimed(*row) for row in rows]
-            if not batch:
-                return 0
-            outcomes = await asyncio.gather(*(self._send(m) for m in batch))
-            await self._record(conn, outcomes)
-        return len(batch)
 
     async def _send(self, m: _Claimed) -> _Outcome:
         logs.reset()
@@ -261,10 +333,20 @@ class Relay:
         return outcome
 
     async def _record(self, conn: AsyncConnection, outcomes: list[_Outcome]) -> None:
-        delivered = [o.claimed.id for o in outcomes if o.code == grpc.StatusCode.OK]
+        delivered = [o.claimed for o in outcomes if o.code == grpc.StatusCode.OK]
         if delivered:
-            await conn.execute(_DELIVERED, {"ids": delivered})
+            await conn.execute(
+                _DELIVERED,
+                {
+                    "ids": [m.id for m in delivered],
+                    "tokens": [m.lease_token for m in delivered],
+                    "owner": self._owner,
+                },
+            )
         s = self._settings
+        failed: dict[str, list[Any]] = {
+            k: [] for k in ("ids", "tokens", "rejections", "errors", "delays", "parks")
+        }
         for o in outcomes:
             if o.code == grpc.StatusCode.OK:
                 continue
@@ -286,17 +368,15 @@ class Relay:
                         "error": o.error,
                     },
                 )
-            params: dict[str, Any] = {
-                "id": m.id,
-                "rejections": rejections,
-                "error": o.error,
-                "delay": delay,
-                "park": park,
-            }
-            await conn.execute(_FAILED, params)
+            for k, v in zip(
+                failed, (m.id, m.lease_token, rejections, o.error, delay, park), strict=True
+            ):
+                failed[k].append(v)
             if not park:
                 due = time.monotonic() + delay
                 self._next_due = due if self._next_due is None else min(self._next_due, due)
+        if failed["ids"]:
+            await conn.execute(_FAILED, {**failed, "owner": self._owner})
 
     def _on_notify(self, payload: str | None) -> None:
         # None: the listener (re)connected and may have missed notifications.

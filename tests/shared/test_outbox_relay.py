@@ -30,6 +30,8 @@ class Peer:
     """A real gRPC server accepting any method; ``decide`` picks each call's status."""
 
     decide: Callable[[str], grpc.StatusCode] = lambda _key: grpc.StatusCode.OK
+    hold: Callable[[str], float] = lambda _key: 0.0
+    """Seconds each call of a key takes: a slow peer."""
     received: list[tuple[str, int, str]] = field(default_factory=list)  # (key, value, message id)
     server: grpc.aio.Server | None = None
     port: int = 0
@@ -40,6 +42,7 @@ class Peer:
         async def receive(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             md = dict(context.invocation_metadata() or ())
             key = str(md["x-key"])
+            await asyncio.sleep(peer.hold(key))
             code = peer.decide(key)
             if code != grpc.StatusCode.OK:
                 await context.abort(code, f"peer says {code.name}")
@@ -89,6 +92,7 @@ SETTINGS = RelaySettings(
     transient_backoff_max=0.05,
     max_rejections=3,
     delivery_timeout=2,
+    lease_seconds=3,
 )
 
 
@@ -273,3 +277,86 @@ async def test_unreachable_peer_never_parks_and_delivery_resumes(
         assert peer.values("later") == [0, 1, 2]
     finally:
         await peer.stop()
+
+
+# --- claims as leases -------------------------------------------------------------------------
+
+LEASED = RelaySettings(
+    poll_interval=0.3,
+    backoff_base=0.02,
+    backoff_max=0.05,
+    transient_backoff_max=0.05,
+    delivery_timeout=0.5,
+    lease_seconds=1.0,
+)
+
+
+def _relay(engine: AsyncEngine, port: int, settings: RelaySettings = LEASED) -> Relay:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=PEER_CHANNEL_OPTIONS)
+    return Relay(
+        engine=engine, listener=None, source="test", channels={"peer": channel}, settings=settings
+    )
+
+
+async def test_a_claim_commits_at_once_and_a_crashed_relays_lease_runs_out(
+    engine: AsyncEngine, peer: Peer, database_url: str
+) -> None:
+    """The claim holds no transaction open: its rows carry a lease another relay respects
+    until it expires, then takes over (the first relay 'crashed' before delivering)."""
+    await write(engine, "c", 1)
+    crashed = _relay(engine, peer.port)
+    claimed = await crashed._claim()  # claims, then never delivers nor records
+    assert [m.seq for m in claimed] == [1]
+    assert (
+        await fetchval(
+            database_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'",
+        )
+        == 0
+    )
+    other = _relay(engine, peer.port)
+    assert await other.deliver_once() == 0  # leased: not claimable
+    await asyncio.sleep(LEASED.lease_seconds + 0.2)
+    assert await other.deliver_once() == 1
+    assert peer.values("c") == [1]
+    assert (
+        await fetchval(database_url, "SELECT lease_token FROM messaging.outbox WHERE seq = 1") == 2
+    )
+
+
+async def test_a_relay_that_lost_its_lease_records_nothing(
+    engine: AsyncEngine, peer: Peer, database_url: str
+) -> None:
+    """Fencing: the stale holder's outcome (here a rejection) must not undo the delivery
+    recorded by the relay that took the message over."""
+    await write(engine, "f", 1)
+    stale = _relay(engine, peer.port)
+    claimed = await stale._claim()
+    await asyncio.sleep(LEASED.lease_seconds + 0.2)
+    assert await _relay(engine, peer.port).deliver_once() == 1
+    peer.decide = lambda _key: grpc.StatusCode.FAILED_PRECONDITION
+    outcomes = await asyncio.gather(*(stale._send(m) for m in claimed))
+    assert outcomes[0].code == grpc.StatusCode.FAILED_PRECONDITION
+    await stale._deliver_and_record(claimed)
+    row = await fetchval(
+        database_url,
+        "SELECT (delivered_at IS NOT NULL, attempts, rejections, lease_owner IS NULL)::text"
+        " FROM messaging.outbox WHERE seq = 1",
+    )
+    assert row == "(t,1,0,t)"
+
+
+async def test_rounds_overlap_so_a_slow_peer_call_stalls_only_its_own_flow(
+    engine: AsyncEngine, peer: Peer, relays: Relays
+) -> None:
+    peer.hold = lambda key: 3.0 if key == "slow" else 0.0
+    settings = RelaySettings(poll_interval=0.3, batch_size=1, delivery_timeout=5, lease_seconds=6)
+    relays.start(peer.port, settings)
+    await write(engine, "slow", 1)
+    await asyncio.sleep(0.3)  # claimed and in flight
+    for i in range(3):
+        await write(engine, f"fast{i}", 1)
+    # Claimed in later rounds while the slow call is still in flight.
+    await eventually(lambda: _count(peer, 3), timeout=2.5)
+    assert peer.values("slow") == []
+    await eventually(lambda: _count(peer, 4), timeout=10)
