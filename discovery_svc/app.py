@@ -16,11 +16,15 @@ from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
 from flowpair.internal.v1 import child_flow_service_pb2, child_flow_service_pb2_grpc
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
 from flowpair_shared.domain import Phase
+from flowpair_shared.outbox import batch
 from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 
 PUBLIC_SERVICES = (discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"],)
-INTERNAL_SERVICES = (child_flow_service_pb2.DESCRIPTOR.services_by_name["ChildFlowService"],)
+INTERNAL_SERVICES = (
+    child_flow_service_pb2.DESCRIPTOR.services_by_name["ChildFlowService"],
+    batch.DESCRIPTOR,
+)
 
 
 def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servicers:
@@ -43,6 +47,7 @@ def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servic
     def register_internal(server: grpc.aio.Server) -> None:
         servicer = ChildFlowServicer(discovery)
         child_flow_service_pb2_grpc.add_ChildFlowServiceServicer_to_server(servicer, server)
+        batch.add_to_server(server, wiring.engine, [(servicer, child_flow_service_pb2)])
 
     return Servicers(register, register_internal, background=(runner,))
 

@@ -115,6 +115,14 @@ def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql(_SET, scope.settings())
 
 
+async def enter_savepoint(conn: AsyncConnection) -> None:
+    """Give a savepoint the context's scope: a batch of messages shares one transaction, and
+    each message (in a savepoint of its own) is another tenant's. The settings are undone
+    with the savepoint if it rolls back, and replaced by the next one's."""
+    scope = current() or Scope()
+    await conn.exec_driver_sql(_SET, scope.settings())
+
+
 def install(engine: AsyncEngine) -> None:
     """Begin every transaction of ``engine`` with the context's scope."""
     event.listen(engine.sync_engine, "begin", _on_begin)

@@ -50,6 +50,8 @@ class _Rpc:
         logs.reset()
         logs.bind(rpc=self.method)
         tenant = await self.access.admit(self.method, self.context)
+        if tenant is None:
+            return  # a batch of messages: each is admitted with its own tenant
         tenancy.set_current(tenant)
         logs.bind(
             client_account_id=str(tenant.client_account_id),

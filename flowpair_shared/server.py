@@ -235,7 +235,9 @@ class _UntilReady:
     def __init__(self, access: Access, app: ServiceApp) -> None:
         self._access, self._app = access, app
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Tenant:
+    async def admit(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Tenant | None:
         if not self._app.ready:
             raise Unavailable("the service cannot reach its database yet; retry with backoff")
         return await self._access.admit(method, context)

@@ -71,6 +71,11 @@ def tenant_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> 
     return Tenant(values[CLIENT_ACCOUNT_HEADER], values[ENGAGEMENT_HEADER], values[USER_HEADER])
 
 
+def reset(token: contextvars.Token[Tenant]) -> None:
+    """Undo a ``set_current``."""
+    _current.reset(token)
+
+
 def set_current(tenant: Tenant) -> contextvars.Token[Tenant]:
     return _current.set(tenant)
 

@@ -6,6 +6,7 @@ import grpc
 
 from flowpair.internal.v1 import flow_event_service_pb2, flow_event_service_pb2_grpc
 from flowpair.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from flowpair_shared.outbox import batch
 from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 from orchestrator_svc.adapters.repository import FLOW_EVENTS_CHANNEL
@@ -15,7 +16,10 @@ from orchestrator_svc.entrypoints.internal_api import FlowEventServicer
 from orchestrator_svc.service_layer.handlers import SOURCE, Orchestrator
 
 PUBLIC_SERVICES = (orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"],)
-INTERNAL_SERVICES = (flow_event_service_pb2.DESCRIPTOR.services_by_name["FlowEventService"],)
+INTERNAL_SERVICES = (
+    flow_event_service_pb2.DESCRIPTOR.services_by_name["FlowEventService"],
+    batch.DESCRIPTOR,
+)
 
 
 def _servicers(wiring: Wiring) -> Servicers:
@@ -29,9 +33,9 @@ def _servicers(wiring: Wiring) -> Servicers:
         )
 
     def register_internal(server: grpc.aio.Server) -> None:
-        flow_event_service_pb2_grpc.add_FlowEventServiceServicer_to_server(
-            FlowEventServicer(orchestrator), server
-        )
+        servicer = FlowEventServicer(orchestrator)
+        flow_event_service_pb2_grpc.add_FlowEventServiceServicer_to_server(servicer, server)
+        batch.add_to_server(server, wiring.engine, [(servicer, flow_event_service_pb2)])
 
     return Servicers(register, register_internal)
 

@@ -27,6 +27,7 @@ from flowpair_shared.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from flowpair_shared.outbox.batch import BATCH_METHOD
 from flowpair_shared.tenancy import USER_HEADER, Tenant, metadata_values
 
 log = logging.getLogger("flowpair.auth")
@@ -37,7 +38,9 @@ Metadata = Sequence[tuple[str, str | bytes]]
 class Access(Protocol):
     """Admits one call (returning its tenant) or raises a DomainError saying why not."""
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Tenant: ...
+    async def admit(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Tenant | None: ...
 
 
 def method_roles(services: Iterable[ServiceDescriptor]) -> dict[str, Role | None]:
@@ -120,16 +123,24 @@ class PeerAccess:
     def __init__(self, allowed_peer: str) -> None:
         self._allowed = allowed_peer
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Tenant:
+    async def admit(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Tenant | None:
         auth = context.auth_context()
         names = {n.decode(errors="replace") for n in auth.get("x509_common_name", [])}
         if self._allowed not in names:
             raise PermissionDenied(f"only the {self._allowed} service may call {method}")
+        if method == BATCH_METHOD:
+            return None  # each message of the batch carries its own tenant
         return tenancy.tenant_from_metadata(context.invocation_metadata())
 
 
 class TrustedHeadersAccess:
     """FLOWPAIR_ALLOW_INSECURE without credentials: the headers are believed (development)."""
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Tenant:
+    async def admit(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Tenant | None:
+        if method == BATCH_METHOD:
+            return None  # each message of the batch carries its own tenant
         return tenancy.tenant_from_metadata(context.invocation_metadata())

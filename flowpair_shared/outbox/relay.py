@@ -31,9 +31,11 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from flowpair.internal.v1 import message_batch_service_pb2 as batch_pb2
 from flowpair_shared import db_scope, logs
 from flowpair_shared.dbfailures import is_unavailable
 from flowpair_shared.notify import Listener
+from flowpair_shared.outbox.batch import BATCH_METHOD
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
 from flowpair_shared.outbox.store import NOTIFY_CHANNEL
 
@@ -175,6 +177,14 @@ def _identity(payload: bytes) -> bytes:
     return payload
 
 
+def _headers(m: _Claimed) -> dict[str, str]:
+    headers = json.loads(m.headers) if isinstance(m.headers, str) else m.headers
+    return dict(headers)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
 class Relay:
     """Delivers the outbox rows written by ``source`` to the peers in ``channels``."""
 
@@ -198,6 +208,7 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._unbatched: set[str] = set()
         if listener is not None:
             listener.subscribe(NOTIFY_CHANNEL, self._on_notify)
 
@@ -288,7 +299,11 @@ class Relay:
                 return [_Claimed(*row) for row in rows]
 
     async def _deliver_and_record(self, batch: list[_Claimed]) -> None:
-        outcomes = await asyncio.gather(*(self._send(m) for m in batch))
+        by_peer: dict[str, list[_Claimed]] = {}
+        for m in batch:
+            by_peer.setdefault(m.destination, []).append(m)
+        sent = await asyncio.gather(*(self._send_to(peer, ms) for peer, ms in by_peer.items()))
+        outcomes = [o for outcomes in sent for o in outcomes]
         try:
             with db_scope.system():
                 async with self._engine.begin() as conn:
@@ -302,14 +317,74 @@ class Relay:
                 error,
             )
 
-    async def _send(self, m: _Claimed) -> _Outcome:
+    async def _send_to(self, peer: str, batch: list[_Claimed]) -> list[_Outcome]:
+        """One ``DeliverMessages`` call for a peer's messages; single calls to a peer that
+        does not serve it (an older version during an upgrade)."""
+        channel = self._channels.get(peer)
+        if channel is None or len(batch) == 1 or peer in self._unbatched:
+            return list(await asyncio.gather(*(self._send(m) for m in batch)))
+        call = channel.unary_unary(
+            BATCH_METHOD,
+            request_serializer=batch_pb2.DeliverMessagesRequest.SerializeToString,
+            response_deserializer=batch_pb2.DeliverMessagesResponse.FromString,
+        )
+        request = batch_pb2.DeliverMessagesRequest(
+            messages=[
+                batch_pb2.OutboxMessage(
+                    message_id=str(m.message_id),
+                    method=m.method,
+                    payload=m.payload,
+                    headers=_headers(m),
+                )
+                for m in batch
+            ]
+        )
+        started = time.perf_counter()
+        try:
+            response = await call(request, timeout=self._settings.delivery_timeout)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self._unbatched.add(peer)
+                return list(await asyncio.gather(*(self._send(m) for m in batch)))
+            failed = f"{error.code().name}: {error.details()}"
+            outcomes = [_Outcome(m, error.code(), failed) for m in batch]
+        else:
+            results = {r.message_id: r for r in response.results}
+            outcomes = []
+            for m in batch:
+                r = results.get(str(m.message_id))
+                if r is None:
+                    outcomes.append(_Outcome(m, grpc.StatusCode.INTERNAL, "no result returned"))
+                    continue
+                code = _CODES.get(r.code, grpc.StatusCode.UNKNOWN)
+                error_text = "" if code == grpc.StatusCode.OK else f"{code.name}: {r.message}"
+                outcomes.append(_Outcome(m, code, error_text))
+        elapsed = (time.perf_counter() - started) * 1e3
+        for o in outcomes:
+            self._log_delivery(o, elapsed, batched=len(batch))
+        return outcomes
+
+    def _log_delivery(self, o: _Outcome, ms: float, *, batched: int = 1) -> None:
+        m = o.claimed
         logs.reset()
         logs.bind(flow_id=str(m.ordering_key), message_id=str(m.message_id), method=m.method)
+        log.info(
+            "outbox delivery",
+            extra={
+                "seq": m.seq,
+                "attempt": m.attempts + 1,
+                "code": o.code.name,
+                "ms": round(ms, 2),
+                "batch": batched,
+                **({"error": o.error} if o.error else {}),
+            },
+        )
+
+    async def _send(self, m: _Claimed) -> _Outcome:
         channel = self._channels.get(m.destination)
         if channel is None:
             return _Outcome(m, grpc.StatusCode.UNIMPLEMENTED, f"no peer named {m.destination!r}")
-        headers = json.loads(m.headers) if isinstance(m.headers, str) else m.headers
-        metadata = (*headers.items(), (MESSAGE_ID_HEADER, str(m.message_id)))
+        metadata = (*_headers(m).items(), (MESSAGE_ID_HEADER, str(m.message_id)))
         call = channel.unary_unary(
             m.method, request_serializer=_identity, response_deserializer=_identity
         )
@@ -320,16 +395,7 @@ class Relay:
             outcome = _Outcome(m, error.code(), f"{error.code().name}: {error.details()}")
         else:
             outcome = _Outcome(m, grpc.StatusCode.OK, "")
-        log.info(
-            "outbox delivery",
-            extra={
-                "seq": m.seq,
-                "attempt": m.attempts + 1,
-                "code": outcome.code.name,
-                "ms": round((time.perf_counter() - started) * 1e3, 2),
-                **({"error": outcome.error} if outcome.error else {}),
-            },
-        )
+        self._log_delivery(outcome, (time.perf_counter() - started) * 1e3)
         return outcome
 
     async def _record(self, conn: AsyncConnection, outcomes: list[_Outcome]) -> None:

@@ -7,6 +7,8 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from flowpair_shared import db_scope
+from flowpair_shared.outbox.batch import batch_connection
 from flowpair_shared.outbox.store import OutboxWriter
 
 
@@ -14,7 +16,9 @@ class UnitOfWork:
     """``async with UnitOfWork(engine, source=...) as uow:`` then ``uow.conn``/``uow.outbox``.
 
     State changes and the outbox messages announcing them share this one transaction, so a
-    message exists exactly when the change it announces does.
+    message exists exactly when the change it announces does. Inside a batch of delivered
+    messages (``batch.in_batch``) it is a savepoint of the batch's transaction instead:
+    ``commit()`` releases it, and the batch commits them all at once.
     """
 
     conn: AsyncConnection
@@ -24,10 +28,18 @@ class UnitOfWork:
         self._engine = engine
         self._source = source
         self._tx: AsyncTransaction | None = None
+        self._borrowed = False
 
     async def __aenter__(self) -> Self:
-        self.conn = await self._engine.connect()
-        self._tx = await self.conn.begin()
+        shared = batch_connection()
+        if shared is not None:
+            # A message of a batch: a savepoint in the batch's transaction, in its own tenant.
+            self.conn, self._borrowed = shared, True
+            self._tx = await shared.begin_nested()
+            await db_scope.enter_savepoint(shared)
+        else:
+            self.conn = await self._engine.connect()
+            self._tx = await self.conn.begin()
         self.outbox = OutboxWriter(self.conn, self._source)
         return self
 
@@ -46,4 +58,5 @@ class UnitOfWork:
             if self._tx is not None:
                 await self._tx.rollback()
         finally:
-            await self.conn.close()
+            if not self._borrowed:
+                await self.conn.close()

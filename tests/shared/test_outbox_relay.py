@@ -17,6 +17,7 @@ from flowpair_shared import db_scope
 from flowpair_shared.db import app_role_url, asyncpg_dsn, create_engine
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox import OutgoingMessage, Relay, RelaySettings, UnitOfWork
+from flowpair_shared.outbox.batch import BATCH_METHOD
 from flowpair_shared.outbox.store import list_parked, requeue
 from flowpair_shared.tls import PEER_CHANNEL_OPTIONS
 from tests.support import eventually, fetchval, free_port, new_tenant
@@ -54,6 +55,8 @@ class Peer:
             def service(
                 self, details: grpc.HandlerCallDetails
             ) -> grpc.RpcMethodHandler[Any, Any] | None:
+                if details.method == BATCH_METHOD:
+                    return None  # an older peer: the relay falls back to single calls
                 return grpc.unary_unary_rpc_method_handler(receive)
 
         self.server = grpc.aio.server()
