@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import grpc
 
+from discovery_svc.adapters.job_retention import FINISHED_PHASE_JOBS
 from discovery_svc.entrypoints.grpc_api import DiscoveryServicer
 from discovery_svc.entrypoints.internal_api import ChildFlowServicer
 from discovery_svc.phases import HANDLERS
@@ -17,6 +18,7 @@ from flowpair.internal.v1 import child_flow_service_pb2, child_flow_service_pb2_
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
 from flowpair_shared.domain import Phase
 from flowpair_shared.outbox import batch
+from flowpair_shared.outbox.retention import Retention
 from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 
@@ -49,7 +51,13 @@ def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servic
         child_flow_service_pb2_grpc.add_ChildFlowServiceServicer_to_server(servicer, server)
         batch.add_to_server(server, wiring.engine, [(servicer, child_flow_service_pb2)])
 
-    return Servicers(register, register_internal, background=(runner,))
+    retention = Retention(
+        engine=wiring.engine,
+        name=SOURCE,
+        settings=wiring.settings.retention,
+        extra=(FINISHED_PHASE_JOBS,),
+    )
+    return Servicers(register, register_internal, background=(runner, retention))
 
 
 def build(settings: Settings, *, handlers: Mapping[Phase, PhaseHandler] = HANDLERS) -> ServiceApp:

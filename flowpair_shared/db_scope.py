@@ -13,7 +13,9 @@ them from the context:
 - nothing: the transaction sees no tenant's rows, and cannot write any.
 
 ``system()`` passes only the policies of the tables background work claims from (the outbox
-and the phase jobs); every other table stays tenant-only even there.
+and the phase jobs) and, to read, lock and delete only, of the tables retention sweeps (the
+inbox and the outbox sequences, migration 0012); every other table stays tenant-only even
+there.
 """
 
 from __future__ import annotations

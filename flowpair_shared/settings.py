@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flowpair_shared.outbox.relay import RelaySettings
+from flowpair_shared.outbox.retention import DEFAULT_RETENTION_SECONDS, RetentionSettings
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:
@@ -24,6 +25,13 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
     if value != int(value) or value < 1:
         raise SystemExit(f"{key} must be a positive whole number, got {value!r}")
     return int(value)
+
+
+def _positive(env: Mapping[str, str], key: str, default: float) -> float:
+    value = _float(env, key, default)
+    if not value > 0:
+        raise SystemExit(f"{key} must be a positive number of seconds, got {value!r}")
+    return value
 
 
 def _flag(env: Mapping[str, str], key: str) -> bool:
@@ -81,6 +89,7 @@ class Settings:
     phase_concurrency: int = 4
     phase_lease_seconds: float = 30.0
     relay: RelaySettings = field(default_factory=RelaySettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     orchestrator_internal_listen: str = "127.0.0.1:50061"
     discovery_internal_listen: str = "127.0.0.1:50062"
     orchestrator_internal_target: str = "127.0.0.1:50061"
@@ -164,4 +173,10 @@ class Settings:
             phase_concurrency=_int(env, "FLOWPAIR_PHASE_CONCURRENCY", 4),
             phase_lease_seconds=_float(env, "FLOWPAIR_PHASE_LEASE_SECONDS", 30.0),
             relay=_relay(env),
+            retention=RetentionSettings(
+                retention_seconds=_positive(
+                    env, "FLOWPAIR_RETENTION_SECONDS", DEFAULT_RETENTION_SECONDS
+                ),
+                interval=_positive(env, "FLOWPAIR_RETENTION_INTERVAL", 60.0),
+            ),
         )

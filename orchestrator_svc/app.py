@@ -7,6 +7,7 @@ import grpc
 from flowpair.internal.v1 import flow_event_service_pb2, flow_event_service_pb2_grpc
 from flowpair.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from flowpair_shared.outbox import batch
+from flowpair_shared.outbox.retention import Retention
 from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 from orchestrator_svc.adapters.repository import FLOW_EVENTS_CHANNEL
@@ -37,7 +38,8 @@ def _servicers(wiring: Wiring) -> Servicers:
         flow_event_service_pb2_grpc.add_FlowEventServiceServicer_to_server(servicer, server)
         batch.add_to_server(server, wiring.engine, [(servicer, flow_event_service_pb2)])
 
-    return Servicers(register, register_internal)
+    retention = Retention(engine=wiring.engine, name=SOURCE, settings=wiring.settings.retention)
+    return Servicers(register, register_internal, background=(retention,))
 
 
 def build(settings: Settings) -> ServiceApp:

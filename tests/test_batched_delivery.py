@@ -18,7 +18,8 @@ from flowpair.v1 import flow_pb2
 from flowpair_shared.domain import FlowStatus
 from flowpair_shared.outbox.batch import BATCH_METHOD
 from flowpair_shared.tenancy import Tenant
-from tests.support import Stack, eventually, fetchval, internal_channel, new_tenant
+from tests.credentials import internal_channel
+from tests.support import Stack, eventually, fetchval, new_tenant
 from tests.test_phase_engine import flow_state
 
 EXAMPLE = b"hostname,ip_address\nweb01,10.0.0.1\nweb02,10.0.0.2\n"

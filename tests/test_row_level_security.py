@@ -34,6 +34,17 @@ EXCEPTIONS = {
 }
 # The shared queues background work claims across tenants in db_scope.system().
 SYSTEM_SCOPED = {"messaging.outbox", "discovery.phase_jobs"}
+# What retention reads, locks and deletes (never writes) across tenants in db_scope.system().
+RETAINED = {"messaging.inbox", "messaging.outbox_sequences"}
+RETENTION_POLICIES = {
+    "messaging.inbox": ["system_retention_delete", "system_retention_read", "tenant_isolation"],
+    "messaging.outbox_sequences": [
+        "system_retention_delete",
+        "system_retention_lock",
+        "system_retention_read",
+        "tenant_isolation",
+    ],
+}
 
 RAGGED = b"host,ip\nweb01,10.0.0.1\nonly-one-field\nweb02,10.0.0.2\n"
 
@@ -73,6 +84,12 @@ async def attempt(
         if tenant is not None:
             await scoped(conn, tenant.client_account_id, tenant.engagement_id, "tenant")
         await conn.execute(statement, *args)
+
+
+async def attempt_as_system(conn: asyncpg.Connection, statement: str) -> None:
+    async with conn.transaction():
+        await scoped(conn, None, None, "system")
+        await conn.execute(statement)
 
 
 async def tenants_seen(conn: asyncpg.Connection, table: str) -> dict[tuple[Any, Any], int]:
@@ -137,10 +154,10 @@ async def test_unscoped_queries_see_one_tenant_or_nothing(
             async with app.transaction():
                 await scoped(app, a.client_account_id, uuid.uuid4(), "tenant")
                 assert await tenants_seen(app, table) == {}, table
-            # The system scope reaches only the shared queues.
+            # The system scope reaches only the shared queues and what retention deletes.
             async with app.transaction():
                 await scoped(app, None, None, "system")
-                expected = everything[table] if table in SYSTEM_SCOPED else {}
+                expected = everything[table] if table in SYSTEM_SCOPED | RETAINED else {}
                 assert await tenants_seen(app, table) == expected, table
 
         # Changing or deleting another tenant's rows reaches nothing; writing them is refused.
@@ -177,6 +194,15 @@ async def test_unscoped_queries_see_one_tenant_or_nothing(
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
                 await attempt(app, a, statement, *args)
+        # Retention's reach in the system scope stops at reading, locking and deleting.
+        for statement in (
+            "UPDATE messaging.outbox_sequences SET last_seq = 0",
+            "INSERT INTO messaging.inbox (consumer, message_id, client_account_id,"
+            f" engagement_id) VALUES ('x', gen_random_uuid(), '{b.client_account_id}',"
+            f" '{b.engagement_id}')",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+                await attempt_as_system(app, statement)
         # Without a tenant nothing can be written either.
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
             await attempt(
@@ -252,7 +278,7 @@ async def test_every_table_has_forced_row_level_security(database_url: str) -> N
         expected = (
             ["system_scope", "tenant_isolation"] if name in SYSTEM_SCOPED else ["tenant_isolation"]
         )
-        assert policies == expected, name
+        assert policies == RETENTION_POLICIES.get(name, expected), name
         assert tenant_columns == ["client_account_id", "engagement_id"], name
     assert set(EXCEPTIONS) <= {r[0] for r in rows}
 
