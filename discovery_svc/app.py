@@ -14,6 +14,7 @@ from discovery_svc.phases import HANDLERS
 from discovery_svc.phases.base import PhaseHandler
 from discovery_svc.service_layer.handlers import SOURCE, Discovery
 from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
+from discovery_svc.service_layer.uploads import UploadSlots
 from flowpair.internal.v1 import child_flow_service_pb2, child_flow_service_pb2_grpc
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
 from flowpair_shared.domain import Phase
@@ -41,9 +42,10 @@ def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servic
         ),
     )
     discovery = Discovery(wiring.engine, after_commit=wiring.kick_relay, wake_runner=runner.kick)
+    uploads = UploadSlots(wiring.settings.max_concurrent_uploads)
 
     def register(server: grpc.aio.Server) -> None:
-        servicer = DiscoveryServicer(discovery)
+        servicer = DiscoveryServicer(discovery, uploads=uploads)
         discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(servicer, server)
 
     def register_internal(server: grpc.aio.Server) -> None:

@@ -9,6 +9,12 @@ and never count them against a message or a phase:
   a failover). Clients retry later: gRPC ``UNAVAILABLE``.
 * **conflict**: a serialization failure or a deadlock; the transaction was rolled back and can
   simply run again: gRPC ``ABORTED``.
+* **timeout**: PostgreSQL cancelled a statement that ran longer than the connection's
+  ``statement_timeout`` (``db.create_engine``), usually while waiting for a lock or under
+  overload: gRPC ``DEADLINE_EXCEEDED`` with reason ``DATABASE_STATEMENT_TIMEOUT``.
+
+A session the server ended for idling in a transaction longer than
+``idle_in_transaction_session_timeout`` is a broken connection: unavailable.
 
 Errors are recognised through SQLAlchemy's wrappers (``.orig``, ``connection_invalidated``),
 asyncpg's SQLSTATE codes and the exception chain, because the same failure surfaces as a raw
@@ -27,6 +33,7 @@ import sqlalchemy.exc
 class Failure(enum.Enum):
     UNAVAILABLE = "unavailable"
     CONFLICT = "conflict"
+    TIMEOUT = "timeout"
 
 
 # SQLSTATE classes and codes (PostgreSQL appendix A).
@@ -38,6 +45,7 @@ _UNAVAILABLE_CODES = frozenset(
         "57P03",  # cannot_connect_now (starting up, shutting down, in recovery)
         "57P04",  # database_dropped
         "57P05",  # idle_session_timeout
+        "25P03",  # idle_in_transaction_session_timeout: the server ended the session
         "25006",  # read_only_sql_transaction: connected to a standby after a failover
     }
 )
@@ -48,6 +56,7 @@ _CONFLICT_CODES = frozenset(
         "55P03",  # lock_not_available
     }
 )
+_TIMEOUT_CODES = frozenset({"57014"})  # query_canceled: statement_timeout (or an administrator)
 _CLOSED = ("connection is closed", "connection was closed", "underlying connection is closed")
 
 
@@ -79,6 +88,8 @@ def classify(error: BaseException) -> Failure | None:
         if isinstance(sqlstate, str):
             if sqlstate in _CONFLICT_CODES:
                 return Failure.CONFLICT
+            if sqlstate in _TIMEOUT_CODES:
+                return Failure.TIMEOUT
             if sqlstate in _UNAVAILABLE_CODES or sqlstate[:2] in _UNAVAILABLE_CLASSES:
                 return Failure.UNAVAILABLE
         if isinstance(e, asyncpg.exceptions.ConnectionDoesNotExistError):

@@ -109,3 +109,10 @@ class Unavailable(DomainError):
     """The service cannot serve right now (e.g. still waiting for its database); retry."""
 
     reason = "UNAVAILABLE"
+
+
+class ResourceExhausted(DomainError):
+    """The service is at a limit it sets itself (e.g. concurrent uploads): back off and retry
+    rather than wait in a queue."""
+
+    reason = "RESOURCE_EXHAUSTED"

@@ -17,6 +17,7 @@ from flowpair_shared.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -85,6 +86,8 @@ def to_status(error: Exception) -> grpc.Status:
         code = code_pb2.UNAUTHENTICATED
     elif isinstance(error, Unavailable):
         code = code_pb2.UNAVAILABLE
+    elif isinstance(error, ResourceExhausted):
+        code = code_pb2.RESOURCE_EXHAUSTED
     elif isinstance(error, PermissionDenied):
         code = code_pb2.PERMISSION_DENIED
     elif isinstance(error, AlreadyExists):
@@ -121,6 +124,12 @@ _INFRASTRUCTURE = {
         code_pb2.ABORTED,
         "CONCURRENT_TRANSACTION",
         "a concurrent transaction conflicted with this one; retry the call",
+    ),
+    Failure.TIMEOUT: (
+        code_pb2.DEADLINE_EXCEEDED,
+        "DATABASE_STATEMENT_TIMEOUT",
+        "a database statement took longer than the service allows (statement timeout),"
+        " usually because of load or a long lock; retry with backoff",
     ),
 }
 

@@ -6,7 +6,8 @@ call handlers: they never parse metadata, build statuses or catch exceptions the
 Requests are checked here before a servicer sees them: bytes that do not parse as the
 method's message are INVALID_ARGUMENT (not the framework's UNKNOWN), and so is a NUL in any
 string field (``inputs.nul_violations``). Errors map to statuses in one place: domain errors
-with rich details, database outages to UNAVAILABLE and conflicts to ABORTED
+with rich details, database outages to UNAVAILABLE, conflicts to ABORTED and statements the
+database cancelled for their statement timeout to DEADLINE_EXCEEDED
 (``grpc_errors.infrastructure_status``), the call's own deadline to DEADLINE_EXCEEDED, and
 anything else to INTERNAL without internals in the message.
 """

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared import db_scope, logs, tls
+from flowpair_shared import db_scope, keepalive, logs, tls
 from flowpair_shared.auth import (
     Access,
     Authenticator,
@@ -44,6 +44,7 @@ log = logging.getLogger("flowpair.server")
 _SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", 5 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
+    *keepalive.SERVER_OPTIONS,
 )
 
 
@@ -98,6 +99,8 @@ class ServiceApp:
     background: Sequence[Background] = ()
     channels: Mapping[str, grpc.aio.Channel] = field(default_factory=dict)
     allow_insecure: bool = False
+    max_concurrent_rpcs: int | None = None
+    """Calls in flight per port before new ones are refused RESOURCE_EXHAUSTED."""
     port: int = 0
     internal_port: int = 0
     fatal: str | None = None
@@ -115,6 +118,10 @@ class ServiceApp:
         server = grpc.aio.server(
             interceptors=[FlowpairInterceptor(_UntilReady(spec.access, self))],
             options=_SERVER_OPTIONS,
+            # Back-pressure: past this many calls in flight on the port, a call is refused
+            # RESOURCE_EXHAUSTED at once instead of queueing for a pooled connection until
+            # its deadline. Health checks count too, so a saturated port reads as busy.
+            maximum_concurrent_rpcs=self.max_concurrent_rpcs,
         )
         spec.register(server)
         # One health service per port, naming only the services that port serves.
@@ -325,7 +332,12 @@ def assemble(
             " (FLOWPAIR_INTERNAL_CA_FILE and this service's internal certificate and key)",
         )
     engine = create_engine(
-        settings.database_url, pool_size=settings.db_pool_size, application_name=f"flowpair-{name}"
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        application_name=f"flowpair-{name}",
+        statement_timeout=settings.db_statement_timeout,
+        idle_in_transaction_timeout=settings.db_idle_in_transaction_timeout,
+        pool_timeout=settings.db_pool_timeout,
     )
     channels = {svc.peer: tls.peer_channel(svc, secure=mtls)}
     listener = Listener(asyncpg_dsn(settings.database_url))
@@ -353,6 +365,7 @@ def assemble(
         ),
         engine=engine,
         allow_insecure=settings.allow_insecure,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
         # Started in this order, stopped in reverse: the listener outlives its subscribers.
         background=(listener, relay, *wired.background),
         channels=channels,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from flowpair_shared import db
 from flowpair_shared.outbox.relay import RelaySettings
 from flowpair_shared.outbox.retention import DEFAULT_RETENTION_SECONDS, RetentionSettings
 
@@ -31,6 +32,14 @@ def _positive(env: Mapping[str, str], key: str, default: float) -> float:
     value = _float(env, key, default)
     if not value > 0:
         raise SystemExit(f"{key} must be a positive number of seconds, got {value!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    """A duration in seconds, 0 or more (0 turns the limit off where the setting says so)."""
+    value = _float(env, key, default)
+    if not value >= 0:
+        raise SystemExit(f"{key} must be 0 or more seconds, got {value!r}")
     return value
 
 
@@ -108,6 +117,13 @@ class Settings:
     auth_jwt_issuer: str = ""
     auth_jwt_audience: str = ""
     allow_insecure: bool = False
+    db_statement_timeout: float = db.STATEMENT_TIMEOUT
+    db_idle_in_transaction_timeout: float = db.IDLE_IN_TRANSACTION_TIMEOUT
+    db_pool_timeout: float = db.POOL_TIMEOUT
+    max_concurrent_rpcs: int = 500
+    """Calls in flight per port (public, internal) before RESOURCE_EXHAUSTED."""
+    max_concurrent_uploads: int = 4
+    """Uploads streaming at once per discovery process (each holds a pooled connection)."""
 
     def service(self, name: str) -> ServiceSettings:
         """The addresses and files of one service (``"orchestrator"`` or ``"discovery"``)."""
@@ -179,4 +195,13 @@ class Settings:
                 ),
                 interval=_positive(env, "FLOWPAIR_RETENTION_INTERVAL", 60.0),
             ),
+            db_statement_timeout=_seconds(
+                env, "FLOWPAIR_DB_STATEMENT_TIMEOUT", db.STATEMENT_TIMEOUT
+            ),
+            db_idle_in_transaction_timeout=_seconds(
+                env, "FLOWPAIR_DB_IDLE_IN_TRANSACTION_TIMEOUT", db.IDLE_IN_TRANSACTION_TIMEOUT
+            ),
+            db_pool_timeout=_seconds(env, "FLOWPAIR_DB_POOL_TIMEOUT_SECONDS", db.POOL_TIMEOUT),
+            max_concurrent_rpcs=_int(env, "FLOWPAIR_MAX_CONCURRENT_RPCS", 500),
+            max_concurrent_uploads=_int(env, "FLOWPAIR_MAX_CONCURRENT_UPLOADS", 4),
         )

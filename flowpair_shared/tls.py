@@ -7,6 +7,7 @@ from pathlib import Path
 
 import grpc
 
+from flowpair_shared import keepalive
 from flowpair_shared.settings import ServiceSettings
 
 # Reconnect quickly after a peer restarts: gRPC's default backoff grows to two minutes.
@@ -16,6 +17,7 @@ PEER_CHANNEL_OPTIONS = (
     ("grpc.max_reconnect_backoff_ms", 2000),
     # Spread deliveries over every replica a DNS name resolves to.
     ("grpc.lb_policy_name", "round_robin"),
+    *keepalive.CLIENT_OPTIONS,
 )
 
 

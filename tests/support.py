@@ -119,8 +119,13 @@ class Stack:
     relay: RelaySettings = FAST_RELAY
     apps: list[ServiceApp] = field(default_factory=list)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Settings fields to change for this stack (e.g. ``max_concurrent_uploads``)."""
 
     def settings(self) -> Settings:
+        return replace(self._settings(), **self.overrides)
+
+    def _settings(self) -> Settings:
         return Settings(
             # The services' role, bound by row-level security; tests read as the owner.
             database_url=app_role_url(self.database_url),

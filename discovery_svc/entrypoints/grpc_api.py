@@ -17,7 +17,7 @@ from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import DataProfile, Severity
 from discovery_svc.normalize.asset_types import ASSET_TYPES
 from discovery_svc.service_layer.handlers import Discovery
-from discovery_svc.service_layer.uploads import UploadRequest
+from discovery_svc.service_layer.uploads import UploadRequest, UploadSlots
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
 from flowpair_shared import tenancy
 from flowpair_shared.convert import phase_state, timestamp
@@ -242,8 +242,9 @@ async def _chunks(
 
 
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
-    def __init__(self, discovery: Discovery) -> None:
+    def __init__(self, discovery: Discovery, *, uploads: UploadSlots) -> None:
         self._d = discovery
+        self.uploads = uploads
 
     async def GetChildFlow(
         self, request: discovery_pb2.GetChildFlowRequest, context: Context
@@ -263,6 +264,12 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self,
         request_iterator: AsyncIterator[discovery_pb2.UploadImportDataRequest],
         context: Context,
+    ) -> discovery_pb2.UploadImportDataResponse:
+        with self.uploads.take():  # before anything is read or a connection is taken
+            return await self._upload(request_iterator)
+
+    async def _upload(
+        self, request_iterator: AsyncIterator[discovery_pb2.UploadImportDataRequest]
     ) -> discovery_pb2.UploadImportDataResponse:
         first = await anext(aiter(request_iterator), None)
         v = Validator()

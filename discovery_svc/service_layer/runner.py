@@ -30,6 +30,7 @@ from discovery_svc.domain.model import PhaseFailure
 from discovery_svc.phases.base import PhaseFailed, PhaseHandler
 from discovery_svc.service_layer.handlers import SOURCE, emit
 from flowpair_shared import db_scope, logs
+from flowpair_shared.db import lift_timeouts
 from flowpair_shared.dbfailures import classify
 from flowpair_shared.domain import Phase, PhaseStatus
 from flowpair_shared.notify import Listener
@@ -176,6 +177,9 @@ class PhaseRunner:
         limit: asyncio.Timeout | None = None
         try:
             async with UnitOfWork(self._engine, source=SOURCE) as uow:
+                # A phase may run long statements and compute long between them: its own
+                # timeout and lease bound it, not the service's statement timeouts.
+                await lift_timeouts(uow.conn)
                 child = await repository.get_for_job(uow.conn, job.child_flow_id, lock=False)
                 if child is None:
                     return None

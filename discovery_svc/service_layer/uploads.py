@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,7 +14,12 @@ from discovery_svc.adapters import imports
 from discovery_svc.domain.csv_stream import CsvFormatError, CsvStreamParser, Quarantined, Row
 from discovery_svc.domain.imports import QUARANTINE_SHOWN, ImportSummary
 from flowpair_shared import logs
-from flowpair_shared.errors import AlreadyExists, FieldViolation, InvalidArgument
+from flowpair_shared.errors import (
+    AlreadyExists,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from flowpair_shared.tenancy import Tenant
 
 log = logging.getLogger("flowpair.discovery.upload")
@@ -23,6 +29,34 @@ log = logging.getLogger("flowpair.discovery.upload")
 class UploadRequest:
     import_id: uuid.UUID | None
     file_name: str
+
+
+class UploadSlots:
+    """At most ``limit`` uploads stream at once; one more is refused RESOURCE_EXHAUSTED at once
+    rather than queued.
+
+    An upload holds a pooled connection (and its transaction) for as long as the client keeps
+    sending, so uploads without a bound could take every connection of the pool and leave the
+    unary calls nothing but timeouts. With ``limit`` below the pool size (FLOWPAIR_DB_POOL_SIZE)
+    the other calls always have the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[None]:
+        if self.busy >= self.limit:
+            raise ResourceExhausted(
+                f"this service already receives {self.limit} uploads at once"
+                " (FLOWPAIR_MAX_CONCURRENT_UPLOADS); retry with backoff",
+                reason="TOO_MANY_UPLOADS",
+            )
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
 
 
 def _refuse(description: str) -> InvalidArgument:
