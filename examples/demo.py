@@ -2,9 +2,9 @@
 
 Starts both services on free ports (on the embedded PostgreSQL unless DATABASE_URL is set),
 then, through the public RPCs only: upload the CSV, create a flow, watch it, show the
-suggested mappings, approve them, resume, watch it to COMPLETED and print an inventory
-summary and the findings (what each data phase did, the first issues). Exits non-zero if the
-flow does not complete.
+suggested mappings, approve them (which moves the flow on by itself), watch it to COMPLETED
+and print an inventory summary and the findings (what each data phase did, the first
+issues). Exits non-zero if the flow does not complete.
 
     python examples/demo.py [--csv FILE] [--orchestrator HOST:PORT --discovery HOST:PORT]
                             [--token-file FILE]
@@ -170,7 +170,7 @@ async def journey(client: Client, csv_path: Path) -> bool:
             say(f"   {line} {m.reason}")
         missing = list(listed.missing_required_attributes)
         say(f"   missing required attributes: {', '.join(missing) or 'none'}")
-        say("   Approve (UpdateFieldMappings approve=true, with the etag) and ResumeFlow")
+        say("   Approve (UpdateFieldMappings approve=true, with the etag): the flow moves on")
         approved = await client.disc.UpdateFieldMappings(
             discovery_pb2.UpdateFieldMappingsRequest(
                 master_flow=name,
@@ -181,11 +181,9 @@ async def journey(client: Client, csv_path: Path) -> bool:
             metadata=client.metadata,
         )
         say(f"   approved: {approved.approved}, etag {approved.etag}")
-        await client.orch.ResumeFlow(
-            orchestrator_pb2.ResumeFlowRequest(name=name, reason="demo: mapping reviewed"),
-            metadata=client.metadata,
-        )
-        say("5. WatchFlow (resumed)")
+        # No ResumeFlow: the approval alone continues the flow (a ResumeFlow now would be a
+        # harmless no-op).
+        say("5. WatchFlow (approved)")
         seen, status = await watch(client, name, seen, TERMINAL)
     if status != flow_pb2.FLOW_STATUS_COMPLETED:
         say(f"the flow ended {name_of(flow_pb2.FlowStatus, status, 'FLOW_STATUS_')}")

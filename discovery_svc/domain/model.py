@@ -114,6 +114,13 @@ class ChildFlow:
         return self.status != FlowStatus.CANCELLED and self.phases[phase] == PhaseStatus.RUNNING
 
     def cancel(self) -> None:
-        if self.status != FlowStatus.CANCELLED:
-            check_flow_transition(self.status, FlowStatus.CANCELLED)
-            self.status = FlowStatus.CANCELLED
+        """The orchestrator cancelled the flow: accepted in any state, so master and child
+        always agree.
+
+        The orchestrator owns the lifecycle and its accepted cancel is authoritative. A cancel
+        can cross the child's last phase completing (the master cancelled before the COMPLETED
+        event reached it), so a COMPLETED child becomes CANCELLED too, keeping the inventory it
+        built; a cancel of a CANCELLED child changes nothing. Refusing either would leave the
+        command to be rejected until it parks, and the two services disagreeing for good.
+        """
+        self.status = FlowStatus.CANCELLED

@@ -1,16 +1,35 @@
-"""Commands of the orchestrator to the discovery service, as outbox messages."""
+"""Commands of the orchestrator to the discovery service, as outbox messages; and the
+discovery service's phase events still on their way here."""
 
 from __future__ import annotations
 
+import uuid
+
+from google.protobuf.message import DecodeError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
+from flowpair.internal.v1 import flow_event_service_pb2 as events_pb2
 from flowpair.v1 import flow_pb2
+from flowpair_shared.domain import Phase, PhaseStatus
 from flowpair_shared.names import FLOWS, IMPORTS, format_name
 from flowpair_shared.outbox import OutgoingMessage
 from flowpair_shared.tenancy import Tenant
-from orchestrator_svc.domain.model import CancelChild, Command, MasterFlow, RunPhase
+from orchestrator_svc.domain.model import ArrivingEvent, CancelChild, Command, MasterFlow, RunPhase
 
 DISCOVERY = "discovery"
 _SERVICE = f"/{child_pb2.DESCRIPTOR.services_by_name['ChildFlowService'].full_name}/"
+_RECORD_PHASE_STATUS = (
+    f"/{events_pb2.DESCRIPTOR.services_by_name['FlowEventService'].full_name}/RecordPhaseStatus"
+)
+_ARRIVING = text(
+    """
+    SELECT payload FROM messaging.outbox
+    WHERE source = :source AND ordering_key = :key AND method = :method
+      AND delivered_at IS NULL AND parked_at IS NULL
+    """
+)
 
 
 def _to_discovery(
@@ -63,3 +82,21 @@ def command(flow: MasterFlow, tenant: Tenant, cmd: Command) -> OutgoingMessage:
                 "CancelChildFlow",
                 child_pb2.CancelChildFlowRequest(master_flow=master),
             )
+
+
+async def arriving_events(conn: AsyncConnection, flow_id: uuid.UUID) -> list[ArrivingEvent]:
+    """The phase events of the flow that discovery has committed and not delivered (nor
+    parked): what the flow will apply shortly, such as an approval given a moment ago."""
+    rows = await conn.execute(
+        _ARRIVING, {"source": DISCOVERY, "key": flow_id, "method": _RECORD_PHASE_STATUS}
+    )
+    found: list[ArrivingEvent] = []
+    for (payload,) in rows:
+        try:
+            event = events_pb2.RecordPhaseStatusRequest.FromString(bytes(payload)).event
+            found.append(
+                ArrivingEvent(Phase(event.phase), PhaseStatus(event.status), event.sequence)
+            )
+        except (DecodeError, ValueError):
+            continue  # not for this reader to judge: delivery refuses it and it parks
+    return found

@@ -172,16 +172,20 @@ async def get_by_request_id(
     return flows[0] if flows else None
 
 
-async def incomplete_discovery_flow(conn: AsyncConnection, tenant: Tenant) -> uuid.UUID | None:
-    """An engagement's discovery flow that is neither completed nor cancelled, if any.
-
-    Serialised per engagement by an advisory lock held to commit, so two concurrent creates
-    cannot both see none.
-    """
+async def lock_engagement(conn: AsyncConnection, tenant: Tenant) -> None:
+    """Serialise the creation of exclusive flows in an engagement: an advisory lock held to
+    commit. In READ COMMITTED each later statement sees what the previous holder committed."""
     await conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:e, 0))"),
         {"e": str(tenant.engagement_id)},
     )
+
+
+async def incomplete_discovery_flow(conn: AsyncConnection, tenant: Tenant) -> uuid.UUID | None:
+    """An engagement's discovery flow that is neither completed nor cancelled, if any.
+
+    Call it holding ``lock_engagement``, so two concurrent creates cannot both see none.
+    """
     value = (
         await conn.execute(
             text(

@@ -9,6 +9,7 @@ the outbox), so state, history and commands can never disagree.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -51,6 +52,15 @@ class PhaseEvent:
     sequence: int
     occur_time: datetime
     error: PhaseError | None = None
+
+
+@dataclass(frozen=True)
+class ArrivingEvent:
+    """A phase event the child has committed that has not reached the master yet."""
+
+    phase: Phase
+    status: PhaseStatus
+    sequence: int
 
 
 @dataclass(frozen=True)
@@ -206,16 +216,15 @@ class MasterFlow:
             self._move(FlowStatus.FAILED)
         elif finished and event.phase.next is None:
             self._move(FlowStatus.COMPLETED)
-        elif self.status == FlowStatus.WAITING_FOR_APPROVAL and finished:
-            # The output was approved; a person resumes the flow when ready.
-            pass
         elif self.status == FlowStatus.PAUSED:
-            # Paused: the phase boundary is reached; nothing more starts until resume.
-            if event.status == PhaseStatus.WAITING_FOR_APPROVAL:
-                self._move(FlowStatus.WAITING_FOR_APPROVAL)
+            # Paused by a person: the phase boundary is reached (an approval gate too; its
+            # phase shows WAITING_FOR_APPROVAL); nothing more starts until ResumeFlow.
+            pass
         elif event.status == PhaseStatus.WAITING_FOR_APPROVAL:
             self._move(FlowStatus.WAITING_FOR_APPROVAL)
         else:
+            # Running on, or the waiting phase's output was approved: the approval alone
+            # moves the flow on, no ResumeFlow needed.
             self._move(FlowStatus.RUNNING)
             if finished:
                 next_phase = event.phase.next
@@ -241,9 +250,24 @@ class MasterFlow:
         self.paused_by = actor.user_id
         self._record(FlowEventKind.PAUSED, actor=actor.user_id, reason=actor.reason)
 
-    def resume(self, actor: Actor) -> None:
+    def resume(self, actor: Actor, *, arriving: Sequence[ArrivingEvent] = ()) -> None:
+        """Continue a paused flow where it stopped; never waits.
+
+        A no-op (nothing recorded) when the flow is running already, or when it waits for an
+        approval that was given and whose event, in ``arriving``, moves it on by itself.
+        Refused at once when the flow waits for an approval not given.
+        """
+        if self.status in (FlowStatus.INITIALIZING, FlowStatus.RUNNING):
+            return
         state = self.phases[self.current_phase]
         if self.status == FlowStatus.WAITING_FOR_APPROVAL and state.status != PhaseStatus.COMPLETED:
+            if any(
+                e.sequence > self.last_event_seq
+                and e.phase == self.current_phase
+                and e.status == PhaseStatus.COMPLETED
+                for e in arriving
+            ):
+                return
             raise FailedPrecondition(
                 f"flow {self.id} is waiting for approval of {self.current_phase.name}; approve"
                 " its output first (for ATTRIBUTE_MAPPING: UpdateFieldMappings with approve)",

@@ -13,14 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowpair_shared import logs, pagination
 from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase
 from flowpair_shared.errors import FailedPrecondition, NotFound
-from flowpair_shared.outbox import UnitOfWork, first_delivery, in_flight
+from flowpair_shared.outbox import UnitOfWork, first_delivery
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.adapters import messages, repository
 from orchestrator_svc.adapters.watchers import FlowWatchers
 from orchestrator_svc.domain.model import Actor, HistoryEntry, MasterFlow, PhaseEvent
 
 SOURCE = "orchestrator"
-APPROVAL_WAIT_SECONDS = 10.0
 HISTORY_PAGE = 500
 log = logging.getLogger("flowpair.orchestrator")
 
@@ -84,13 +83,20 @@ class Orchestrator:
 
     async def create_flow(self, tenant: Tenant, cmd: CreateFlow) -> MasterFlow:
         """Master flow + create-child command in one transaction; idempotent by request id."""
+        exclusive = cmd.flow_type == FlowType.DISCOVERY and not cmd.allow_concurrent
         async with self._uow() as uow:
+            if exclusive:
+                # The engagement's lock before the request-id lookup: a concurrent retry of
+                # this very request that holds it has committed its flow once we get it, and
+                # the lookup (a later statement, a fresh snapshot) finds that flow instead of
+                # refusing it as the engagement's other incomplete flow.
+                await repository.lock_engagement(uow.conn, tenant)
             if cmd.request_id is not None:
                 existing = await repository.get_by_request_id(uow.conn, tenant, cmd.request_id)
                 if existing is not None:
                     logs.bind(flow_id=str(existing.id))
                     return existing
-            if cmd.flow_type == FlowType.DISCOVERY and not cmd.allow_concurrent:
+            if exclusive:
                 other = await repository.incomplete_discovery_flow(uow.conn, tenant)
                 if other is not None:
                     raise FailedPrecondition(
@@ -170,6 +176,8 @@ class Orchestrator:
             if flow is None:
                 raise NotFound(f"flow flows/{flow_id} not found")
             change(flow)
+            if not flow.new_history:
+                return flow  # a no-op (a resume of a running flow): nothing to write
             await self._save(uow, flow, tenant.user_id)
             await uow.commit()
         self._after_commit()
@@ -180,28 +188,16 @@ class Orchestrator:
         return await self._change(tenant, flow_id, lambda f: f.pause(Actor(tenant.user_id, reason)))
 
     async def resume(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:
-        # A client approves on discovery and at once resumes here; the approval reaches this
-        # service through the outbox a moment later. While discovery still holds undelivered
-        # events for the flow, wait for them instead of refusing a resume that is about to be
-        # valid; with none in flight, the refusal is the answer.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + APPROVAL_WAIT_SECONDS
-        while True:
-            try:
-                return await self._change(
-                    tenant, flow_id, lambda f: f.resume(Actor(tenant.user_id, reason))
-                )
-            except FailedPrecondition as refused:
-                if refused.reason != "APPROVAL_REQUIRED" or loop.time() > deadline:
-                    raise
-                async with self._engine.connect() as conn:
-                    pending = await in_flight(conn, source="discovery", ordering_key=flow_id)
-                if not pending:
-                    # The event may have landed between the refusal and this check.
-                    return await self._change(
-                        tenant, flow_id, lambda f: f.resume(Actor(tenant.user_id, reason))
-                    )
-                await asyncio.sleep(0.02)
+        # Never waits. A client may approve on discovery and at once resume here, before the
+        # approval's event has arrived: read discovery's undelivered events for the flow
+        # first, then the flow. The approval committed before this call, so it is either
+        # among them (the flow moves on by itself when it is applied: nothing to do) or
+        # already applied to the flow read next.
+        async with self._engine.connect() as conn:
+            arriving = await messages.arriving_events(conn, flow_id)
+        return await self._change(
+            tenant, flow_id, lambda f: f.resume(Actor(tenant.user_id, reason), arriving=arriving)
+        )
 
     async def cancel(self, tenant: Tenant, flow_id: uuid.UUID, reason: str) -> MasterFlow:
         return await self._change(
