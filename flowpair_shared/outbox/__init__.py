@@ -3,12 +3,11 @@
 - ``UnitOfWork``: one database transaction; ``uow.outbox.add(...)`` writes a message in it.
 - ``Relay``: delivers committed messages to peers over gRPC, per ordering key in commit order.
 - ``first_delivery``: the inbox check that makes a redelivered message a no-op.
-- ``in_flight``: whether a peer has committed messages for a key not delivered yet.
 """
 
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER, first_delivery, message_id_from
 from flowpair_shared.outbox.relay import Relay, RelaySettings
-from flowpair_shared.outbox.store import OutboxWriter, OutgoingMessage, in_flight
+from flowpair_shared.outbox.store import OutboxWriter, OutgoingMessage
 from flowpair_shared.outbox.uow import UnitOfWork
 
 __all__ = [
@@ -19,6 +18,5 @@ __all__ = [
     "RelaySettings",
     "UnitOfWork",
     "first_delivery",
-    "in_flight",
     "message_id_from",
 ]

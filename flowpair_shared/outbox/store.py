@@ -116,22 +116,6 @@ async def list_parked(conn: AsyncConnection, *, source: str | None = None) -> li
     return [ParkedMessage(*row) for row in rows]
 
 
-async def in_flight(conn: AsyncConnection, *, source: str, ordering_key: uuid.UUID) -> bool:
-    """Whether ``source`` has committed messages for ``ordering_key`` not yet delivered (and
-    not parked): a reader can then expect them shortly rather than conclude they do not exist."""
-    result = await conn.execute(
-        text(
-            """
-            SELECT EXISTS (SELECT 1 FROM messaging.outbox
-                           WHERE source = :source AND ordering_key = :key
-                             AND delivered_at IS NULL AND parked_at IS NULL)
-            """
-        ),
-        {"source": source, "key": ordering_key},
-    )
-    return bool(result.scalar_one())
-
-
 async def requeue(conn: AsyncConnection, message_id: uuid.UUID) -> bool:
     """Give a parked message a fresh set of attempts; True if it was parked."""
     result = await conn.execute(
