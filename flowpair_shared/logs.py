@@ -6,12 +6,14 @@ each relay delivery can be traced to a flow id.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 _fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -26,6 +28,17 @@ def bind(**fields: Any) -> None:
 
 def reset() -> contextvars.Token[dict[str, Any] | None]:
     return _fields.set({})
+
+
+@contextlib.contextmanager
+def scoped(**fields: Any) -> Iterator[None]:
+    """Fields for the records inside the block only (one message of a batch), then the
+    task's own again."""
+    token = _fields.set({**(_fields.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _fields.reset(token)
 
 
 class JsonFormatter(logging.Formatter):

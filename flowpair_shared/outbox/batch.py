@@ -14,6 +14,7 @@ message id for the inbox, the method's own handler (``Route``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,8 +29,9 @@ from flowpair.internal.v1 import message_batch_service_pb2_grpc as batch_pb2_grp
 from flowpair_shared import logs, tenancy
 from flowpair_shared.dbfailures import Failure, classify
 from flowpair_shared.domain import IllegalTransition
-from flowpair_shared.errors import DomainError
+from flowpair_shared.errors import DomainError, InvalidArgument, MalformedRequest
 from flowpair_shared.grpc_errors import to_status
+from flowpair_shared.inputs import nul_violations
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
 
 log = logging.getLogger("flowpair.batch")
@@ -40,6 +42,11 @@ BATCH_METHOD = f"/{SERVICE}/DeliverMessages"
 MAX_MESSAGES = 1000
 LOCK_TIMEOUT = "1s"
 """How long a message of a batch waits for a row lock before it alone is retried later."""
+STATEMENT_TIMEOUT = "2s"
+"""How long one statement of a batch's message may run before it alone is retried later."""
+DEADLINE_MARGIN = 2.5
+"""Seconds before the caller's deadline when no further message is started: the ones begun
+may take a statement timeout each, and the commit must still reach the caller in time."""
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -63,6 +70,7 @@ class Route:
 
     parse: Callable[[bytes], Any]
     handle: Handler
+    type_name: str = "request"
 
 
 _batch: ContextVar[AsyncConnection | None] = ContextVar("flowpair_batch", default=None)
@@ -106,12 +114,22 @@ class MessageBatchServicer(batch_pb2_grpc.MessageBatchServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_MESSAGES} messages per call"
             )
         results = []
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
         # A transaction in no tenant's scope: each message's savepoint sets its own.
         async with self._engine.connect() as conn, conn.begin():
-            # One flow's message waiting on a lock must not hold up the others for long.
+            # One flow's message waiting on a lock or a slow statement must not hold up the
+            # others for long: it alone is answered ABORTED and retried.
             await conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            await conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
             with in_batch(conn):
                 for m in request.messages:
+                    if deadline is not None and deadline - time.monotonic() < DEADLINE_MARGIN:
+                        # Commit what is done rather than lose it all to the caller's deadline.
+                        results.append(
+                            _result(m.message_id, grpc.StatusCode.UNAVAILABLE, "batch out of time")
+                        )
+                        continue
                     results.append(await self._apply(m))
         return batch_pb2.DeliverMessagesResponse(results=results)
 
@@ -120,29 +138,51 @@ class MessageBatchServicer(batch_pb2_grpc.MessageBatchServiceServicer):
         if route is None:
             return _result(m.message_id, grpc.StatusCode.UNIMPLEMENTED, f"no method {m.method}")
         metadata: Metadata = (*sorted(m.headers.items()), (MESSAGE_ID_HEADER, m.message_id))
-        logs.reset()
-        logs.bind(rpc=m.method, message_id=m.message_id)
         try:
             tenant = tenancy.tenant_from_metadata(metadata)
+            request = _parsed(route, m.payload)
         except DomainError as error:
             return _refused(m.message_id, error)
         token = tenancy.set_current(tenant)
+        with logs.scoped(
+            rpc=m.method,
+            message_id=m.message_id,
+            client_account_id=str(tenant.client_account_id),
+            engagement_id=str(tenant.engagement_id),
+        ):
+            try:
+                return await self._handle(m, route, request, metadata)
+            finally:
+                tenancy.reset(token)
+
+    async def _handle(self, m: Any, route: Route, request: Any, metadata: Metadata) -> Any:
         try:
-            await route.handle(route.parse(m.payload), MessageContext(metadata))
+            await route.handle(request, MessageContext(metadata))
         except (DomainError, IllegalTransition) as error:
             return _refused(m.message_id, error)
         except Exception as error:
             failure = classify(error)
-            if failure is Failure.CONFLICT:
-                # A lock wait past LOCK_TIMEOUT, a deadlock: only this savepoint is undone.
+            if failure in (Failure.CONFLICT, Failure.TIMEOUT):
+                # A lock wait past LOCK_TIMEOUT, a deadlock, a statement past
+                # STATEMENT_TIMEOUT: only this savepoint is undone; the message is retried.
                 return _result(m.message_id, grpc.StatusCode.ABORTED, f"retry: {error!r}"[:300])
             if failure is not None:
                 raise  # the transaction is lost: the whole call fails, every message retried
             log.exception("unhandled error applying %s", m.method)
             return _result(m.message_id, grpc.StatusCode.INTERNAL, "internal error; see logs")
-        finally:
-            tenancy.reset(token)
         return _result(m.message_id)
+
+
+def _parsed(route: Route, payload: bytes) -> Any:
+    """The message's request, checked as the interceptor checks a single call's."""
+    try:
+        request = route.parse(payload)
+    except Exception:
+        raise MalformedRequest(route.type_name) from None
+    violations = nul_violations(request)
+    if violations:
+        raise InvalidArgument(violations)
+    return request
 
 
 def routes_of(servicers: Sequence[tuple[Any, Any]]) -> dict[str, Route]:
@@ -154,7 +194,9 @@ def routes_of(servicers: Sequence[tuple[Any, Any]]) -> dict[str, Route]:
             for method in service.methods:
                 request_type = getattr(module, method.input_type.name)
                 out[f"/{service.full_name}/{method.name}"] = Route(
-                    request_type.FromString, getattr(servicer, method.name)
+                    request_type.FromString,
+                    getattr(servicer, method.name),
+                    method.input_type.full_name,
                 )
     return out
 

@@ -35,7 +35,7 @@ from flowpair.internal.v1 import message_batch_service_pb2 as batch_pb2
 from flowpair_shared import db_scope, logs
 from flowpair_shared.dbfailures import is_unavailable
 from flowpair_shared.notify import Listener
-from flowpair_shared.outbox.batch import BATCH_METHOD
+from flowpair_shared.outbox.batch import BATCH_METHOD, MAX_MESSAGES
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
 from flowpair_shared.outbox.store import NOTIFY_CHANNEL
 
@@ -144,6 +144,8 @@ class RelaySettings:
             )
         if self.max_in_flight_batches < 1:
             raise ValueError("max_in_flight_batches must be 1 or more")
+        if not 1 <= self.batch_size <= MAX_MESSAGES:
+            raise ValueError(f"batch_size must be between 1 and {MAX_MESSAGES}")
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,17 @@ def _headers(m: _Claimed) -> dict[str, str]:
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+# Below the peers' 5 MiB receive limit, with room for the envelopes.
+_MAX_BATCH_BYTES = 4 * 1024 * 1024
+# A batch failing as a whole with these is retried at once as single calls.
+_SEND_SINGLY = frozenset(
+    {
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
 
 
 class Relay:
@@ -236,6 +249,9 @@ class Relay:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             await self._slots.acquire()
+            if self._stopping.is_set():
+                self._slots.release()
+                break
             try:
                 batch = await self._claim()
             except Exception as error:
@@ -318,8 +334,22 @@ class Relay:
             )
 
     async def _send_to(self, peer: str, batch: list[_Claimed]) -> list[_Outcome]:
-        """One ``DeliverMessages`` call for a peer's messages; single calls to a peer that
-        does not serve it (an older version during an upgrade)."""
+        """A peer's messages in ``DeliverMessages`` calls of at most ``_MAX_BATCH_BYTES``."""
+        chunks: list[list[_Claimed]] = [[]]
+        size = 0
+        for m in batch:
+            if chunks[-1] and size + len(m.payload) > _MAX_BATCH_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(m)
+            size += len(m.payload)
+        sent = await asyncio.gather(*(self._send_batch(peer, c) for c in chunks))
+        return [o for outcomes in sent for o in outcomes]
+
+    async def _send_batch(self, peer: str, batch: list[_Claimed]) -> list[_Outcome]:
+        """One ``DeliverMessages`` call; single calls to a peer that does not serve it (an
+        older version during an upgrade), or when the batch as a whole could not be applied
+        in time or in size, so that one slow or large message delays only its own flow."""
         channel = self._channels.get(peer)
         if channel is None or len(batch) == 1 or peer in self._unbatched:
             return list(await asyncio.gather(*(self._send(m) for m in batch)))
@@ -345,6 +375,7 @@ class Relay:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self._unbatched.add(peer)
+            if error.code() in _SEND_SINGLY:
                 return list(await asyncio.gather(*(self._send(m) for m in batch)))
             failed = f"{error.code().name}: {error.details()}"
             outcomes = [_Outcome(m, error.code(), failed) for m in batch]

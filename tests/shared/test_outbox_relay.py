@@ -13,6 +13,7 @@ import pytest
 from google.protobuf import wrappers_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flowpair.internal.v1 import message_batch_service_pb2 as batch_pb2
 from flowpair_shared import db_scope
 from flowpair_shared.db import app_role_url, asyncpg_dsn, create_engine
 from flowpair_shared.notify import Listener
@@ -34,6 +35,9 @@ class Peer:
     hold: Callable[[str], float] = lambda _key: 0.0
     """Seconds each call of a key takes: a slow peer."""
     received: list[tuple[str, int, str]] = field(default_factory=list)  # (key, value, message id)
+    batching: bool = False
+    """Whether it serves DeliverMessages (else, like an older peer, single calls only)."""
+    batches: list[int] = field(default_factory=list)  # the size of each batch received
     server: grpc.aio.Server | None = None
     port: int = 0
 
@@ -51,12 +55,32 @@ class Peer:
             peer.received.append((key, value, str(md["x-message-id"])))
             return b""
 
+        async def deliver(request: bytes, _context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            batch = batch_pb2.DeliverMessagesRequest.FromString(request)
+            peer.batches.append(len(batch.messages))
+            results = []
+            for m in batch.messages:
+                key = m.headers["x-key"]
+                await asyncio.sleep(peer.hold(key))
+                code = peer.decide(key)
+                if code == grpc.StatusCode.OK:
+                    value = wrappers_pb2.Int64Value.FromString(m.payload).value
+                    peer.received.append((key, value, m.message_id))
+                results.append(
+                    batch_pb2.DeliveryResult(
+                        message_id=m.message_id, code=code.value[0], message="peer says so"
+                    )
+                )
+            return batch_pb2.DeliverMessagesResponse(results=results).SerializeToString()
+
         class Handler(grpc.GenericRpcHandler):
             def service(
                 self, details: grpc.HandlerCallDetails
             ) -> grpc.RpcMethodHandler[Any, Any] | None:
                 if details.method == BATCH_METHOD:
-                    return None  # an older peer: the relay falls back to single calls
+                    if not peer.batching:
+                        return None  # an older peer: the relay falls back to single calls
+                    return grpc.unary_unary_rpc_method_handler(deliver)
                 return grpc.unary_unary_rpc_method_handler(receive)
 
         self.server = grpc.aio.server()
@@ -80,9 +104,10 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await e.dispose()
 
 
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    p = Peer()
+@pytest.fixture(params=[False, True], ids=["single-calls", "batched"])
+async def peer(request: pytest.FixtureRequest) -> AsyncIterator[Peer]:
+    """Every relay test runs against a peer taking single calls and one taking batches."""
+    p = Peer(batching=request.param)
     await p.start()
     yield p
     await p.stop()
@@ -363,3 +388,18 @@ async def test_rounds_overlap_so_a_slow_peer_call_stalls_only_its_own_flow(
     await eventually(lambda: _count(peer, 3), timeout=2.5)
     assert peer.values("slow") == []
     await eventually(lambda: _count(peer, 4), timeout=10)
+
+
+async def test_a_batching_peer_gets_a_rounds_messages_in_one_call(
+    engine: AsyncEngine, relays: Relays
+) -> None:
+    peer = Peer(batching=True)
+    await peer.start()
+    try:
+        for i in range(10):
+            await write(engine, f"b{i}", 1)
+        relays.start(peer.port)
+        await eventually(lambda: _count(peer, 10))
+        assert max(peer.batches) > 1, peer.batches
+    finally:
+        await peer.stop()
