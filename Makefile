@@ -55,6 +55,9 @@ fmt: $(BIN)/.installed
 demo: protos
 	$(PY) examples/demo.py $(DEMO_ARGS)
 
+# Against the SQL floor and a bare echo in one run (~5 min); prints a table, writes
+# bench/results/<UTC time>.json and docs/performance.md. BENCH_ARGS=--big adds the
+# 1,000,000-row journey and the 1 GB upload; --help lists the sizes.
 bench: protos
 	$(PY) -m tests.benchmarks $(BENCH_ARGS)
 

