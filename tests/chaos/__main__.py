@@ -25,6 +25,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     p.add_argument("--log-dir", type=Path, default=None)
     p.add_argument("--keep-database", action="store_true")
+    p.add_argument(
+        "--no-late-cancels",
+        action="store_true",
+        help="no cancels aimed at the last phases (the cancel/last-phase race of issue 9)",
+    )
     a = p.parse_args(argv)
     config = Config(
         flows=a.flows,
@@ -40,6 +45,7 @@ def main(argv: list[str]) -> int:
         csv=a.csv,
         log_dir=a.log_dir,
         keep_database=a.keep_database,
+        late_cancels=not a.no_late_cancels,
     )
     report = asyncio.run(run(config))
     print(report.text(), flush=True)

@@ -4,7 +4,7 @@ the owner, past row-level security) and through the public RPCs."""
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +151,7 @@ async def _check_sql(
 
     # -- nothing stuck ----------------------------------------------------------------------
     stuck = v.check("nothing stuck")
+    agree = v.check("master and child agree (final status, phases, events applied)")
     runs_by_name = {r.name: r for r in runs if r.acknowledged}
     for name, f in flows.items():
         known = runs_by_name.get(name)
@@ -163,7 +164,7 @@ async def _check_sql(
             )
         kids = by_master.get(name, [])
         if len(kids) == 1 and f["last_event_seq"] != kids[0]["event_seq"]:
-            stuck.append(
+            agree.append(
                 f"{name}: applied {f['last_event_seq']} of the child's {kids[0]['event_seq']}"
                 " events"
             )
@@ -184,7 +185,7 @@ async def _check_sql(
         """
     )
     for m in mismatch:
-        stuck.append(
+        agree.append(
             f"flows/{m['id']}: master {FlowStatus(m['master']).name}, child"
             f" {FlowStatus(m['child']).name}"
         )
@@ -199,7 +200,7 @@ async def _check_sql(
         """
     )
     for p in phases:
-        stuck.append(
+        agree.append(
             f"flows/{p['id']}: {Phase(p['phase']).name} is {PhaseStatus(p['master']).name} in"
             f" the orchestrator, {PhaseStatus(p['child']).name} in discovery"
         )
@@ -231,16 +232,6 @@ async def _check_sql(
 
     # -- no duplicated assets -------------------------------------------------------------
     assets_v = v.check("no duplicated assets")
-    dupes = await conn.fetch(
-        """
-        SELECT engagement_id, asset_type, lower(display_name) AS name, count(*) AS n
-        FROM discovery.assets GROUP BY 1, 2, 3 HAVING count(*) > 1
-        """
-    )
-    for d in dupes:
-        assets_v.append(
-            f"engagement {d['engagement_id']}: {d['n']} {d['asset_type']} assets named {d['name']}"
-        )
     orphans = await conn.fetchval(
         "SELECT count(*) FROM discovery.assets a"
         " WHERE NOT EXISTS (SELECT 1 FROM discovery.asset_sources s WHERE s.asset_id = a.id)"
@@ -268,6 +259,17 @@ async def _check_sql(
     counts = await conn.fetch(
         "SELECT engagement_id, count(*) AS n FROM discovery.assets GROUP BY 1"
     )
+    # The same CSV in every engagement: an engagement with more assets than the others has
+    # duplicates (fewer: lost ones). Only engagements where a flow completed ASSET_INVENTORY:
+    # a cancelled one may stop halfway through a progressively committed inventory.
+    inventoried = [c for c in counts if c["engagement_id"] in per_engagement]
+    usual = Counter(c["n"] for c in inventoried).most_common(1)
+    for c in inventoried:
+        if usual and c["n"] != usual[0][0]:
+            assets_v.append(
+                f"engagement {c['engagement_id']}: {c['n']} assets, the other engagements"
+                f" {usual[0][0]}"
+            )
     for c in counts:
         sets_built = per_engagement.get(c["engagement_id"], set())
         if len(sets_built) == 1 and c["n"] != len(next(iter(sets_built))):

