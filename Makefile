@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto protos/flowpair/internal/v1/*.proto)
 GEN_STAMP := flowpair/v1/.generated
 
-.PHONY: all install protos run test lint migrate fmt bench demo clean dbshell
+.PHONY: all install protos run test lint migrate fmt bench chaos demo clean dbshell
 
 all: protos
 
@@ -60,6 +60,11 @@ demo: protos
 # 1,000,000-row journey and the 1 GB upload; --help lists the sizes.
 bench: protos
 	$(PY) -m tests.benchmarks $(BENCH_ARGS)
+
+# 2+2 replicas under SIGKILLs and PostgreSQL restarts, then invariants in SQL and RPCs;
+# e.g. CHAOS_ARGS='--flows 200 --kill-interval 3 --seed 7' (see `python -m tests.chaos -h`).
+chaos: protos
+	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf flowpair .venv .data .mypy_cache .ruff_cache .pytest_cache
