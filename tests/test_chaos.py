@@ -24,9 +24,6 @@ async def test_small_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
             settle_timeout=60.0,
             log_dir=tmp_path,
             server_dir="pg-chaos-test",  # apart from a `make chaos` running meanwhile
-            # Not yet: a cancel racing the last phase leaves the master CANCELLED and the child
-            # COMPLETED (issue 9, item 9); `make chaos` aims some cancels there.
-            late_cancels=False,
         )
     )
     print(report.text())
