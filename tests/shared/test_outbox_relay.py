@@ -261,7 +261,7 @@ async def test_rejected_message_is_parked_holds_its_key_only_and_can_be_requeued
         undelivered = await fetchval(
             database_url, "SELECT count(*) FROM messaging.outbox WHERE delivered_at IS NULL"
         )
-        return undelivered == 0
+        return bool(undelivered == 0)
 
     await eventually(all_recorded)
 
