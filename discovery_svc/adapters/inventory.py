@@ -43,7 +43,7 @@ async def clear_cleansed(conn: AsyncConnection, child_flow_id: uuid.UUID) -> Non
 async def copy_cleansed(
     conn: AsyncConnection,
     rows: list[tuple[uuid.UUID, int, str]],
-    issues: list[tuple[uuid.UUID, int, str, str, str, str]],
+    issues: list[tuple[uuid.UUID, int, str, str, str]],
 ) -> None:
     await db_scope.copy_records(
         conn, "discovery.cleansed_records", ["child_flow_id", "row_number", "values"], rows
@@ -51,7 +51,7 @@ async def copy_cleansed(
     await db_scope.copy_records(
         conn,
         "discovery.cleansing_issues",
-        ["child_flow_id", "row_number", "attribute", "value", "kind", "problem"],
+        ["child_flow_id", "row_number", "attribute", "value", "problem"],
         issues,
     )
 

@@ -106,8 +106,6 @@ class Issue:
     attribute: str
     value: str
     problem: str
-    kind: str = "invalid_value"
-    """A ``cleansing_issues.kind``: most are values that could not be cleansed."""
 
 
 def _size_in_row_unit(row: Sequence[str], raw: str, extra: tuple[object, ...]) -> Result:

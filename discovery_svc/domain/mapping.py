@@ -95,8 +95,8 @@ for _phrase in sorted(_SOCKET_HEADERS):
 # name column does (RVTools' "Host": the ESXi host of each VM) is not the asset's name.
 _NAMING = frozenset({"hostname", "asset_name"})
 _NAME_LIKE = frozenset({"hostname", "fqdn", "text"})
-# Free-text attributes that a column of environment names ("Production", "QA") is not.
-_NOT_ENVIRONMENTS = frozenset(
+# Free-text attributes that a column of closed-vocabulary values ("Production", "High") is not.
+_FREE_TEXT = frozenset(
     {"application_name", "owner", "department", "location", "data_center", "asset_name", "hostname"}
 )
 # Which unit a column of unit words ("MB", "GB") qualifies, by a word of its header.
@@ -317,7 +317,7 @@ def _closed_vocabularies(column: ColumnProfile, found: list[_Candidate]) -> list
     for attribute, names, fits, what in _CLOSED:
         if _sample_share(column, names) == 1.0:
             why = f"; its values ({shown}) are {what}"
-            out = [_adjust(c, 0.6, why) if c.attribute in _NOT_ENVIRONMENTS else c for c in out]
+            out = [_adjust(c, 0.6, why) if c.attribute in _FREE_TEXT else c for c in out]
             if not any(c.attribute == attribute for c in out):
                 # Values alone: suggested, but below a header's word (auto-approval threshold).
                 out.append(_Candidate(attribute, 0.7, why.removeprefix("; ").capitalize()))
@@ -492,7 +492,7 @@ def _socket_multiplier(result: list[FieldMapping]) -> list[FieldMapping]:
                 alternatives=("cores_per_socket", *per.alternatives),
             )
         }
-    elif " ".join(header_words(cores.source_column)) in _SOCKET_HEADERS:
+    elif _header_phrase(cores) in _SOCKET_HEADERS:
         changed = {
             per.position: replace(
                 per,

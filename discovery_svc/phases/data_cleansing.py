@@ -73,15 +73,14 @@ class DataCleansing:
         rows = issues = 0
         async for batch in inventory.raw_batches(conn, found.storage_id):
             out: list[tuple[object, int, str]] = []
-            problems: list[tuple[object, int, str, str, str, str]] = []
+            problems: list[tuple[object, int, str, str, str]] = []
             for row_number, values in batch:
                 if copies:
                     values = _with_copies(values, width, copies)
                 cleansed = cleanser.cleanse(values)
                 out.append((child.id, row_number, inventory.to_json(cleansed.values)))
                 problems.extend(
-                    (child.id, row_number, i.attribute, i.value, i.kind, i.problem)
-                    for i in cleansed.issues
+                    (child.id, row_number, i.attribute, i.value, i.problem) for i in cleansed.issues
                 )
             await inventory.copy_cleansed(conn, out, problems)  # type: ignore[arg-type]
             rows += len(out)
