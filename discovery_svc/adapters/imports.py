@@ -1,59 +1,119 @@
-"""SQL for imports: bulk COPY of raw records and quarantined rows, and reads."""
+"""SQL for imports: bulk inserts of raw records and quarantined rows, and reads."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from discovery_svc.domain.csv_stream import Quarantined, Row
+from discovery_svc.domain.csv_stream import Quarantined, RowBlock
 from discovery_svc.domain.imports import QUARANTINE_SHOWN, ImportSummary
-from flowpair_shared import db_scope
+from flowpair_shared.db_scope import ACCOUNT_SETTING, ENGAGEMENT_SETTING
 from flowpair_shared.tenancy import Tenant
 
+_TENANT = (
+    f"(SELECT nullif(current_setting('{ACCOUNT_SETTING}', true), '')::uuid),"
+    f" (SELECT nullif(current_setting('{ENGAGEMENT_SETTING}', true), '')::uuid)"
+)
 
-class CopyWriter:
-    """COPYs rows and quarantined rows of one import in batches through the caller's
-    transaction, so memory stays bounded by one batch whatever the file's size."""
+# One statement per block, its rows as one text parameter that PostgreSQL splits itself:
+# encoding a text[] per row in the driver cost more than parsing the file. COPY is not an
+# option as the app role: PostgreSQL refuses COPY FROM into a table with row-level security,
+# and a staging table only moves the same per-row encoding to another table. The tenant
+# columns are scalar subqueries, evaluated once per statement.
+_INSERT_ROWS = f"""
+INSERT INTO discovery.raw_records
+  (client_account_id, engagement_id, import_id, row_number, line_number, values)
+SELECT {_TENANT}, $1::uuid, $2::bigint + r.n,
+       coalesce(r.line, $3::bigint + r.n - 1), string_to_array(r.row, $4::text)
+FROM unnest(string_to_array($5::text, $6::text), string_to_array($7::text, ',')::bigint[])
+     WITH ORDINALITY AS r(row, line, n)
+"""
 
-    def __init__(self, conn: AsyncConnection, storage_id: uuid.UUID, batch: int = 5000) -> None:
+_INSERT_QUARANTINED = f"""
+INSERT INTO discovery.quarantined_rows
+  (client_account_id, engagement_id, import_id, line_number, reason, excerpt)
+SELECT {_TENANT}, $1::uuid, q.line, q.reason, q.excerpt
+FROM unnest($2::bigint[], $3::text[], $4::text[]) AS q(line, reason, excerpt)
+"""
+
+
+class RowWriter:
+    """Inserts the blocks of one import through the caller's transaction, one statement per
+    block, with at most one block in flight: the next one is parsed while the database stores
+    the last, and memory stays bounded by two blocks whatever the file's size.
+
+    ``close()`` must follow, also when the upload fails: it waits for the block in flight, so
+    nothing runs on the connection once the caller rolls back or returns it to the pool."""
+
+    def __init__(self, conn: AsyncConnection, storage_id: uuid.UUID) -> None:
         self._conn = conn
         self._import_id = storage_id
-        self._batch = batch
-        self._rows: list[tuple[uuid.UUID, int, int, list[str]]] = []
-        self._quarantined: list[tuple[uuid.UUID, int, str, str]] = []
+        self._in_flight: asyncio.Future[None] | None = None
         self.row_count = 0
         self.quarantined_count = 0
 
-    async def add(self, item: Row | Quarantined) -> None:
-        if isinstance(item, Row):
-            self.row_count += 1
-            self._rows.append((self._import_id, self.row_count, item.line_number, item.values))
-        else:
-            self.quarantined_count += 1
-            self._quarantined.append((self._import_id, item.line_number, item.reason, item.excerpt))
-        if len(self._rows) + len(self._quarantined) >= self._batch:
-            await self.flush()
+    async def add(self, block: RowBlock) -> None:
+        await self._wait()
+        raw = (await self._conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        if not raw.is_in_transaction():
+            # SQLAlchemy begins the driver's transaction lazily, at its first statement;
+            # without it each statement would commit on its own.
+            raise RuntimeError("RowWriter: the caller's transaction has not begun a statement")
+        self._in_flight = asyncio.ensure_future(self._write(raw, block, self.row_count))
+        # A cancelled upload may leave before the block is done (the rollback then cancels its
+        # statement); its error is no news then, and is still raised to a caller that waits.
+        self._in_flight.add_done_callback(_retrieve)
+        self.row_count += block.count
+        self.quarantined_count += len(block.quarantined)
 
-    async def flush(self) -> None:
-        # Through the caller's transaction, which has already begun with a statement of its
-        # own (and so with its tenant set).
-        await db_scope.copy_records(
-            self._conn,
-            "discovery.raw_records",
-            ["import_id", "row_number", "line_number", "values"],
-            self._rows,
-        )
-        self._rows = []
-        await db_scope.copy_records(
-            self._conn,
-            "discovery.quarantined_rows",
-            ["import_id", "line_number", "reason", "excerpt"],
-            self._quarantined,
-        )
-        self._quarantined = []
+    async def close(self) -> None:
+        """Wait for the block in flight; its error, if any, is raised here."""
+        await self._wait()
+
+    async def _wait(self) -> None:
+        in_flight = self._in_flight
+        if in_flight is not None:
+            # Shielded and forgotten only once done: a caller cancelled meanwhile still finds
+            # it in close() and waits for it there.
+            try:
+                await asyncio.shield(in_flight)
+            finally:
+                if in_flight.done():
+                    self._in_flight = None
+
+    async def _write(self, raw: Any, block: RowBlock, rows_before: int) -> None:
+        if block.count:
+            lines = block.line_numbers
+            await raw.execute(
+                _INSERT_ROWS,
+                self._import_id,
+                rows_before,
+                block.first_line,
+                block.value_sep,
+                block.text,
+                block.row_sep,
+                None if lines is None else ",".join(map(str, lines)),
+            )
+        if block.quarantined:
+            q = block.quarantined
+            await raw.execute(
+                _INSERT_QUARANTINED,
+                self._import_id,
+                [item.line_number for item in q],
+                [item.reason for item in q],
+                [item.excerpt for item in q],
+            )
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def exists(conn: AsyncConnection, tenant: Tenant, import_id: uuid.UUID) -> bool:

@@ -26,15 +26,25 @@ Rules that are not obvious from the interface:
   value would fail the whole COPY batch. For the same reason excerpts show NUL as ``\\0``.
 * An empty upload (or one with only blank lines) leaves ``header`` as ``None`` and raises
   nothing; the caller decides whether that is an error, as it does for a header-only file.
+
+``feed_blocks()``/``close_blocks()`` return the same rows and quarantined records packed into
+``RowBlock``s, text a database can split itself, so that a block is stored with one statement
+and no Python object per value. A stretch of plain lines (no quotes, no CR, no NUL, valid UTF-8,
+every line as wide as the header, none starting blank) is checked with whole-block string
+operations and passed on as the decoded text itself; anything else goes through the per-record
+path above and is packed afterwards, so both paths yield exactly the same rows.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from typing import cast
 
-__all__ = ["CsvFormatError", "CsvStreamParser", "Quarantined", "Row"]
+__all__ = ["CsvFormatError", "CsvStreamParser", "Quarantined", "Row", "RowBlock"]
 
 _BOM = b"\xef\xbb\xbf"
 # Order matters: it is the tie-break when counts are equal.
@@ -64,6 +74,41 @@ class Row:
 
     line_number: int
     values: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RowBlock:
+    """Consecutive rows of the file as one text, plus the quarantined records among them.
+
+    ``text`` holds ``count`` rows separated by ``row_sep``, each row's values separated by
+    ``value_sep``; neither separator occurs in any value, so splitting restores the values
+    exactly. Row ``i`` (from 0) is on line ``line_numbers[i]``, or ``first_line + i`` when
+    ``line_numbers`` is None.
+    """
+
+    text: str
+    row_sep: str
+    value_sep: str
+    count: int
+    first_line: int
+    line_numbers: list[int] | None
+    quarantined: list[Quarantined]
+
+    def rows(self) -> list[Row]:
+        if not self.count:
+            return []
+        lines = self.line_numbers or range(self.first_line, self.first_line + self.count)
+        split = self.text.split(self.row_sep)
+        return [Row(n, r.split(self.value_sep)) for n, r in zip(lines, split, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """A stretch of plain lines that passed the block checks (see the module docs)."""
+
+    text: str
+    first_line: int
+    count: int
 
 
 class CsvFormatError(Exception):
@@ -123,6 +168,7 @@ class CsvStreamParser:
         self._discarding = False
         self._closed = False
         self._failure: CsvFormatError | None = None
+        self._pending = bytearray()
         self._feeder = _OneLine()
         self._reader: Iterator[list[str]] | None = None
         # The csv module rejects fields over 128 KiB by default; our own record limit is the
@@ -131,8 +177,41 @@ class CsvStreamParser:
 
     def feed(self, chunk: bytes) -> list[Row | Quarantined]:
         """Consume the next chunk; return what it completed."""
+        # Without the fast path no _Lines are made.
+        return cast(list[Row | Quarantined], self._feed(chunk, fast=False))
+
+    def close(self) -> list[Row | Quarantined]:
+        """Flush the last record (the file need not end with a newline)."""
+        return cast(list[Row | Quarantined], self._close(fast=False))
+
+    def feed_blocks(self, chunk: bytes) -> list[RowBlock]:
+        """``feed()``, but the rows packed into blocks (see the module docs).
+
+        Chunks are gathered up to ``_BLOCK_BYTES`` first, so that small chunks still make
+        blocks big enough to be worth a statement each; the parser does not depend on where
+        chunks end, so this changes nothing but when rows come out.
+        """
         self._check_usable()
-        out: list[Row | Quarantined] = []
+        if len(self._pending) + len(chunk) < _BLOCK_BYTES:
+            self._pending += chunk
+            return []
+        if self._pending:
+            self._pending += chunk
+            chunk, self._pending = bytes(self._pending), bytearray()
+        return _pack(self._feed(chunk, fast=True), self.delimiter or ",")
+
+    def close_blocks(self) -> list[RowBlock]:
+        """``close()`` for ``feed_blocks()``."""
+        self._check_usable()
+        out: list[_Item] = []
+        if self._pending:
+            chunk, self._pending = bytes(self._pending), bytearray()
+            out = self._feed(chunk, fast=True)
+        return _pack(out + self._close(fast=True), self.delimiter or ",")
+
+    def _feed(self, chunk: bytes, *, fast: bool) -> list[_Item]:
+        self._check_usable()
+        out: list[_Item] = []
         if self._discarding:
             nl = chunk.find(b"\n")
             if nl < 0:
@@ -142,16 +221,15 @@ class CsvStreamParser:
             self._buf += memoryview(chunk)[nl + 1 :]
         else:
             self._buf += chunk
-        self._run(out, final=False)
+        self._run(out, final=False, fast=fast)
         return out
 
-    def close(self) -> list[Row | Quarantined]:
-        """Flush the last record (the file need not end with a newline)."""
+    def _close(self, *, fast: bool) -> list[_Item]:
         self._check_usable()
         self._closed = True
-        out: list[Row | Quarantined] = []
+        out: list[_Item] = []
         if not self._discarding:
-            self._run(out, final=True)
+            self._run(out, final=True, fast=fast)
         return out
 
     def _check_usable(self) -> None:
@@ -160,15 +238,15 @@ class CsvStreamParser:
         if self._closed:
             raise RuntimeError("the parser is closed")
 
-    def _run(self, out: list[Row | Quarantined], *, final: bool) -> None:
+    def _run(self, out: list[_Item], *, final: bool, fast: bool) -> None:
         try:
-            self._drain(out, final=final)
+            self._drain(out, final=final, fast=fast)
         except CsvFormatError as exc:
             self._failure = exc
             self._buf = bytearray()
             raise
 
-    def _drain(self, out: list[Row | Quarantined], *, final: bool) -> None:
+    def _drain(self, out: list[_Item], *, final: bool, fast: bool) -> None:
         buf = self._buf
         if self._bom_pending:
             if not final and len(buf) < len(_BOM) and _BOM.startswith(buf):
@@ -187,6 +265,9 @@ class CsvStreamParser:
                 last = buf.rfind(b"\n", pos)
                 if last < 0:
                     break
+                if fast and self._plain_lines(buf, pos, last, out):
+                    start = pos = last + 1
+                    continue
                 open_at = self._emit_lines(buf[pos:last], out)
                 if open_at < 0:
                     start = pos = last + 1
@@ -230,7 +311,43 @@ class CsvStreamParser:
         self._scan = len(buf)
         self._in_quote = in_quote
 
-    def _emit_lines(self, block: bytearray, out: list[Row | Quarantined]) -> int:
+    def _plain_lines(self, buf: bytearray, pos: int, end: int, out: list[_Item]) -> bool:
+        """Emit ``buf[pos:end]`` (whole lines at a record boundary) as one ``_Lines`` if every
+        line is a plain, valid row; otherwise emit nothing and return False."""
+        header = self.header
+        if header is None or pos == end:
+            return False
+        if buf.find(b'"', pos, end) >= 0 or buf.find(b"\r", pos, end) >= 0:
+            return False
+        if buf.find(0, pos, end) >= 0:
+            return False
+        raw = buf[pos:end]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        limit = self._max_record
+        if end - pos > limit and max(map(len, raw.split(b"\n"))) > limit:
+            return False
+        assert self.delimiter is not None
+        # A line that is empty or starts blank might be blank (skipped or quarantined).
+        if _BLANK_START[self.delimiter].search(text) or text[:1].isspace():
+            return False
+        if text[:1] == self.delimiter or text[-1:] == "\n":
+            return False
+        count = text.count("\n") + 1
+        width = len(header) - 1
+        if text.count(self.delimiter) != width * count:
+            return False
+        if count > 1 and any(
+            n != width for n in map(str.count, text.split("\n"), repeat(self.delimiter))
+        ):
+            return False
+        out.append(_Lines(text, self._line, count))
+        self._line += count
+        return True
+
+    def _emit_lines(self, block: bytearray, out: list[_Item]) -> int:
         """Emit the records in ``block``: whole lines, starting at a record boundary.
 
         Returns the offset in ``block`` of a record whose quoted field is still open at the end of
@@ -268,7 +385,7 @@ class CsvStreamParser:
         self._line = open_line
         return open_at
 
-    def _record(self, record: bytes | bytearray, line: int, out: list[Row | Quarantined]) -> None:
+    def _record(self, record: bytes | bytearray, line: int, out: list[_Item]) -> None:
         """Handle one complete record (without its final newline)."""
         if record[-1:] == b"\r":
             record = record[:-1]
@@ -335,9 +452,7 @@ class CsvStreamParser:
         self.delimiter = delimiter
         self._reader = _reader(self._feeder, delimiter)
 
-    def _quarantine_oversized(
-        self, head: bytes | bytearray, line: int, out: list[Row | Quarantined]
-    ) -> None:
+    def _quarantine_oversized(self, head: bytes | bytearray, line: int, out: list[_Item]) -> None:
         """Report a record longer than the limit; ``head`` is its first ``max_record_bytes``.
 
         Callers pass exactly that much because it is always buffered when a record is found too
@@ -349,6 +464,48 @@ class CsvStreamParser:
             )
         reason = f"row longer than {self._max_record} bytes"
         out.append(Quarantined(line, reason, _excerpt(head)))
+
+
+_Item = Row | Quarantined | _Lines
+
+# A newline followed by a blank character or the delimiter: a line that may be blank.
+_BLANK_START = {d: re.compile(rf"\n[\s{re.escape(d)}]") for d in _DELIMITERS}
+
+_BLOCK_BYTES = 64 * 1024
+"""feed_blocks() gathers chunks to at least this many bytes before parsing them."""
+
+
+def _pack(items: Sequence[_Item], delimiter: str) -> list[RowBlock]:
+    """Blocks of ``items`` in file order: a ``_Lines`` as it is, each run of rows and
+    quarantined records in between packed into one block."""
+    blocks: list[RowBlock] = []
+    rows: list[Row] = []
+    quarantined: list[Quarantined] = []
+    for item in chain(items, [None]):
+        if isinstance(item, Row):
+            rows.append(item)
+        elif isinstance(item, Quarantined):
+            quarantined.append(item)
+        elif rows or quarantined:
+            blocks.append(_pack_rows(rows, quarantined))
+            rows, quarantined = [], []
+        if isinstance(item, _Lines):
+            blocks.append(
+                RowBlock(item.text, "\n", delimiter, item.count, item.first_line, None, [])
+            )
+    return blocks
+
+
+def _pack_rows(rows: list[Row], quarantined: list[Quarantined]) -> RowBlock:
+    # Two characters that occur in no value: the usual control characters if free, else the
+    # first free ones from the private use area (a block cannot use them all).
+    used = set("".join(chain.from_iterable(row.values for row in rows)))
+    free = (c for c in chain("\x1e\x1f", map(chr, range(0xE000, 0x110000))) if c not in used)
+    row_sep, value_sep = next(free), next(free)
+    text = row_sep.join(value_sep.join(row.values) for row in rows)
+    lines = [row.line_number for row in rows]
+    first = lines[0] if lines else 0
+    return RowBlock(text, row_sep, value_sep, len(rows), first, lines, quarantined)
 
 
 def _reader(lines: Iterable[str], delimiter: str) -> Iterator[list[str]]:

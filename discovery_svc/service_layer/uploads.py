@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from discovery_svc.adapters import imports
-from discovery_svc.domain.csv_stream import CsvFormatError, CsvStreamParser, Quarantined, Row
+from discovery_svc.domain.csv_stream import CsvFormatError, CsvStreamParser, Quarantined, RowBlock
 from discovery_svc.domain.imports import QUARANTINE_SHOWN, ImportSummary
 from flowpair_shared import logs
 from flowpair_shared.errors import (
@@ -66,7 +66,7 @@ def _refuse(description: str) -> InvalidArgument:
 async def upload(
     engine: AsyncEngine, tenant: Tenant, request: UploadRequest, chunks: AsyncIterator[bytes]
 ) -> ImportSummary:
-    """Parse ``chunks`` as they arrive and COPY them; commit only a complete, valid import.
+    """Parse ``chunks`` as they arrive and store them; commit only a complete, valid import.
 
     The client's import id is unique within its tenant only; the rows are stored under a
     fresh storage id, so nothing about another tenant's imports can show through."""
@@ -79,22 +79,23 @@ async def upload(
     async with engine.connect() as conn, conn.begin():
         if await imports.exists(conn, tenant, import_id):
             raise AlreadyExists(f"imports/{import_id} already exists")
-        writer = imports.CopyWriter(conn, storage_id)
+        writer = imports.RowWriter(conn, storage_id)
 
-        async def take(items: list[Row | Quarantined]) -> None:
-            for item in items:
-                if isinstance(item, Quarantined) and len(shown) < QUARANTINE_SHOWN:
-                    shown.append(item)
-                await writer.add(item)
+        async def take(blocks: list[RowBlock]) -> None:
+            for block in blocks:
+                shown.extend(block.quarantined[: QUARANTINE_SHOWN - len(shown)])
+                await writer.add(block)
 
         try:
             async for chunk in chunks:
                 byte_count += len(chunk)
-                await take(parser.feed(chunk))
-            await take(parser.close())
+                await take(parser.feed_blocks(chunk))
+            await take(parser.close_blocks())
         except CsvFormatError as error:
             raise _refuse(str(error)) from None
-        await writer.flush()
+        finally:
+            # Also on failure: nothing may still run on the connection when it is returned.
+            await writer.close()
         if parser.header is None:
             raise _refuse("the upload is empty: expected a CSV file with a header row")
         if writer.row_count == 0:
