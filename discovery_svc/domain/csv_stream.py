@@ -339,9 +339,8 @@ class CsvStreamParser:
         width = len(header) - 1
         if text.count(self.delimiter) != width * count:
             return False
-        if count > 1 and any(
-            n != width for n in map(str.count, text.split("\n"), repeat(self.delimiter))
-        ):
+        # The total is right, so every line is as wide as the header unless one is wider.
+        if count > 1 and max(map(str.count, text.split("\n"), repeat(self.delimiter))) > width:
             return False
         out.append(_Lines(text, self._line, count))
         self._line += count

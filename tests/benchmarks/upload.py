@@ -5,10 +5,10 @@
 Each run uploads the same generated CMDB file through this tree's discovery process, then the
 other tree's, then loads it with `psql \\copy`, so the three share the machine's load of that
 moment; the figures are medians of the interleaved runs. ``--mb M`` then uploads an M MB file
-(generated as it is sent) to a freshly started discovery process of each tree and reports its
-peak resident set (VmHWM). ``--py-spy OUT`` records this tree's discovery process during one
-extra upload (py-spy must be installed). Only the discovery service is started: an upload
-does not involve the orchestrator.
+(generated as it is sent) to a freshly started discovery process of each tree (``--mb-this-only``:
+this tree's) and reports its peak resident set (VmHWM). ``--py-spy OUT`` records this tree's
+discovery process during one extra upload (py-spy must be installed). Only the discovery
+service is started: an upload does not involve the orchestrator.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class _TreeProcess(Process):
 
 @contextlib.asynccontextmanager
 async def discovery(url: str, tree: Path, logs: Path) -> AsyncIterator[tuple[Stack, Process]]:
-    logs.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
     stack = Stack(url)
     proc = _TreeProcess(tree, stack.env(), logs / "discovery.log")
     try:
@@ -95,7 +95,8 @@ async def ab(url: str, args: argparse.Namespace, work: Path) -> Json:
     async def one_copy() -> float:
         _, seconds = await run_program(pg_bin("psql"), dsn, "-qc", copy)
         await run_program(pg_bin("psql"), dsn, "-qc", "TRUNCATE public.bench_copy")
-        return args.rows / seconds
+        rows: int = args.rows
+        return rows / seconds
 
     result: Json = {"rows": args.rows, "bytes": size, "this": [], "other": [], "psql": []}
     async with (
@@ -113,7 +114,8 @@ async def ab(url: str, args: argparse.Namespace, work: Path) -> Json:
             spy = await asyncio.create_subprocess_exec(
                 shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
                 "record", "-o", args.py_spy, "--pid", str(this_proc.proc.pid),
-                "--rate", "200", "--nonblocking",
+                "--rate", "200", "--nonblocking", "--idle",
+                stdout=sys.stderr,
             )  # fmt: skip
             await asyncio.sleep(1.0)
             await timed_upload(this, path, args.rows)
@@ -157,7 +159,8 @@ async def measure(args: argparse.Namespace) -> Json:
             result["ab"] = await ab(url, args, work)
         if args.mb:
             result["memory_this"] = await memory(url, ROOT, args.mb, work / "mem-this")
-            result["memory_other"] = await memory(url, args.other, args.mb, work / "mem-other")
+            if not args.mb_this_only:
+                result["memory_other"] = await memory(url, args.other, args.mb, work / "mem-other")
     finally:
         await devstack.drop_database(admin, name)
     return result
@@ -168,6 +171,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="0 skips the A/B")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--mb", type=int, default=0, help="peak RSS during an upload this big")
+    parser.add_argument("--mb-this-only", action="store_true", help="skip the other's --mb")
     parser.add_argument("--other", type=Path, default=Path("/tmp/ab-upload-main"))
     parser.add_argument("--py-spy", default="", help="py-spy record output (.svg)")
     args = parser.parse_args()
