@@ -149,9 +149,16 @@ class CsvStreamParser:
     file is unusable; the parser then refuses further input.
     """
 
-    def __init__(self, *, max_record_bytes: int = 1 << 20, max_columns: int = 2000) -> None:
-        if max_record_bytes < 1 or max_columns < 1:
-            raise ValueError("max_record_bytes and max_columns must be positive")
+    def __init__(
+        self,
+        *,
+        max_record_bytes: int = 1 << 20,
+        max_columns: int = 2000,
+        block_bytes: int = 64 * 1024,
+    ) -> None:
+        if max_record_bytes < 1 or max_columns < 1 or block_bytes < 1:
+            raise ValueError("max_record_bytes, max_columns and block_bytes must be positive")
+        self._block_bytes = block_bytes
         self.header: list[str] | None = None
         self.delimiter: str | None = None
         self.had_bom = False
@@ -187,12 +194,12 @@ class CsvStreamParser:
     def feed_blocks(self, chunk: bytes) -> list[RowBlock]:
         """``feed()``, but the rows packed into blocks (see the module docs).
 
-        Chunks are gathered up to ``_BLOCK_BYTES`` first, so that small chunks still make
+        Chunks are gathered up to ``block_bytes`` first, so that small chunks still make
         blocks big enough to be worth a statement each; the parser does not depend on where
         chunks end, so this changes nothing but when rows come out.
         """
         self._check_usable()
-        if len(self._pending) + len(chunk) < _BLOCK_BYTES:
+        if len(self._pending) + len(chunk) < self._block_bytes:
             self._pending += chunk
             return []
         if self._pending:
@@ -259,6 +266,11 @@ class CsvStreamParser:
         start = 0
         pos = self._scan
         in_quote = self._in_quote
+        if fast and not in_quote:
+            # Rescan the unfinished line left by the last chunk, so that it starts the next
+            # block instead of making a one-row block of its own. The fast path gathers chunks
+            # to block_bytes, so a line is rescanned at most once per block_bytes of input.
+            pos = start
         while True:
             if pos == start and not in_quote:
                 # At a record boundary: hand every complete line over in one block.
@@ -469,9 +481,6 @@ _Item = Row | Quarantined | _Lines
 
 # A newline followed by a blank character or the delimiter: a line that may be blank.
 _BLANK_START = {d: re.compile(rf"\n[\s{re.escape(d)}]") for d in _DELIMITERS}
-
-_BLOCK_BYTES = 64 * 1024
-"""feed_blocks() gathers chunks to at least this many bytes before parsing them."""
 
 
 def _pack(items: Sequence[_Item], delimiter: str) -> list[RowBlock]:
