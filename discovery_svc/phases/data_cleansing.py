@@ -9,6 +9,7 @@ last committed page.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from discovery_svc.phases.base import (
 from flowpair_shared.domain import Phase, PhaseStatus
 
 _SIZES = ("memory_gb", "storage_gb")
+_YIELD_ROWS = 250
 
 
 def _with_copies(values: Sequence[str], width: int, copies: Sequence[int]) -> list[str]:
@@ -94,7 +96,11 @@ class DataCleansing:
         ):
             out: list[tuple[object, int, str]] = []
             problems: list[tuple[object, int, str, str, str]] = []
-            for row_number, values in batch:
+            for n, (row_number, values) in enumerate(batch, 1):
+                if n % _YIELD_ROWS == 0:
+                    # The cleanser is CPU work: let the loop's other tasks (the job's lease
+                    # renewal first) run between rows, or a page outlasts a short lease.
+                    await asyncio.sleep(0)
                 if copies:
                     values = _with_copies(values, width, copies)
                 cleansed = cleanser.cleanse(values)

@@ -181,6 +181,10 @@ class PhaseRunner:
         logs.reset()
         logs.bind(job_id=job.id, phase=job.phase.name)
         handler = self._handlers.get(job.phase)
+        log.info(
+            "phase job started",
+            extra={"attempt": job.attempts, "resume_from": job.progress, "pid": os.getpid()},
+        )
         heartbeat = asyncio.create_task(self._heartbeat(job, asyncio.current_task()))
         started = time.perf_counter()
         try:

@@ -209,6 +209,7 @@ async def _serve(settings: Settings, parent: Connection) -> None:
     runner.start()
     log.info("phase worker serving")
     await stop.wait()
+    log.info("phase worker stopping")
     await runner.stop()
     await listener.stop()
     await engine.dispose()
