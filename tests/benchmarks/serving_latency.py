@@ -40,7 +40,12 @@ class Run:
 
 async def one_run(url: str, workers: int, rows: int, clients: int, logs: Path) -> Run:
     stack = Stack(url)
-    env = {**stack.env(), "FLOWPAIR_PHASE_WORKERS": str(workers)}
+    # The default lease: the test stack's 3 s lapse while a loaded machine cleanses a page.
+    env = {
+        **stack.env(),
+        "FLOWPAIR_PHASE_WORKERS": str(workers),
+        "FLOWPAIR_PHASE_LEASE_SECONDS": "30",
+    }
     orchestrator = Process("orchestrator_svc", env, logs / f"orchestrator-{workers}.log")
     discovery = Process("discovery_svc", env, logs / f"discovery-{workers}.log")
     try:
