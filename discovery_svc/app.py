@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grpc
 
@@ -13,14 +13,15 @@ from discovery_svc.entrypoints.internal_api import ChildFlowServicer
 from discovery_svc.phases import HANDLERS
 from discovery_svc.phases.base import PhaseHandler
 from discovery_svc.service_layer.handlers import SOURCE, Discovery
-from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
+from discovery_svc.service_layer.runner import PhaseRunner
 from discovery_svc.service_layer.uploads import UploadSlots
+from discovery_svc.service_layer.workers import PhaseWorkers, runner_settings
 from flowpair.internal.v1 import child_flow_service_pb2, child_flow_service_pb2_grpc
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
 from flowpair_shared.domain import Phase
 from flowpair_shared.outbox import batch
 from flowpair_shared.outbox.retention import Retention
-from flowpair_shared.server import ServiceApp, Servicers, Wiring, assemble
+from flowpair_shared.server import Background, ServiceApp, Servicers, Wiring, assemble
 from flowpair_shared.settings import Settings
 
 PUBLIC_SERVICES = (discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"],)
@@ -30,18 +31,29 @@ INTERNAL_SERVICES = (
 )
 
 
-def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servicers:
+def _phases(
+    wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]
+) -> tuple[Background, Callable[[], None]]:
+    """Who runs the phases, and how to wake it when a job is queued: worker processes (they
+    wake on the queue's notification), or with ``phase_workers`` 0 a runner on this loop."""
+    workers = wiring.settings.phase_workers
+    if workers > 0:
+        if handlers is not HANDLERS:
+            raise ValueError("custom phase handlers run in-process only (phase_workers=0)")
+        return PhaseWorkers(wiring.settings, count=workers), lambda: None
     runner = PhaseRunner(
         wiring.engine,
         handlers=handlers,
         after_commit=wiring.kick_relay,
         listener=wiring.listener,
-        settings=RunnerSettings(
-            concurrency=wiring.settings.phase_concurrency,
-            lease_seconds=wiring.settings.phase_lease_seconds,
-        ),
+        settings=runner_settings(wiring.settings, progressive=False),
     )
-    discovery = Discovery(wiring.engine, after_commit=wiring.kick_relay, wake_runner=runner.kick)
+    return runner, runner.kick
+
+
+def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servicers:
+    phases, wake_runner = _phases(wiring, handlers)
+    discovery = Discovery(wiring.engine, after_commit=wiring.kick_relay, wake_runner=wake_runner)
     uploads = UploadSlots(wiring.settings.max_concurrent_uploads)
 
     def register(server: grpc.aio.Server) -> None:
@@ -59,7 +71,7 @@ def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servic
         settings=wiring.settings.retention,
         extra=(FINISHED_PHASE_JOBS,),
     )
-    return Servicers(register, register_internal, background=(runner, retention))
+    return Servicers(register, register_internal, background=(phases, retention))
 
 
 def build(settings: Settings, *, handlers: Mapping[Phase, PhaseHandler] = HANDLERS) -> ServiceApp:

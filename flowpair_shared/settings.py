@@ -28,6 +28,14 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
     return int(value)
 
 
+def _count(env: Mapping[str, str], key: str, default: int) -> int:
+    """A whole number, 0 or more."""
+    value = _float(env, key, default)
+    if value != int(value) or value < 0:
+        raise SystemExit(f"{key} must be a whole number, 0 or more, got {value!r}")
+    return int(value)
+
+
 def _positive(env: Mapping[str, str], key: str, default: float) -> float:
     value = _float(env, key, default)
     if not value > 0:
@@ -97,6 +105,15 @@ class Settings:
     shutdown_grace: float = 10.0
     phase_concurrency: int = 4
     phase_lease_seconds: float = 30.0
+    phase_workers: int = 2
+    """Worker processes running phase jobs; 0 runs them on the serving event loop."""
+    phase_stop_grace_seconds: float = 5.0
+    """SIGTERM: time a worker's phases get to finish or checkpoint before their leases are
+    released."""
+    phase_commit_rows: int = 50_000
+    """A progressive phase commits (and records where it stands) after this many rows..."""
+    phase_commit_seconds: float = 30.0
+    """...or this many seconds, whichever comes first."""
     relay: RelaySettings = field(default_factory=RelaySettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     orchestrator_internal_listen: str = "127.0.0.1:50061"
@@ -188,6 +205,10 @@ class Settings:
             shutdown_grace=_float(env, "FLOWPAIR_SHUTDOWN_GRACE_SECONDS", 10.0),
             phase_concurrency=_int(env, "FLOWPAIR_PHASE_CONCURRENCY", 4),
             phase_lease_seconds=_float(env, "FLOWPAIR_PHASE_LEASE_SECONDS", 30.0),
+            phase_workers=_count(env, "FLOWPAIR_PHASE_WORKERS", 2),
+            phase_stop_grace_seconds=_seconds(env, "FLOWPAIR_PHASE_STOP_GRACE_SECONDS", 5.0),
+            phase_commit_rows=_int(env, "FLOWPAIR_PHASE_COMMIT_ROWS", 50_000),
+            phase_commit_seconds=_positive(env, "FLOWPAIR_PHASE_COMMIT_SECONDS", 30.0),
             relay=_relay(env),
             retention=RetentionSettings(
                 retention_seconds=_positive(

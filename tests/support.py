@@ -138,6 +138,10 @@ class Stack:
             db_pool_size=20,
             shutdown_grace=1.0,
             phase_lease_seconds=3.0,
+            # In this process, phases run on the serving loop (tests hold the runner back and
+            # give it handlers of their own); the services' processes run phase workers.
+            phase_workers=0,
+            phase_stop_grace_seconds=0.0,
             relay=self.relay,
             **credentials().settings,
         )
