@@ -4,13 +4,13 @@
 same transaction, so a worker whose lease was taken over cannot commit. ``progress`` holds
 the cursor of a phase that commits progressively, so a taken-over job resumes there.
 
-Revision ID: 0014_phase_job_fencing
+Revision ID: 0014
 Revises: 0013
 """
 
 from alembic import op
 
-revision = "0014_phase_job_fencing"
+revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
