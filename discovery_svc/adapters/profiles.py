@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discovery_svc.adapters import inventory
 from discovery_svc.domain.patterns import PATTERN_GUARDS, PATTERNS
 from discovery_svc.domain.profile import (
     ColumnCounts,
@@ -84,6 +85,8 @@ async def count_columns(
     """Per-column counts over every raw record of an import."""
     params: dict[str, Any] = {"id": import_id}
     params.update({f"re_{p.kind.value}": p.pg_regex for p in PATTERNS})
+    # The distinct values of a column of a million rows are a hash table of a few hundred MB.
+    await inventory.more_work_mem(conn)
     per_column = {r.ord: r for r in (await conn.execute(_PROFILE, params)).all()}
     counts = []
     for position, name in enumerate(columns, start=1):
