@@ -90,7 +90,7 @@ async def journey(url: str, rows: int, logs: Path) -> Json:
     return {"rows": rows, "seconds": seconds, "phases": phases, **inventory}
 
 
-async def one(rows: int) -> Json:
+async def one(rows: int, keep: bool) -> Json:
     admin = (
         os.environ.get("FLOWPAIR_TEST_DATABASE_URL")
         or os.environ.get("DATABASE_URL")
@@ -101,9 +101,10 @@ async def one(rows: int) -> Json:
     try:
         await asyncio.to_thread(devstack.migrate, url)
         logs = Path(tempfile.mkdtemp(prefix="flowpair-pipeline-"))
-        return {"code": str(ROOT), **await journey(url, rows, logs)}
+        return {"code": str(ROOT), "database": name, **await journey(url, rows, logs)}
     finally:
-        await devstack.drop_database(admin, name)
+        if not keep:
+            await devstack.drop_database(admin, name)
 
 
 def main() -> None:
@@ -111,16 +112,24 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--against", type=Path, help="another checkout, measured alternately")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the databases (to EXPLAIN in them)")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.single:
-        print(json.dumps(asyncio.run(one(args.rows)), default=str), flush=True)
+        print(json.dumps(asyncio.run(one(args.rows, args.keep)), default=str), flush=True)
         return
     checkouts = [ROOT] + ([args.against.resolve()] if args.against else [])
     for round_ in range(args.rounds):
         for code in checkouts if round_ % 2 == 0 else checkouts[::-1]:
             out = subprocess.run(
-                [sys.executable, __file__, "--rows", str(args.rows), "--single"],
+                [
+                    sys.executable,
+                    __file__,
+                    "--rows",
+                    str(args.rows),
+                    "--single",
+                    *(["--keep"] if args.keep else []),
+                ],
                 env={**os.environ, "PYTHONPATH": str(code)},
                 cwd=code,
                 check=True,
