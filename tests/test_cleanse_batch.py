@@ -162,10 +162,31 @@ def _cells() -> list[str]:
     return sorted(c for c in cells if c)
 
 
-@pytest.mark.parametrize("check", ["ip", "looks_like_ip"])
+def _hostname_reference(raw: str) -> tuple[network.HostInfo | None, str | None]:
+    """network.hostname as it was before its shortcuts."""
+    stripped = present(raw)
+    if stripped is None:
+        return None, None
+    name = stripped.lower().removesuffix(".")
+    if _looks_like_ip_reference(name):
+        return None, f"looks like an IP address, not a host name {quote(stripped)}"
+    if any(c.isspace() for c in name):
+        return None, f"host name contains spaces {quote(stripped)}"
+    labels = name.split(".")
+    if len(name) > 253 or not all(network._LABEL.fullmatch(label) for label in labels):
+        return None, f"invalid host name {quote(stripped)}"
+    if len(labels) > 1 and all(len(label) == 1 for label in labels):
+        return None, None
+    return network.HostInfo(labels[0], ".".join(labels[1:]), name), None
+
+
+@pytest.mark.parametrize("check", ["ip", "looks_like_ip", "hostname"])
 def test_the_shortcuts_answer_as_the_parsers(check: str) -> None:
     for cell in _cells():
-        if check == "ip":
+        if check == "hostname":
+            for raw in (cell, f"{cell}.", f"a.{cell}", f"{cell}\u00a0x", "a.b.c", "a.bb"):
+                assert network.hostname.__wrapped__(raw) == _hostname_reference(raw), raw
+        elif check == "ip":
             if network._SEVERAL.search(cell) is None and present(cell) == cell:
                 assert network.ip.__wrapped__(cell) == _ip_reference(cell), cell
         else:
