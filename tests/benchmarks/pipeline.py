@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,8 @@ import asyncpg
 from flowpair.v1 import flow_pb2, orchestrator_pb2
 from flowpair_shared import devstack
 from flowpair_shared.db import asyncpg_dsn
-from tests.benchmarks.__main__ import cmdb_rows, services
-from tests.support import ROOT, md, new_tenant
+from tests.benchmarks.__main__ import cmdb_rows
+from tests.support import ROOT, Process, Stack, md, new_tenant
 
 Json = dict[str, Any]
 
@@ -53,10 +55,27 @@ SELECT md5(coalesce((SELECT string_agg(row(a.dedupe_key, a.asset_type, a.display
 """
 
 
+@contextlib.asynccontextmanager
+async def services(url: str, logs: Path) -> AsyncIterator[Stack]:
+    """Both services in their own processes with the deployed phase lease (30 s): the test
+    stacks' 3 s lease is lost on a loaded machine whenever a batch holds the event loop."""
+    await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
+    stack = Stack(url, overrides={"phase_lease_seconds": 30.0})
+    processes: tuple[Process, ...] = await stack.start_processes(logs)
+    try:
+        yield stack
+    finally:
+        await stack.close()
+        for p in processes:
+            with contextlib.suppress(Exception):
+                p.terminate()
+            p.close()
+
+
 async def journey(url: str, rows: int, logs: Path) -> Json:
     """Upload ``rows`` rows, run an auto-approved flow to COMPLETED; per-phase seconds from the
     flow's events, and the inventory's digest."""
-    async with services(url, logs) as (stack, _orch, _disc):
+    async with services(url, logs) as stack:
         tenant = new_tenant()
         began = time.perf_counter()
         imp = await stack.upload(tenant, cmdb_rows(rows))
@@ -132,11 +151,13 @@ def main() -> None:
                 ],
                 env={**os.environ, "PYTHONPATH": str(code)},
                 cwd=code,
-                check=True,
                 capture_output=True,
                 text=True,
             )
-            print(out.stdout.strip().splitlines()[-1], flush=True)
+            if out.returncode:
+                print(json.dumps({"code": str(code), "failed": out.stderr[-3000:]}), flush=True)
+            else:
+                print(out.stdout.strip().splitlines()[-1], flush=True)
 
 
 if __name__ == "__main__":
