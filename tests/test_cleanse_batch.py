@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import multiprocessing
 import pickle
 import random
 from collections.abc import Sequence
@@ -112,7 +113,10 @@ def test_a_cleanser_and_its_batches_cross_process_boundaries() -> None:
     rows = list(enumerate(body, start=1))
     expected = _row_by_row(cleanser, rows, len(header), [7])
     blob = pickle.dumps(cleanser)
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    # Spawned, not forked: a fork of a process running gRPC's threads can hang in the child.
+    with ProcessPoolExecutor(
+        max_workers=2, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         halves = [rows[:1500], rows[1500:]]
         batches = [
             pickle.loads(b)
