@@ -18,6 +18,15 @@ from flowpair_shared.tenancy import Tenant
 
 BATCH = 5000
 
+WORK_MEM = "256MB"
+"""Memory per sort or hash of the phases' big statements: at the default 4MB, merging a
+million rows by key and joining them to their assets spill to disk in many passes."""
+
+
+async def more_work_mem(conn: AsyncConnection) -> None:
+    """Raise ``work_mem`` for the rest of the phase's transaction (SET LOCAL)."""
+    await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+
 
 async def raw_batches(conn: AsyncConnection, import_id: uuid.UUID) -> AsyncIterator[Sequence[Any]]:
     """The import's raw rows in batches, read through a server-side cursor."""
@@ -408,6 +417,7 @@ async def build_assets(
         "import_id": import_id,
         "placeholders": sorted(identity.placeholder_names()),
     }
+    await more_work_mem(conn)
     await conn.execute(
         text("DELETE FROM discovery.asset_sources WHERE child_flow_id = :child"), params
     )
@@ -525,6 +535,7 @@ async def build_dependencies(
         "engagement": tenant.engagement_id,
         "import_text": str(import_id),
     }
+    await more_work_mem(conn)
     await conn.execute(
         text("DELETE FROM discovery.dependencies WHERE child_flow_id = :child"), params
     )

@@ -14,7 +14,8 @@ outside is a per-row issue and is not stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -57,6 +58,7 @@ __all__ = [
     "ASSET_TYPES",
     "CPU_CORES_RANGE",
     "TARGET_ATTRIBUTES",
+    "CleansedBatch",
     "CleansedRow",
     "HostInfo",
     "Issue",
@@ -168,6 +170,31 @@ class CleansedRow:
     issues: list[Issue]
 
 
+@dataclass(frozen=True)
+class CleansedBatch:
+    """A batch of cleansed rows as the cleansing phase writes them, in plain picklable values
+    (built in a worker process, written by the phase's connection).
+
+    ``rows`` are (row number, values as compact JSON); ``issues`` are (row number, attribute,
+    value, problem), in row order.
+    """
+
+    rows: list[tuple[int, str]]
+    issues: list[tuple[int, str, str, str]]
+
+
+def to_json(values: Mapping[str, object]) -> str:
+    """A row's cleansed values as stored in ``cleansed_records.values``."""
+    return json.dumps(values, separators=(",", ":"))
+
+
+def with_copies(values: Sequence[str], width: int, copies: Sequence[int]) -> list[str]:
+    """The row padded to ``width``, then the values of the ``copies`` columns again (a column
+    feeding several attributes is read once per extra attribute)."""
+    row = [*values[:width], *([""] * (width - len(values)))]
+    return row + [row[i] for i in copies]
+
+
 # Step kinds, so that the per-row loop branches on a small int instead of calling closures.
 _PLAIN, _HOST, _OS, _DEPS, _CUSTOM, _OS_VERSION_COLUMN, _IDENTIFIER, _DOMAIN = range(8)
 _SIZE, _CORES = range(8, 10)
@@ -182,6 +209,10 @@ _PLAIN_NORMALISERS: Final[Mapping[str, Callable[[str], Result]]] = {
     "business_criticality": criticality,
     "asset_type": asset_type,
 }
+
+
+# json.dumps with these arguments builds an encoder per call; one encoder gives the same bytes.
+_DUMPS: Final = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class RowCleanser:
@@ -261,6 +292,29 @@ class RowCleanser:
                 steps.append((_PLAIN, index, attribute, plain, ()))
         self._steps = tuple(steps)
         self._export_type = export_type
+
+    def cleanse_batch(
+        self,
+        rows: Iterable[tuple[int, Sequence[str]]],
+        *,
+        width: int = 0,
+        copies: Sequence[int] = (),
+    ) -> CleansedBatch:
+        """Cleanse (row number, raw values) pairs, each first extended by :func:`with_copies`
+        when there are ``copies``: the same bytes as :meth:`cleanse` row by row, in a form a
+        process pool sends back cheaply. The cleanser itself pickles (its normalisers are
+        module-level functions), so a pool's initializer can receive it once."""
+        out: list[tuple[int, str]] = []
+        issues: list[tuple[int, str, str, str]] = []
+        cleanse, dumps = self.cleanse, _DUMPS
+        for row_number, values in rows:
+            if copies:
+                values = with_copies(values, width, copies)
+            cleansed = cleanse(values)
+            out.append((row_number, dumps(cleansed.values)))
+            for i in cleansed.issues:
+                issues.append((row_number, i.attribute, i.value, i.problem))
+        return CleansedBatch(out, issues)
 
     def cleanse(self, row: Sequence[str]) -> CleansedRow:
         """Cleanse one row; a column missing from a short row counts as an empty value."""

@@ -262,6 +262,55 @@ PATTERNS: tuple[Pattern, ...] = (
 _BY_KIND: dict[ValueKind, Pattern] = {p.kind: p for p in PATTERNS}
 
 
+_DIGIT_FIRST = "ascii({t}) BETWEEN 48 AND 57"
+_DOTS = "(length({t}) - length(replace({t}, '.', '')))"
+_MONTHS = "'jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'"
+# A literal that every OS alternative contains ("centos", "sunos", "macos" and "os x" all
+# contain "os").
+_OS_LITERALS = [
+    "win",
+    "rhel",
+    "red",
+    "rocky",
+    "alma",
+    "ubuntu",
+    "debian",
+    "suse",
+    "sles",
+    "fedora",
+    "linux",
+    "solaris",
+    "hp",
+    "bsd",
+    "esx",
+    "mac",
+    "os",
+    "aix",
+]
+# The last letter of every SIZE unit: b, i (Gi), a bare prefix k/m/g/t/p, byte(s).
+_UNIT_ENDS = "'b', 'i', 'k', 'm', 'g', 't', 'p', 'e', 's'"
+
+PATTERN_GUARDS: dict[ValueKind, str] = {
+    ValueKind.INTEGER: f"(ascii({{t}}) IN (43, 45) OR {_DIGIT_FIRST}) AND strpos({{t}}, '.') = 0",
+    ValueKind.DECIMAL: f"(ascii({{t}}) IN (43, 45, 46) OR {_DIGIT_FIRST}) AND {_DOTS} <= 1",
+    ValueKind.BOOLEAN: "length({t}) <= 5",
+    ValueKind.DATE: f"({_DIGIT_FIRST} OR left({{lower}}, 3) IN ({_MONTHS})) AND {_DOTS} <= 2",
+    ValueKind.IPV4: f"{_DIGIT_FIRST} AND {_DOTS} = 3",
+    ValueKind.IPV6: "strpos({t}, ':') > 0",
+    ValueKind.FQDN: "strpos({t}, '.') > 0",
+    ValueKind.HOSTNAME: "strpos({t}, '.') = 0 AND strpos({t}, ' ') = 0",
+    ValueKind.OS: "(" + " OR ".join(f"strpos({{lower}}, '{w}') > 0" for w in _OS_LITERALS) + ")",
+    ValueKind.SIZE: f"{_DIGIT_FIRST} AND right({{lower}}, 1) IN ({_UNIT_ENDS})",
+    ValueKind.EMAIL: "strpos({t}, '@') > 0",
+    ValueKind.UUID: "length({t}) IN (36, 38)",
+}
+"""Per kind, an SQL condition that every value its pattern matches satisfies, and that costs
+next to nothing: most values fail every expensive pattern, which then never runs. ``{t}`` is
+the trimmed non-empty value, ``{lower}`` the same with only A-Z lower-cased (``lower()`` in the
+"C" collation), which is what ``~*`` folds: PostgreSQL adds the ASCII case variants of the
+pattern's letters and does not fold the value. ``ascii()`` is the first code point."""
+
+
 def pattern(kind: ValueKind) -> Pattern:
     """The pattern for ``kind``."""
     return _BY_KIND[kind]

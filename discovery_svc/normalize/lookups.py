@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Final
 
@@ -19,24 +19,30 @@ def table(groups: Mapping[str, Iterable[str]]) -> dict[str, str]:
     return out
 
 
-def lookup(entries: Mapping[str, str], what: str) -> Callable[[str], tuple[str | None, str | None]]:
-    """A cached normaliser that maps a spelling to its canonical name, else an issue."""
-
-    @lru_cache(maxsize=CACHE_SIZE)
-    def find(raw: str) -> tuple[str | None, str | None]:
-        stripped = present(raw)
-        if stripped is None:
-            return None, None
-        canonical = entries.get(key(stripped))
-        if canonical is None:
-            return None, f"unrecognised {what} {quote(stripped)}"
-        return canonical, None
-
-    return find
+def _find(entries: Mapping[str, str], what: str, raw: str) -> tuple[str | None, str | None]:
+    stripped = present(raw)
+    if stripped is None:
+        return None, None
+    canonical = entries.get(key(stripped))
+    if canonical is None:
+        return None, f"unrecognised {what} {quote(stripped)}"
+    return canonical, None
 
 
-environment: Final = lookup(table(vocab.load("environments")["values"]), "environment")
-criticality: Final = lookup(table(vocab.load("criticalities")["values"]), "business criticality")
+_ENVIRONMENTS: Final = table(vocab.load("environments")["values"])
+_CRITICALITIES: Final = table(vocab.load("criticalities")["values"])
+
+
+# Module-level functions rather than closures: a RowCleanser holding them is pickled by
+# reference when the cleansing phase ships it to worker processes.
+@lru_cache(maxsize=CACHE_SIZE)
+def environment(raw: str) -> tuple[str | None, str | None]:
+    return _find(_ENVIRONMENTS, "environment", raw)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def criticality(raw: str) -> tuple[str | None, str | None]:
+    return _find(_CRITICALITIES, "business criticality", raw)
 
 
 def normalize_environment(raw: str) -> tuple[str | None, str | None]:

@@ -39,11 +39,27 @@ def _unpad_ipv4(address: str) -> str:
     return address
 
 
+def _dotted_quad(address: str) -> str | None:
+    """The canonical text of a plain (possibly zero-padded) IPv4 address, else ``None``.
+
+    Most cells are this shape; ``ipaddress`` would give the same text at many times the cost.
+    """
+    if not _IPV4_PADDED.fullmatch(address):
+        return None
+    octets = [int(octet) for octet in address.split(".")]
+    if max(octets) > 255:
+        return None  # the full parser words the problem
+    return ".".join(map(str, octets))
+
+
 @lru_cache(maxsize=_CACHE_SIZE)
 def ip(raw: str) -> tuple[str | None, str | None]:
     stripped = _present(raw)
     if stripped is None:
         return None, None
+    quad = _dotted_quad(stripped)
+    if quad is not None:
+        return quad, None
     parts = [part for part in _SEVERAL.split(stripped) if part]
     if len(parts) > 1:
         return _primary(parts, stripped)
@@ -85,9 +101,19 @@ def normalize_ip(raw: str) -> tuple[str | None, str | None]:
 
 
 _LABEL: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.ASCII)
+# Every label at once: labels hold no dot, so this is each label matching _LABEL.
+_LABELS: Final = re.compile(rf"{_LABEL.pattern}(?:\.{_LABEL.pattern})*", re.ASCII)
+# Without a colon only IPv4 can parse, and IPv4 is digits and dots (ipaddress checks octets
+# with isascii() and isdigit()).
+_NOT_IPV4: Final = re.compile(r"[^0-9.]", re.ASCII)
+# Unicode \s is str.isspace(), one C loop instead of a generator over the characters.
+_SPACE: Final = re.compile(r"\s")
 
 
 def _looks_like_ip(s: str) -> bool:
+    address = s.partition("/")[0]
+    if ":" not in address and _NOT_IPV4.search(address):
+        return False
     try:
         ipaddress.ip_address(_unpad_ipv4(s.partition("/")[0]))
     except ValueError:
@@ -103,12 +129,13 @@ def hostname(raw: str) -> tuple[HostInfo | None, str | None]:
     name = stripped.lower().removesuffix(".")
     if _looks_like_ip(name):
         return None, f"looks like an IP address, not a host name {_quote(stripped)}"
-    if any(c.isspace() for c in name):
+    if _SPACE.search(name):
         return None, f"host name contains spaces {_quote(stripped)}"
     labels = name.split(".")
-    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+    if len(name) > 253 or not _LABELS.fullmatch(name):
         return None, f"invalid host name {_quote(stripped)}"
-    if len(labels) > 1 and all(len(label) == 1 for label in labels):
+    # Labels are not empty (_LABELS), so n of them in 2n - 1 characters are one letter each.
+    if len(labels) > 1 and len(name) == 2 * len(labels) - 1:
         # "o.A.", "z.B.": an abbreviation with dots, no host (no TLD has one letter). Missing,
         # like a placeholder: identity reports it, and never keys a row by it.
         return None, None
