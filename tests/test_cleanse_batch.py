@@ -4,17 +4,19 @@ the full parsers give."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import ipaddress
-import multiprocessing
-import pickle
+import json
 import random
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from discovery_svc.adapters import inventory
+from discovery_svc.adapters.cleansing_pool import CleansingPool
 from discovery_svc.domain import mapping_set
 from discovery_svc.domain.cleansing import CleansedBatch, RowCleanser, with_copies
 from discovery_svc.normalize import network
@@ -49,14 +51,14 @@ def _mappings(width: int, seed: int) -> tuple[dict[int, str], int, list[int]]:
 def _row_by_row(
     cleanser: RowCleanser, rows: Sequence[tuple[int, Sequence[str]]], width: int, copies: list[int]
 ) -> CleansedBatch:
-    """What the cleansing phase wrote before batches: cleanse() per row, inventory.to_json."""
+    """What the cleansing phase wrote before batches: cleanse() per row, then json.dumps."""
     out: list[tuple[int, str]] = []
     issues: list[tuple[int, str, str, str]] = []
     for number, values in rows:
         if copies:
             values = with_copies(values, width, copies)
         cleansed = cleanser.cleanse(values)
-        out.append((number, inventory.to_json(cleansed.values)))
+        out.append((number, json.dumps(cleansed.values, separators=(",", ":"))))
         issues.extend((number, i.attribute, i.value, i.problem) for i in cleansed.issues)
     return CleansedBatch(out, issues)
 
@@ -85,14 +87,7 @@ def test_a_batch_is_row_by_row_cleansing_byte_for_byte() -> None:
         )
 
 
-def _cleanse_in_worker(
-    blob: bytes, rows: list[tuple[int, list[str]]], width: int, copies: list[int]
-) -> bytes:
-    cleanser: RowCleanser = pickle.loads(blob)
-    return pickle.dumps(cleanser.cleanse_batch(rows, width=width, copies=copies))
-
-
-def test_a_cleanser_and_its_batches_cross_process_boundaries() -> None:
+async def test_the_phase_pool_cleanses_as_row_by_row_in_this_process() -> None:
     header, *body = (
         row for row in csv.reader(b"".join(cmdb_rows(3000)).decode().splitlines()) if row
     )
@@ -112,22 +107,56 @@ def test_a_cleanser_and_its_batches_cross_process_boundaries() -> None:
     cleanser = RowCleanser(columns)
     rows = list(enumerate(body, start=1))
     expected = _row_by_row(cleanser, rows, len(header), [7])
-    blob = pickle.dumps(cleanser)
-    # Spawned, not forked: a fork of a process running gRPC's threads can hang in the child.
-    with ProcessPoolExecutor(
-        max_workers=2, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-        halves = [rows[:1500], rows[1500:]]
-        batches = [
-            pickle.loads(b)
-            for b in pool.map(
-                _cleanse_in_worker, [blob, blob], halves, [len(header)] * 2, [[7]] * 2
+    for processes in (2, 0):
+        async with CleansingPool(
+            cleanser, width=len(header), copies=[7], processes=processes
+        ) as pool:
+            # Pages in flight together, as the phase has them: the answers keep their pages.
+            batches = await asyncio.gather(pool.cleanse(rows[:1500]), pool.cleanse(rows[1500:]))
+        assert (
+            CleansedBatch(
+                [r for b in batches for r in b.rows], [i for b in batches for i in b.issues]
             )
-        ]
-    assert (
-        CleansedBatch([r for b in batches for r in b.rows], [i for b in batches for i in b.issues])
-        == expected
+            == expected
+        ), processes
+
+
+_ORPHAN = """
+import asyncio, os, sys
+from discovery_svc.adapters.cleansing_pool import CleansingPool
+from discovery_svc.domain.cleansing import RowCleanser
+
+async def main() -> None:
+    async with CleansingPool(RowCleanser({0: "hostname"}), width=1, copies=(), processes=2) as pool:
+        await asyncio.gather(*(pool.cleanse([(1, ["web01"])]) for _ in range(8)))
+        print(" ".join(str(p) for p in pool._pool._processes), flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_pool_processes_go_when_their_phase_process_is_sigkilled() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN], stdout=subprocess.PIPE, cwd=ROOT, text=True
     )
+    assert parent.stdout is not None
+    children = [int(p) for p in parent.stdout.readline().split()]
+    assert children and all(_alive(p) for p in children)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in children)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 # -- the fast paths against the full parsers --------------------------------------------------

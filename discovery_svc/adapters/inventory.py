@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain import identity
-from discovery_svc.domain.cleansing import PLACEHOLDER_NAME
+from discovery_svc.domain.cleansing import PLACEHOLDER_NAME, CleansedBatch
 from discovery_svc.normalize.asset_types import ASSET_TYPES
 from flowpair_shared import db_scope
 from flowpair_shared.tenancy import Tenant
@@ -28,19 +25,6 @@ async def more_work_mem(conn: AsyncConnection) -> None:
     await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
 
 
-async def raw_batches(conn: AsyncConnection, import_id: uuid.UUID) -> AsyncIterator[Sequence[Any]]:
-    """The import's raw rows in batches, read through a server-side cursor."""
-    result = await conn.stream(
-        text(
-            "SELECT row_number, values FROM discovery.raw_records WHERE import_id = :id"
-            " ORDER BY row_number"
-        ),
-        {"id": import_id},
-    )
-    async for partition in result.partitions(BATCH):
-        yield partition
-
-
 async def clear_cleansed(conn: AsyncConnection, child_flow_id: uuid.UUID) -> None:
     for table in ("cleansed_records", "cleansing_issues"):
         await conn.execute(
@@ -50,18 +34,20 @@ async def clear_cleansed(conn: AsyncConnection, child_flow_id: uuid.UUID) -> Non
 
 
 async def copy_cleansed(
-    conn: AsyncConnection,
-    rows: list[tuple[uuid.UUID, int, str]],
-    issues: list[tuple[uuid.UUID, int, str, str, str]],
+    conn: AsyncConnection, child_flow_id: uuid.UUID, batch: CleansedBatch
 ) -> None:
+    """Write one page of the cleansing phase's output."""
     await db_scope.copy_records(
-        conn, "discovery.cleansed_records", ["child_flow_id", "row_number", "values"], rows
+        conn,
+        "discovery.cleansed_records",
+        ["child_flow_id", "row_number", "values"],
+        [(child_flow_id, n, values) for n, values in batch.rows],
     )
     await db_scope.copy_records(
         conn,
         "discovery.cleansing_issues",
         ["child_flow_id", "row_number", "attribute", "value", "problem"],
-        issues,
+        [(child_flow_id, *issue) for issue in batch.issues],
     )
 
 
@@ -74,10 +60,6 @@ async def analyze(conn: AsyncConnection, table: str) -> None:
     services' role may not ANALYZE (only the owner may), so a narrow function does it.
     """
     await conn.execute(text("SELECT discovery.analyze_fresh(:table)"), {"table": table})
-
-
-def to_json(values: dict[str, object]) -> str:
-    return json.dumps(values, separators=(",", ":"))
 
 
 # -- assets ---------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ last committed page.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import deque
 from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.adapters import cleansing_chunks, findings, inventory, mappings, profiles
-from discovery_svc.domain.cleansing import RowCleanser
+from discovery_svc.adapters.cleansing_pool import CleansingPool, default_processes
+from discovery_svc.domain.cleansing import CleansedBatch, RowCleanser
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.normalize.asset_types import export_type
 from discovery_svc.normalize.units import column_unit, header_unit
@@ -31,18 +32,15 @@ from discovery_svc.phases.base import (
 from flowpair_shared.domain import Phase, PhaseStatus
 
 _SIZES = ("memory_gb", "storage_gb")
-_YIELD_ROWS = 250
-
-
-def _with_copies(values: Sequence[str], width: int, copies: Sequence[int]) -> list[str]:
-    """The row padded to ``width``, then the values of the ``copies`` columns again."""
-    row = [*values[:width], *([""] * (width - len(values)))]
-    return row + [row[i] for i in copies]
 
 
 class DataCleansing:
     phase: ClassVar[Phase] = Phase.DATA_CLEANSING
     timeout: ClassVar[float] = 1800.0
+
+    def __init__(self, processes: int | None = None) -> None:
+        self.processes = default_processes() if processes is None else processes
+        """Processes that cleanse an import of more than one page (0: this process)."""
 
     async def run(self, child: ChildFlow, conn: AsyncConnection) -> PhaseOutcome:
         return await self.run_resumable(child, conn, NoCheckpoints())
@@ -91,30 +89,36 @@ class DataCleansing:
             cursor = Cursor()
         else:
             await cleansing_chunks.discard_after(conn, child.id, cursor.after_row)
-        while batch := await cleansing_chunks.raw_page(
-            conn, found.storage_id, after_row=cursor.after_row
-        ):
-            out: list[tuple[object, int, str]] = []
-            problems: list[tuple[object, int, str, str, str]] = []
-            for n, (row_number, values) in enumerate(batch, 1):
-                if n % _YIELD_ROWS == 0:
-                    # The cleanser is CPU work: let the loop's other tasks (the job's lease
-                    # renewal first) run between rows, or a page outlasts a short lease.
-                    await asyncio.sleep(0)
-                if copies:
-                    values = _with_copies(values, width, copies)
-                cleansed = cleanser.cleanse(values)
-                out.append((child.id, row_number, inventory.to_json(cleansed.values)))
-                problems.extend(
-                    (child.id, row_number, i.attribute, i.value, i.problem) for i in cleansed.issues
-                )
-            await inventory.copy_cleansed(conn, out, problems)  # type: ignore[arg-type]
-            cursor = Cursor(
-                after_row=batch[-1][0],
-                rows=cursor.rows + len(out),
-                issues=cursor.issues + len(problems),
-            )
-            await checkpoints.reached(conn, cursor, len(out))
+        first = await cleansing_chunks.raw_page(conn, found.storage_id, after_row=cursor.after_row)
+        # A pool costs a process start; an import of one page is done before it would start.
+        processes = self.processes if len(first) >= cleansing_chunks.PAGE_ROWS else 0
+        pool = CleansingPool(cleanser, width=width, copies=copies, processes=processes)
+        # Pages in flight: each page's last row number and its cleansing. The next pages are
+        # read and cleansed while the oldest is written and checkpointed.
+        flight: deque[tuple[int, asyncio.Task[CleansedBatch]]] = deque()
+        async with pool:
+            try:
+                page, after = first, cursor.after_row
+                while page or flight:
+                    while page and len(flight) < pool.depth:
+                        numbered = [(int(n), values) for n, values in page]
+                        after = numbered[-1][0]
+                        flight.append((after, asyncio.ensure_future(pool.cleanse(numbered))))
+                        page = await cleansing_chunks.raw_page(
+                            conn, found.storage_id, after_row=after
+                        )
+                    last, cleansing = flight.popleft()
+                    batch = await cleansing
+                    await inventory.copy_cleansed(conn, child.id, batch)
+                    cursor = Cursor(
+                        after_row=last,
+                        rows=cursor.rows + len(batch.rows),
+                        issues=cursor.issues + len(batch.issues),
+                    )
+                    await checkpoints.reached(conn, cursor, len(batch.rows))
+            finally:
+                for _, pending in flight:
+                    pending.cancel()
         rows, issues = cursor.rows, cursor.issues
         await inventory.analyze(conn, "cleansed_records")
         await findings.record(conn, child.id, self.phase, rows_in=rows)

@@ -1,0 +1,109 @@
+"""Where DATA_CLEANSING's pages are cleansed: in spawned processes beside the phase's own, or
+in the phase's process for a small import.
+
+The cleanser is pure CPU. In the phase's process it would take turns with reading pages and
+writing their output; in a pool, the next pages are cleansed while the phase writes the last
+one, so a large import keeps both cores busy. The pool is spawned, not forked: a fork of a
+process that runs gRPC's threads can hang. It lives for one phase run, so a run cancelled by
+its timeout or a lost lease leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from types import TracebackType
+
+from discovery_svc.domain.cleansing import CleansedBatch, RowCleanser
+
+Rows = Sequence[tuple[int, Sequence[str]]]
+
+_SLICE_ROWS = 250
+"""In-process, rows cleansed between two yields to the event loop: the job's lease renewal
+runs on the same loop, and a whole page could outlast a short lease on a loaded machine."""
+
+_PARENT_POLL_SECONDS = 1.0
+
+_cleanser: RowCleanser | None = None
+"""The pool process's cleanser, sent once by the initializer instead of with every page."""
+
+
+def _install(cleanser: RowCleanser, parent: int) -> None:
+    global _cleanser
+    _cleanser = cleanser
+    # The parent's pid as the parent saw it: a process still starting when its parent died
+    # must not take its new parent for the one to outlive.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    # A pool process holds both ends of its task queue's pipe, so a SIGKILLed parent leaves it
+    # waiting for work forever; it goes when it is re-parented.
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_SECONDS)
+    os._exit(0)
+
+
+def _cleanse(rows: Rows, width: int, copies: Sequence[int]) -> CleansedBatch:
+    if _cleanser is None:
+        raise RuntimeError("the cleansing pool process has no cleanser")
+    return _cleanser.cleanse_batch(rows, width=width, copies=copies)
+
+
+def default_processes() -> int:
+    """One pool process per core, at most two: the phase's process and PostgreSQL take the
+    rest, and more processes would only wait for them."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class CleansingPool:
+    """Cleanses pages with one cleanser: in ``processes`` spawned processes, or in this process
+    when ``processes`` is 0. ``depth`` is how many pages are worth having in flight."""
+
+    def __init__(
+        self, cleanser: RowCleanser, *, width: int, copies: Sequence[int], processes: int
+    ) -> None:
+        self._cleanser = cleanser
+        self._width = width
+        self._copies = tuple(copies)
+        self._pool: ProcessPoolExecutor | None = None
+        if processes > 0:
+            self._pool = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_install,
+                initargs=(cleanser, os.getpid()),
+            )
+        self.depth = max(1, processes)
+
+    async def __aenter__(self) -> CleansingPool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            # Not waiting: a page still being cleansed for a run that failed is of no use.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def cleanse(self, rows: Rows) -> CleansedBatch:
+        if self._pool is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, _cleanse, rows, self._width, self._copies)
+        out = CleansedBatch([], [])
+        for start in range(0, len(rows), _SLICE_ROWS):
+            part = self._cleanser.cleanse_batch(
+                rows[start : start + _SLICE_ROWS], width=self._width, copies=self._copies
+            )
+            out.rows.extend(part.rows)
+            out.issues.extend(part.issues)
+            await asyncio.sleep(0)
+        return out
