@@ -37,6 +37,7 @@ class RoundTrips:
 
     def __init__(self) -> None:
         self.by_method: Counter[str] = Counter()
+        self.by_statement: Counter[str] = Counter()
         self.counting = True
         self._ignored: set[int] = set()
 
@@ -47,9 +48,12 @@ class RoundTrips:
     def ignore(self, conn: asyncpg.Connection) -> None:
         self._ignored.add(id(conn._protocol))
 
-    def _count(self, protocol: object, method: str) -> None:
+    def _count(self, protocol: object, method: str, args: tuple[Any, ...]) -> None:
         if self.counting and id(protocol) not in self._ignored:
             self.by_method[method] += 1
+            what = args[1] if method == "prepare" else (args[0] if args else "")
+            text = what if isinstance(what, str) else getattr(what, "query", "")
+            self.by_statement[f"{method}: {' '.join(str(text).split())[:90]}"] += 1
 
 
 @contextlib.contextmanager
@@ -61,7 +65,7 @@ def counting() -> Iterator[RoundTrips]:
     def wrap(name: str, original: Any) -> Any:
         @functools.wraps(original)
         async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-            counter._count(self, name)
+            counter._count(self, name, args)
             return await original(self, *args, **kwargs)
 
         return counted
