@@ -110,7 +110,7 @@ def current() -> Scope | None:
     return Scope(rpc.client_account_id, rpc.engagement_id)
 
 
-class ScopedConnection(asyncpg.Connection):
+class ScopedConnection(asyncpg.Connection):  # type: ignore[misc]
     """An asyncpg connection whose next ``BEGIN`` also sets a transaction's scope: one round
     trip where a ``BEGIN`` and a ``SELECT set_config(...)`` would be two, on every transaction
     (``create_engine`` connects with it)."""

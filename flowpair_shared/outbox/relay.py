@@ -77,6 +77,10 @@ _DELIVERED = text(
         lease_owner = NULL, lease_until = NULL
     FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS bigint[])) AS t(id, token)
     WHERE o.id = t.id AND o.lease_owner = :owner AND o.lease_token = t.token
+    RETURNING EXISTS (
+      SELECT 1 FROM messaging.outbox p
+      WHERE p.source = o.source AND p.ordering_key = o.ordering_key
+        AND p.delivered_at IS NULL AND p.seq > o.seq)
     """
 )
 
@@ -220,7 +224,7 @@ class Relay:
         self._next_due: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[bool]] = set()
         self._unbatched: set[str] = set()
         if listener is not None:
             listener.subscribe(NOTIFY_CHANNEL, self._on_notify)
@@ -274,10 +278,14 @@ class Relay:
                 # Nothing more is claimable until a batch ends (its successors) or a commit.
                 await self._sleep(self._wait_time())
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
+    def _batch_done(self, task: asyncio.Task[bool]) -> None:
         self._in_flight.discard(task)
         self._slots.release()
-        self.kick()  # successors of what was just delivered may now be claimable
+        if task.cancelled() or task.exception() is not None or task.result():
+            # Successors of what was just delivered are claimable now, or a failure moved the
+            # next due time: claim again rather than wait. Otherwise there is nothing to claim
+            # that a commit's notification would not announce.
+            self.kick()
 
     def _wait_time(self) -> float:
         wait = self._settings.poll_interval
@@ -314,7 +322,8 @@ class Relay:
                 )
                 return [_Claimed(*row) for row in rows]
 
-    async def _deliver_and_record(self, batch: list[_Claimed]) -> None:
+    async def _deliver_and_record(self, batch: list[_Claimed]) -> bool:
+        """Deliver and record a batch; whether the relay should claim again at once."""
         by_peer: dict[str, list[_Claimed]] = {}
         for m in batch:
             by_peer.setdefault(m.destination, []).append(m)
@@ -323,7 +332,7 @@ class Relay:
         try:
             with db_scope.system():
                 async with self._engine.begin() as conn:
-                    await self._record(conn, outcomes)
+                    return await self._record(conn, outcomes)
         except Exception as error:
             # The outcomes are lost, not the messages: their leases run out and they are
             # delivered again, which the consumers' inboxes make harmless.
@@ -332,6 +341,7 @@ class Relay:
                 len(outcomes),
                 error,
             )
+            return True
 
     async def _send_to(self, peer: str, batch: list[_Claimed]) -> list[_Outcome]:
         """A peer's messages in ``DeliverMessages`` calls of at most ``_MAX_BATCH_BYTES``."""
@@ -429,10 +439,13 @@ class Relay:
         self._log_delivery(outcome, (time.perf_counter() - started) * 1e3)
         return outcome
 
-    async def _record(self, conn: AsyncConnection, outcomes: list[_Outcome]) -> None:
+    async def _record(self, conn: AsyncConnection, outcomes: list[_Outcome]) -> bool:
+        """Record the outcomes; whether a delivered message has an undelivered successor, or
+        a message failed."""
         delivered = [o.claimed for o in outcomes if o.code == grpc.StatusCode.OK]
+        successors = False
         if delivered:
-            await conn.execute(
+            result = await conn.execute(
                 _DELIVERED,
                 {
                     "ids": [m.id for m in delivered],
@@ -440,6 +453,7 @@ class Relay:
                     "owner": self._owner,
                 },
             )
+            successors = any(row[0] for row in result)
         s = self._settings
         failed: dict[str, list[Any]] = {
             k: [] for k in ("ids", "tokens", "rejections", "errors", "delays", "parks")
@@ -474,6 +488,7 @@ class Relay:
                 self._next_due = due if self._next_due is None else min(self._next_due, due)
         if failed["ids"]:
             await conn.execute(_FAILED, {**failed, "owner": self._owner})
+        return successors or bool(failed["ids"])
 
     def _on_notify(self, payload: str | None) -> None:
         # None: the listener (re)connected and may have missed notifications.
