@@ -21,9 +21,9 @@ from tests.support import Stack, discovery_flow, md, new_tenant, with_relay
 INITIALIZATION, DATA_IMPORT = 1, 2
 COMPLETED, RUNNING = 3, 2  # phase statuses
 
-LINK_AND_FIRST_PHASE = 24
+LINK_AND_FIRST_PHASE = 60
 """Round trips from CreateFlow until the flow is linked and its first phase RUNNING, relays
-included (main before issue 9 item 3: 64)."""
+included, each message delivered alone (measured: 47 to 50; before issue 9 item 3: 119 to 123)."""
 
 
 async def _settled(conn: asyncpg.Connection, flow_id: str, counter: RoundTrips) -> None:
@@ -80,10 +80,8 @@ async def test_linking_a_flow_and_starting_its_first_phase_takes_few_round_trips
         # A warm-up flow: the statements are prepared once per connection, not per flow.
         for _ in range(3):
             await _link_one(stack, import_id, counter)
-        counts = [await _link_one(stack, import_id, counter) for _ in range(2)]
         counter.by_statement.clear()
-        counts.append(await _link_one(stack, import_id, counter))
-        for k, v in sorted(counter.by_statement.items()):
-            print(f"{v:4} {k}")
-    print("ROUNDTRIPS", counts, dict(counter.by_method))
-    assert min(counts) <= LINK_AND_FIRST_PHASE, (counts, dict(counter.by_method))
+        counts = [await _link_one(stack, import_id, counter) for _ in range(3)]
+    # The least of three: a flow may meet a pooled connection that has not prepared a
+    # statement yet (one more round trip), or an extra relay wake-up.
+    assert min(counts) <= LINK_AND_FIRST_PHASE, (counts, sorted(counter.by_statement.items()))

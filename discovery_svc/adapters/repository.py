@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain.model import ChildFlow, PhaseFailure
-from flowpair_shared.db import Sql, fetch, fetchrow, fetchval
+from flowpair_shared.db import Sql, fetchrow, fetchval
 from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase, PhaseStatus
 from flowpair_shared.outbox.inbox import first_delivery_sql, inbox_cte
 from flowpair_shared.outbox.store import OutboxRows, outbox_ctes

@@ -225,6 +225,7 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
         self._in_flight: set[asyncio.Task[bool]] = set()
+        self._kicks = 0
         self._unbatched: set[str] = set()
         if listener is not None:
             listener.subscribe(NOTIFY_CHANNEL, self._on_notify)
@@ -246,6 +247,7 @@ class Relay:
 
     def kick(self) -> None:
         """Wake the relay now (after a local commit, or a notification)."""
+        self._kicks += 1
         self._wake.set()
 
     # -- the loop --------------------------------------------------------------------------
@@ -271,7 +273,7 @@ class Relay:
                 self._slots.release()
                 await self._sleep(self._wait_time())
                 continue
-            task = asyncio.create_task(self._deliver_and_record(batch))
+            task = asyncio.create_task(self._deliver_and_record(batch, self._kicks))
             self._in_flight.add(task)
             task.add_done_callback(self._batch_done)
             if len(batch) < self._settings.batch_size:
@@ -283,9 +285,9 @@ class Relay:
         self._slots.release()
         if task.cancelled() or task.exception() is not None or task.result():
             # Successors of what was just delivered are claimable now, or a failure moved the
-            # next due time: claim again rather than wait. Otherwise there is nothing to claim
-            # that a commit's notification would not announce.
-            self.kick()
+            # next due time: claim again rather than wait. Otherwise nothing is claimable that
+            # a later commit's kick or notification would not announce.
+            self._wake.set()
 
     def _wait_time(self) -> float:
         wait = self._settings.poll_interval
@@ -322,8 +324,11 @@ class Relay:
                 )
                 return [_Claimed(*row) for row in rows]
 
-    async def _deliver_and_record(self, batch: list[_Claimed]) -> bool:
-        """Deliver and record a batch; whether the relay should claim again at once."""
+    async def _deliver_and_record(self, batch: list[_Claimed], kicks: int = 0) -> bool:
+        """Deliver and record a batch claimed after ``kicks`` wake-ups; whether the relay
+        should claim again at once: a delivered message has a successor, a message failed, or
+        a commit announced itself meanwhile (its message may have waited behind this batch's
+        and been passed over by a claim in between)."""
         by_peer: dict[str, list[_Claimed]] = {}
         for m in batch:
             by_peer.setdefault(m.destination, []).append(m)
@@ -332,7 +337,8 @@ class Relay:
         try:
             with db_scope.system():
                 async with self._engine.begin() as conn:
-                    return await self._record(conn, outcomes)
+                    again = await self._record(conn, outcomes)
+            return again or self._kicks != kicks
         except Exception as error:
             # The outcomes are lost, not the messages: their leases run out and they are
             # delivered again, which the consumers' inboxes make harmless.

@@ -125,7 +125,8 @@ _CREATE = Sql(
     ),
     other AS (
       SELECT f.id FROM orchestrator.flows f
-      WHERE $4::boolean AND {_TENANT} AND f.flow_type = $5::smallint AND NOT (f.status = ANY($6::smallint[]))
+      WHERE $4::boolean AND {_TENANT} AND f.flow_type = $5::smallint
+        AND NOT (f.status = ANY($6::smallint[]))
       LIMIT 1
     ),
     created AS (

@@ -96,13 +96,13 @@ async def processes(tree: Path, url: str, logs: Path) -> AsyncIterator[Any]:
 
 
 async def burst(tree: Path, url: str, flows: int, concurrency: int, logs: Path) -> Json:
+    from tests.benchmarks.__main__ import closed_loop as loop
     from tests.benchmarks.__main__ import (
         create_flows,
         latency_summary,
         small_import,
         until_gated,
     )
-    from tests.benchmarks.__main__ import closed_loop as loop
     from tests.support import new_tenant
 
     conn = await asyncpg.connect(_dsn(url))
