@@ -43,28 +43,24 @@ Json = dict[str, Any]
 # -- throughput: services as processes of one tree -----------------------------------------
 
 
+def _spawn(tree: Path, env: dict[str, str], logs: Path) -> list[tuple[Any, Any]]:
+    """Both services of ``tree`` as processes (cwd ``tree``: ``-m`` imports from there)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for module in ("orchestrator_svc", "discovery_svc"):
+        log = (logs / f"{module}.log").open("ab")
+        command = [sys.executable, "-m", module]
+        p = subprocess.Popen(command, env=env, cwd=tree, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((p, log))
+    return procs
+
+
 @contextlib.asynccontextmanager
 async def processes(tree: Path, url: str, logs: Path) -> AsyncIterator[Any]:
     from tests.support import Stack, eventually
 
     stack = Stack(url)
-    env = {**stack.env(), "PYTHONPATH": str(tree)}
-    logs.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for module in ("orchestrator_svc", "discovery_svc"):
-        log = (logs / f"{module}.log").open("ab")
-        procs.append(
-            (
-                subprocess.Popen(
-                    [sys.executable, "-m", module],
-                    env=env,
-                    cwd=tree,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                ),
-                log,
-            )
-        )
+    procs = _spawn(tree, {**stack.env(), "PYTHONPATH": str(tree)}, logs)
     try:
         from grpc_health.v1 import health_pb2
 
