@@ -19,7 +19,8 @@ class UnitOfWork:
     State changes and the outbox messages announcing them share this one transaction, so a
     message exists exactly when the change it announces does. Inside a batch of delivered
     messages (``batch.in_batch``) it is a savepoint of the batch's transaction instead:
-    ``commit()`` releases it, and the batch commits them all at once.
+    ``commit()`` keeps its work (the savepoint is released with the next message's first
+    round trip, or by the batch's commit), and the batch commits them all at once.
     """
 
     conn: AsyncConnection
