@@ -4,7 +4,7 @@ Every tenant table has a policy comparing its ``(client_account_id, engagement_i
 transaction-local settings ``flowpair.client_account_id`` / ``flowpair.engagement_id``, and
 the services' role cannot bypass it (migration 0004). ``install(engine)`` (done by
 ``db.create_engine``) makes every transaction on the engine begin with one statement setting
-them from the context:
+them from the context, sent in the same round trip as the ``BEGIN`` (``ScopedConnection``):
 
 - an explicit scope entered with ``tenant(...)`` or ``system()`` (background work: the relay
   and the phase runner claim work across tenants in ``system()``, and the runner runs each
