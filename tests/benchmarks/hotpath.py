@@ -268,6 +268,11 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--tree", type=Path, help="the other source tree (e.g. a worktree at main)")
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also the pgbench floor (bench/floor.sql, 8 clients) and a bare echo's p99",
+    )
     p.add_argument("--child", choices=("burst", "count"), help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--logs", help=argparse.SUPPRESS)
@@ -283,7 +288,15 @@ def main() -> None:
     admin, name, url = asyncio.run(prepare_database())
     work = Path(tempfile.mkdtemp(prefix="flowpair-hotpath-"))
     results: dict[str, list[Json]] = {t: [] for t in trees}
+    baselines: Json = {}
     try:
+        if args.baselines:
+            from tests.benchmarks.__main__ import echo_baseline, pgbench_floor
+
+            baselines["floor"] = asyncio.run(pgbench_floor(url, 8, 5, 1))["median"]
+            echo = asyncio.run(echo_baseline(1000, args.concurrency, 1))
+            baselines["echo_p99_ms"] = echo["p99_ms"]
+            print(f"baselines: {baselines}", file=sys.stderr)
         for run in range(args.runs):
             for label, tree in trees.items():
                 logs = work / f"{label}-{run}"
@@ -305,7 +318,15 @@ def main() -> None:
     if "other" in table:
         ratio = {k: table["this"][k] / table["other"][k] for k in keys if table["other"][k]}
         print(f"{'this/other':14}" + "".join(f"{ratio.get(k, 0):14.2f}" for k in keys))
-    print(json.dumps({"trees": {k: str(v) for k, v in trees.items()}, "medians": table}))
+    if baselines:
+        for label, row in table.items():
+            print(
+                f"{label}: linked {row['linked_per_s'] / baselines['floor']:.3f}x floor,"
+                f" gated {row['gated_per_s'] / baselines['floor']:.4f}x floor,"
+                f" CreateFlow p99 {row['p99_ms'] / baselines['echo_p99_ms']:.1f}x echo p99"
+            )
+    out = {"trees": {k: str(v) for k, v in trees.items()}, "medians": table, **baselines}
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
