@@ -4,7 +4,7 @@ Every tenant table has a policy comparing its ``(client_account_id, engagement_i
 transaction-local settings ``flowpair.client_account_id`` / ``flowpair.engagement_id``, and
 the services' role cannot bypass it (migration 0004). ``install(engine)`` (done by
 ``db.create_engine``) makes every transaction on the engine begin with one statement setting
-them from the context:
+them from the context, sent in the same round trip as the ``BEGIN`` (``ScopedConnection``):
 
 - an explicit scope entered with ``tenant(...)`` or ``system()`` (background work: the relay
   and the phase runner claim work across tenants in ``system()``, and the runner runs each
@@ -29,6 +29,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -109,20 +110,103 @@ def current() -> Scope | None:
     return Scope(rpc.client_account_id, rpc.engagement_id)
 
 
+class ScopedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection whose next ``BEGIN`` also sets a transaction's scope: one round
+    trip where a ``BEGIN`` and a ``SELECT set_config(...)`` would be two, on every transaction
+    (``create_engine`` connects with it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.begin_with: str | None = None
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        extra = self.begin_with
+        if extra is not None and not args and query.startswith("BEGIN"):
+            # asyncpg's transaction start: "BEGIN [ISOLATION LEVEL ...];"
+            self.begin_with = None
+            query = f"{query} {extra}"
+        result: str = await super().execute(query, *args, timeout=timeout)
+        return result
+
+
 def _on_begin(conn: Connection) -> None:
     scope = current()
-    if scope is not None:
+    driver = conn.connection.driver_connection
+    if isinstance(driver, ScopedConnection):
+        # Sent with the transaction's BEGIN, which SQLAlchemy sends lazily with the first
+        # statement (db.driver forces it for statements on the driver). Always assigned, so a
+        # transaction that never began leaves nothing for the next one.
+        driver.begin_with = _literal_set(scope) if scope is not None else None
+    elif scope is not None:
         # Runs inside SQLAlchemy's begin (which prevents re-entering it): the first statement
         # of the transaction.
         conn.exec_driver_sql(_SET, scope.settings())
 
 
-async def enter_savepoint(conn: AsyncConnection) -> None:
-    """Give a savepoint the context's scope: a batch of messages shares one transaction, and
-    each message (in a savepoint of its own) is another tenant's. The settings are undone
-    with the savepoint if it rolls back, and replaced by the next one's."""
-    scope = current() or Scope()
-    await conn.exec_driver_sql(_SET, scope.settings())
+def _literal_set(scope: Scope) -> str:
+    """``_SET`` with the scope's values written in: a simple query can carry several
+    statements but no parameters. The values are UUIDs printed by ``uuid.UUID`` (or empty)
+    and two fixed words, so nothing here comes from a caller's text."""
+    account, engagement, kind = scope.settings()
+    return (
+        f"SELECT set_config('{ACCOUNT_SETTING}', '{account}', true),"
+        f" set_config('{ENGAGEMENT_SETTING}', '{engagement}', true),"
+        f" set_config('{SCOPE_SETTING}', '{kind}', true)"
+    )
+
+
+class Savepoints:
+    """The savepoints of one transaction that applies a batch of messages, each message in a
+    savepoint of its own and in its own tenant.
+
+    Opening a savepoint, setting its tenant and releasing the previous message's savepoint are
+    one round trip (``enter``): the previous one's release waits for the next message, or for
+    the transaction's commit, which releases it anyway. The settings are undone with the
+    savepoint if it rolls back, and replaced by the next one's.
+    """
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._count = 0
+        self._to_release: str | None = None
+
+    async def enter(self) -> str:
+        """A new savepoint in the context's scope; its name."""
+        self._count += 1
+        name = f"flowpair_message_{self._count}"
+        release = f"RELEASE SAVEPOINT {self._to_release}; " if self._to_release else ""
+        self._to_release = None
+        raw = (await self._conn.get_raw_connection()).driver_connection
+        assert raw is not None and raw.is_in_transaction()
+        await raw.execute(f"{release}SAVEPOINT {name}; {_literal_set(current() or Scope())}")
+        return name
+
+    def keep(self, name: str) -> None:
+        """The savepoint's work stays; it is released with the next message's round trip."""
+        self._to_release = name
+
+    async def undo(self, name: str) -> None:
+        raw = (await self._conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+
+
+async def ensure_begun(conn: AsyncConnection) -> None:
+    """Make sure ``conn``'s transaction has begun on the server (with its scope): SQLAlchemy
+    sends ``BEGIN`` only with its first statement, and statements sent on the driver before
+    that would each commit on their own, outside the tenant's scope."""
+    fairy = await conn.get_raw_connection()
+    raw = fairy.driver_connection
+    assert raw is not None
+    if raw.is_in_transaction():
+        return
+    start = getattr(fairy.dbapi_connection, "_start_transaction", None)
+    if start is not None:
+        # SQLAlchemy's asyncpg adapter begins as it would for its own first statement: the
+        # BEGIN alone (with the scope), and the adapter knows its transaction is open.
+        await start()
+    if not raw.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
 
 
 def install(engine: AsyncEngine) -> None:

@@ -1,4 +1,10 @@
-"""SQL for child flows (schema ``discovery``). Reads for clients are scoped to a tenant."""
+"""SQL for child flows (schema ``discovery``). Reads for clients are scoped to a tenant.
+
+Statements run on the transaction's asyncpg connection (``db.fetch*`` with ``db.Sql``), one
+per use case where a use case writes: creating a child writes the inbox entry of its command,
+the child, its phases and its first event to the orchestrator in one statement; saving a
+change writes the child, its phases and its new events in one.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,25 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain.model import ChildFlow, PhaseFailure
+from flowpair_shared.db import Sql, fetchrow, fetchval
 from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase, PhaseStatus
+from flowpair_shared.outbox.inbox import first_delivery_sql, inbox_cte
+from flowpair_shared.outbox.store import OutboxRows, outbox_ctes
 from flowpair_shared.tenancy import Tenant
 
 _COLUMNS = """
   c.id, c.master_flow_id, c.client_account_id, c.engagement_id, c.create_user, c.flow_type,
   c.display_name, c.import_id, c.status, c.event_seq, c.create_time, c.update_time,
-  c.auto_approve, c.confidence_threshold, c.identity_key
+  c.auto_approve, c.confidence_threshold, c.identity_key,
+  ARRAY(SELECT ROW(p.phase, p.status, p.update_time, p.error_reason, p.error_message)
+        FROM discovery.child_phases p WHERE p.child_flow_id = c.id ORDER BY p.phase) AS phases
 """
 
 
-def _from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> ChildFlow:
+def _from_row(row: Sequence[Any]) -> ChildFlow:
     child = ChildFlow(
         id=row[0],
         master_flow_id=row[1],
@@ -38,7 +48,7 @@ def _from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> ChildFlow:
         confidence_threshold=row[13],
         identity_key=IdentityKey(row[14]),
     )
-    for phase, status, update_time, reason, message in phases:
+    for phase, status, update_time, reason, message in row[15]:
         child.phases[Phase(phase)] = PhaseStatus(status)
         if update_time is not None:
             child.phase_times[Phase(phase)] = update_time
@@ -52,128 +62,146 @@ def tenant_of(child: ChildFlow) -> Tenant:
     return Tenant(child.client_account_id, child.engagement_id, child.create_user)
 
 
-async def insert(conn: AsyncConnection, child: ChildFlow) -> bool:
-    """Insert the child and one row per phase; False if the master already has a child."""
-    row = (
-        await conn.execute(
-            text(
-                """
-                INSERT INTO discovery.child_flows
-                  (id, master_flow_id, client_account_id, engagement_id, create_user, flow_type,
-                   display_name, import_id, status, event_seq, auto_approve,
-                   confidence_threshold, identity_key)
-                VALUES (:id, :master, :client_account_id, :engagement_id, :create_user,
-                        :flow_type, :display_name, :import_id, :status, :event_seq,
-                        :auto_approve, :threshold, :identity_key)
-                ON CONFLICT (master_flow_id) DO NOTHING
-                RETURNING create_time, update_time
-                """
-            ),
-            {
-                "id": child.id,
-                "master": child.master_flow_id,
-                "client_account_id": child.client_account_id,
-                "engagement_id": child.engagement_id,
-                "create_user": child.create_user,
-                "flow_type": int(child.flow_type),
-                "display_name": child.display_name,
-                "import_id": child.import_id,
-                "status": int(child.status),
-                "event_seq": child.event_seq,
-                "auto_approve": child.auto_approve,
-                "threshold": child.confidence_threshold,
-                "identity_key": int(child.identity_key),
-            },
-        )
-    ).first()
-    if row is None:
-        return False
-    child.create_time, child.update_time = row
-    await conn.execute(
-        text(
-            """
-            INSERT INTO discovery.child_phases (child_flow_id, phase, status)
-            SELECT :id, p, :pending FROM unnest(CAST(:phases AS smallint[])) AS p
-            """
-        ),
-        {"id": child.id, "pending": int(PhaseStatus.PENDING), "phases": [int(p) for p in Phase]},
+def _phase_args(child: ChildFlow) -> tuple[list[Any], ...]:
+    phases = list(child.phases.items())
+    errors = [child.phase_errors.get(p) for p, _ in phases]
+    return (
+        [int(p) for p, _ in phases],
+        [int(s) for _, s in phases],
+        [child.phase_times.get(p) for p, _ in phases],
+        [e.reason if e else None for e in errors],
+        [e.message if e else None for e in errors],
     )
-    await save(conn, child)
+
+
+_WHEN_CREATED = "EXISTS (SELECT 1 FROM created)"
+_CREATE = Sql(
+    f"""
+    WITH {inbox_cte(1, 2)},
+    created AS (
+      INSERT INTO discovery.child_flows
+        (id, master_flow_id, client_account_id, engagement_id, create_user, flow_type,
+         display_name, import_id, status, event_seq, auto_approve, confidence_threshold,
+         identity_key)
+      SELECT $3::uuid, $4::uuid, $5::uuid, $6::uuid, $7::uuid, $8::smallint, $9::text,
+             $10::uuid, $11::smallint, $12::bigint, $13::boolean, $14::float8, $15::smallint
+      WHERE {first_delivery_sql(2)}
+      ON CONFLICT (master_flow_id) DO NOTHING
+      RETURNING id, create_time, update_time
+    ),
+    phases AS (
+      INSERT INTO discovery.child_phases
+        (child_flow_id, phase, status, update_time, error_reason, error_message)
+      SELECT c.id, s.* FROM created c,
+        unnest($16::smallint[], $17::smallint[], $18::timestamptz[], $19::text[], $20::text[])
+          AS s
+    ),
+    {outbox_ctes(21, when=_WHEN_CREATED)}
+    SELECT {first_delivery_sql(2)}, c.create_time, c.update_time,
+           (SELECT count(*) FROM outbox_notify)
+    FROM (SELECT 1) AS one LEFT JOIN created c ON true
+    """
+)
+
+
+async def create(
+    conn: AsyncConnection,
+    child: ChildFlow,
+    events: OutboxRows,
+    *,
+    consumer: str,
+    message_id: uuid.UUID | None,
+) -> bool:
+    """In one statement: record the command ``message_id`` in ``consumer``'s inbox and, if it
+    is its first delivery and the master has no child yet, insert the child with its phases
+    as they stand and ``events``. False if not created (a redelivery, or the master's child
+    exists: the unique master id means one child, ever)."""
+    row = await fetchrow(
+        conn,
+        _CREATE,
+        consumer,
+        message_id,
+        child.id,
+        child.master_flow_id,
+        child.client_account_id,
+        child.engagement_id,
+        child.create_user,
+        int(child.flow_type),
+        child.display_name,
+        child.import_id,
+        int(child.status),
+        child.event_seq,
+        child.auto_approve,
+        child.confidence_threshold,
+        int(child.identity_key),
+        *_phase_args(child),
+        *events.args(),
+    )
+    assert row is not None
+    if row[1] is None:
+        return False
+    child.create_time, child.update_time = row[1], row[2]
+    child.events.clear()
     return True
 
 
-async def save(conn: AsyncConnection, child: ChildFlow) -> None:
-    """Persist the child's status, event counter and every phase's state."""
-    await conn.execute(
-        text(
-            """
-            UPDATE discovery.child_flows
-            SET status = :status, event_seq = :event_seq, update_time = now() WHERE id = :id
-            """
-        ),
-        {"id": child.id, "status": int(child.status), "event_seq": child.event_seq},
-    )
-    phases = list(child.phases.items())
-    errors = [child.phase_errors.get(p) for p, _ in phases]
-    await conn.execute(
-        text(
-            """
-            UPDATE discovery.child_phases p
-            SET status = s.status, update_time = s.update_time, error_reason = s.reason,
-                error_message = s.message
-            FROM unnest(CAST(:phases AS smallint[]), CAST(:statuses AS smallint[]),
-                        CAST(:times AS timestamptz[]), CAST(:reasons AS text[]),
-                        CAST(:messages AS text[])) AS s(phase, status, update_time, reason, message)
-            WHERE p.child_flow_id = :id AND p.phase = s.phase
-              AND (p.status, p.update_time) IS DISTINCT FROM (s.status, s.update_time)
-            """
-        ),
-        {
-            "id": child.id,
-            "phases": [int(p) for p, _ in phases],
-            "statuses": [int(s) for _, s in phases],
-            "times": [child.phase_times.get(p) for p, _ in phases],
-            "reasons": [e.reason if e else None for e in errors],
-            "messages": [e.message if e else None for e in errors],
-        },
+_SAVE = Sql(
+    f"""
+    WITH child AS (
+      UPDATE discovery.child_flows SET status = $2, event_seq = $3, update_time = now()
+      WHERE id = $1
+    ),
+    phases AS (
+      UPDATE discovery.child_phases p
+      SET status = s.status, update_time = s.update_time, error_reason = s.reason,
+          error_message = s.message
+      FROM unnest($4::smallint[], $5::smallint[], $6::timestamptz[], $7::text[], $8::text[])
+           AS s(phase, status, update_time, reason, message)
+      WHERE p.child_flow_id = $1 AND p.phase = s.phase
+        AND (p.status, p.update_time) IS DISTINCT FROM (s.status, s.update_time)
+    ),
+    {outbox_ctes(9)}
+    SELECT count(*) FROM outbox_notify
+    """
+)
+
+
+async def save(conn: AsyncConnection, child: ChildFlow, events: OutboxRows | None = None) -> None:
+    """Persist the child's status, event counter, every phase's state and ``events``, in one
+    statement."""
+    events = events or OutboxRows("", child.master_flow_id, ())
+    await fetchval(
+        conn,
+        _SAVE,
+        child.id,
+        int(child.status),
+        child.event_seq,
+        *_phase_args(child),
+        *events.args(),
     )
 
 
 async def _load(
-    conn: AsyncConnection, where: str, params: dict[str, Any], *, lock: bool = False
+    conn: AsyncConnection, where: str, args: Sequence[Any], *, lock: bool = False
 ) -> ChildFlow | None:
-    row = (
-        await conn.execute(
-            text(
-                f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"
-                + (" FOR UPDATE" if lock else "")
-            ),
-            params,
-        )
-    ).first()
-    if row is None:
-        return None
-    phases = (
-        await conn.execute(
-            text(
-                "SELECT phase, status, update_time, error_reason, error_message"
-                " FROM discovery.child_phases WHERE child_flow_id = :id ORDER BY phase"
-            ),
-            {"id": row[0]},
-        )
-    ).all()
-    return _from_row(row, phases)
+    row = await fetchrow(
+        conn,
+        Sql(
+            f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"
+            + (" FOR UPDATE OF c" if lock else "")
+        ),
+        *args,
+    )
+    return None if row is None else _from_row(row)
 
 
-_TENANT = "c.client_account_id = :client_account_id AND c.engagement_id = :engagement_id"
-
-
-def _tenant(tenant: Tenant) -> dict[str, Any]:
-    return {"client_account_id": tenant.client_account_id, "engagement_id": tenant.engagement_id}
+_TENANT = "c.client_account_id = $1 AND c.engagement_id = $2"
 
 
 async def get(conn: AsyncConnection, tenant: Tenant, child_id: uuid.UUID) -> ChildFlow | None:
-    return await _load(conn, f"c.id = :id AND {_TENANT}", {"id": child_id, **_tenant(tenant)})
+    return await _load(
+        conn, f"{_TENANT} AND c.id = $3", (tenant.client_account_id, tenant.engagement_id, child_id)
+    )
 
 
 async def get_by_master(
@@ -181,14 +209,47 @@ async def get_by_master(
 ) -> ChildFlow | None:
     return await _load(
         conn,
-        f"c.master_flow_id = :m AND {_TENANT}",
-        {"m": master_flow_id, **_tenant(tenant)},
+        f"{_TENANT} AND c.master_flow_id = $3",
+        (tenant.client_account_id, tenant.engagement_id, master_flow_id),
         lock=lock,
     )
+
+
+_FOR_MESSAGE = Sql(
+    f"""
+    WITH {inbox_cte(4, 5)}
+    SELECT {first_delivery_sql(5)}, {_COLUMNS}
+    FROM discovery.child_flows c WHERE {_TENANT} AND c.master_flow_id = $3
+    FOR UPDATE OF c
+    """
+)
+
+
+async def get_for_message(
+    conn: AsyncConnection,
+    tenant: Tenant,
+    master_flow_id: uuid.UUID,
+    consumer: str,
+    message_id: uuid.UUID | None,
+) -> tuple[bool, ChildFlow] | None:
+    """Record a delivered command in the inbox and read its child locked, in one statement:
+    whether this is the command's first delivery, and the child (None: the master has none)."""
+    row = await fetchrow(
+        conn,
+        _FOR_MESSAGE,
+        tenant.client_account_id,
+        tenant.engagement_id,
+        master_flow_id,
+        consumer,
+        message_id,
+    )
+    if row is None:
+        return None
+    return bool(row[0]), _from_row(tuple(row)[1:])
 
 
 async def get_for_job(
     conn: AsyncConnection, child_id: uuid.UUID, *, lock: bool
 ) -> ChildFlow | None:
     """A child for one of its own phase jobs (the job row already proves the tenant)."""
-    return await _load(conn, "c.id = :id", {"id": child_id}, lock=lock)
+    return await _load(conn, "c.id = $1", (child_id,), lock=lock)

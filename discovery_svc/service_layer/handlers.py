@@ -39,7 +39,8 @@ from discovery_svc.service_layer.uploads import UploadRequest
 from flowpair_shared import logs, pagination
 from flowpair_shared.domain import FlowType, IdentityKey, Phase, PhaseStatus
 from flowpair_shared.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from flowpair_shared.outbox import UnitOfWork, first_delivery
+from flowpair_shared.outbox import UnitOfWork
+from flowpair_shared.outbox.store import OutboxRows
 from flowpair_shared.tenancy import Tenant
 
 SOURCE = "discovery"
@@ -57,11 +58,16 @@ class CreateChildFlow:
     identity_key: IdentityKey = IdentityKey.HOST_THEN_NAME
 
 
+def _events(uow: UnitOfWork, child: ChildFlow) -> OutboxRows:
+    """The child's new phase events, as messages to the orchestrator."""
+    tenant = repository.tenant_of(child)
+    events = [messages.phase_status_event(e, tenant) for e in child.events]
+    return OutboxRows.of(uow.source, child.master_flow_id, events)
+
+
 async def emit(uow: UnitOfWork, child: ChildFlow) -> None:
-    """Persist the child and send its new phase events to the orchestrator."""
-    await repository.save(uow.conn, child)
-    for event in child.events:
-        await uow.outbox.add(messages.phase_status_event(event, repository.tenant_of(child)))
+    """Persist the child and send its new phase events to the orchestrator: one statement."""
+    await repository.save(uow.conn, child, _events(uow, child))
     child.events.clear()
 
 
@@ -105,30 +111,31 @@ class Discovery:
     ) -> ChildFlow:
         """Child flow + its INITIALIZATION event in one transaction; one child per master."""
         logs.bind(flow_id=str(cmd.master_flow_id))
+        child = ChildFlow(
+            id=uuid.uuid4(),
+            master_flow_id=cmd.master_flow_id,
+            client_account_id=tenant.client_account_id,
+            engagement_id=tenant.engagement_id,
+            create_user=tenant.user_id,
+            flow_type=cmd.flow_type,
+            display_name=cmd.display_name,
+            import_id=cmd.import_id,
+            auto_approve=cmd.auto_approve,
+            confidence_threshold=cmd.confidence_threshold,
+            identity_key=cmd.identity_key,
+        )
+        child.initialize()
         async with self._uow() as uow:
-            fresh = message_id is None or await first_delivery(uow.conn, SOURCE, message_id)
-            child = ChildFlow(
-                id=uuid.uuid4(),
-                master_flow_id=cmd.master_flow_id,
-                client_account_id=tenant.client_account_id,
-                engagement_id=tenant.engagement_id,
-                create_user=tenant.user_id,
-                flow_type=cmd.flow_type,
-                display_name=cmd.display_name,
-                import_id=cmd.import_id,
-                auto_approve=cmd.auto_approve,
-                confidence_threshold=cmd.confidence_threshold,
-                identity_key=cmd.identity_key,
+            created = await repository.create(
+                uow.conn, child, _events(uow, child), consumer=uow.source, message_id=message_id
             )
-            child.initialize()
-            if not fresh or not await repository.insert(uow.conn, child):
+            if not created:
                 # Redelivered, or created before: the unique master id means one child, ever.
                 existing = await repository.get_by_master(uow.conn, tenant, cmd.master_flow_id)
                 if existing is None:
                     raise NotFound(f"flows/{cmd.master_flow_id} has no child flow for this tenant")
                 await uow.commit()
                 return existing
-            await emit(uow, child)
             await uow.commit()
         log.info("child flow created", extra={"child_flow_id": str(child.id)})
         self._after_commit()
@@ -140,9 +147,9 @@ class Discovery:
         """Mark the phase RUNNING (reported at once) and queue its work for the runner."""
         logs.bind(flow_id=str(master_flow_id), phase=phase.name)
         async with self._uow() as uow:
-            if message_id is not None and not await first_delivery(uow.conn, SOURCE, message_id):
+            fresh, child = await self._for_message(uow, tenant, master_flow_id, message_id)
+            if not fresh:
                 return
-            child = await self._locked(uow, tenant, master_flow_id)
             if not child.can_start(phase):
                 log.info("run phase ignored", extra={"phase_status": child.phases[phase].name})
                 await uow.commit()
@@ -159,14 +166,29 @@ class Discovery:
     ) -> None:
         logs.bind(flow_id=str(master_flow_id))
         async with self._uow() as uow:
-            if message_id is not None and not await first_delivery(uow.conn, SOURCE, message_id):
+            fresh, child = await self._for_message(uow, tenant, master_flow_id, message_id)
+            if not fresh:
                 return
-            child = await self._locked(uow, tenant, master_flow_id)
             child.cancel()
             await repository.save(uow.conn, child)
             await jobs.cancel_for_child(uow.conn, child.id)
             await uow.commit()
         log.info("child flow cancelled")
+
+    async def _for_message(
+        self,
+        uow: UnitOfWork,
+        tenant: Tenant,
+        master_flow_id: uuid.UUID,
+        message_id: uuid.UUID | None,
+    ) -> tuple[bool, ChildFlow]:
+        """The command's inbox entry and its child, locked: one statement."""
+        found = await repository.get_for_message(
+            uow.conn, tenant, master_flow_id, uow.source, message_id
+        )
+        if found is None:
+            raise NotFound(f"flows/{master_flow_id} has no child flow for this tenant")
+        return found
 
     async def _locked(
         self, uow: UnitOfWork, tenant: Tenant, master_flow_id: uuid.UUID

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowpair.internal.v1 import message_batch_service_pb2 as batch_pb2
 from flowpair.internal.v1 import message_batch_service_pb2_grpc as batch_pb2_grpc
 from flowpair_shared import logs, tenancy
+from flowpair_shared.db_scope import Savepoints
 from flowpair_shared.dbfailures import Failure, classify
 from flowpair_shared.domain import IllegalTransition
 from flowpair_shared.errors import DomainError, InvalidArgument, MalformedRequest
@@ -73,17 +74,20 @@ class Route:
     type_name: str = "request"
 
 
-_batch: ContextVar[AsyncConnection | None] = ContextVar("flowpair_batch", default=None)
+_batch: ContextVar[tuple[AsyncConnection, Savepoints] | None] = ContextVar(
+    "flowpair_batch", default=None
+)
 
 
-def batch_connection() -> AsyncConnection | None:
-    """The connection whose transaction the messages of the running batch share, if any."""
+def batch_connection() -> tuple[AsyncConnection, Savepoints] | None:
+    """The connection whose transaction the messages of the running batch share, and its
+    savepoints, if a batch is running."""
     return _batch.get()
 
 
 @contextmanager
 def in_batch(conn: AsyncConnection) -> Iterator[None]:
-    token = _batch.set(conn)
+    token = _batch.set((conn, Savepoints(conn)))
     try:
         yield
     finally:
@@ -120,8 +124,10 @@ class MessageBatchServicer(batch_pb2_grpc.MessageBatchServiceServicer):
         async with self._engine.connect() as conn, conn.begin():
             # One flow's message waiting on a lock or a slow statement must not hold up the
             # others for long: it alone is answered ABORTED and retried.
-            await conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            await conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
+            await conn.exec_driver_sql(
+                f"SELECT set_config('lock_timeout', '{LOCK_TIMEOUT}', true),"
+                f" set_config('statement_timeout', '{STATEMENT_TIMEOUT}', true)"
+            )
             with in_batch(conn):
                 for m in request.messages:
                     if deadline is not None and deadline - time.monotonic() < DEADLINE_MARGIN:

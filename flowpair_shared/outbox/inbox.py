@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowpair_shared.db import Sql, fetchval
 from flowpair_shared.errors import Validator
 from flowpair_shared.names import parse_uuid
 from flowpair_shared.tenancy import metadata_values
@@ -32,19 +32,30 @@ def message_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> uuid.
     return parsed
 
 
-async def first_delivery(conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:
-    """Record ``message_id`` for ``consumer``; False if it was recorded before (a redelivery).
+def inbox_cte(consumer: int, message_id: int) -> str:
+    """A ``WITH`` clause ``inbox`` recording the message ``$message_id`` (NULL: a direct call,
+    nothing to record) for the consumer ``$consumer``; the message is a first delivery when
+    ``$message_id`` is NULL or ``EXISTS (SELECT 1 FROM inbox)``.
 
     A concurrent duplicate blocks on the primary key until the first transaction ends, then
-    sees the conflict: at most one of them ever applies the message.
-    """
-    result = await conn.execute(
-        text(
-            """
-            INSERT INTO messaging.inbox (consumer, message_id) VALUES (:consumer, :id)
-            ON CONFLICT DO NOTHING RETURNING 1
-            """
-        ),
-        {"consumer": consumer, "id": message_id},
+    sees the conflict: at most one of them ever applies the message."""
+    return f"""
+    inbox AS (
+      INSERT INTO messaging.inbox (consumer, message_id)
+      SELECT ${consumer}::text, ${message_id}::uuid WHERE ${message_id}::uuid IS NOT NULL
+      ON CONFLICT DO NOTHING RETURNING 1
     )
-    return result.first() is not None
+    """
+
+
+def first_delivery_sql(message_id: int) -> str:
+    """True when the message of ``inbox_cte`` is applied for the first time."""
+    return f"(${message_id}::uuid IS NULL OR EXISTS (SELECT 1 FROM inbox))"
+
+
+_FIRST = Sql(f"WITH {inbox_cte(1, 2)} SELECT {first_delivery_sql(2)}")
+
+
+async def first_delivery(conn: AsyncConnection, consumer: str, message_id: uuid.UUID) -> bool:
+    """Record ``message_id`` for ``consumer``; False if it was recorded before (a redelivery)."""
+    return bool(await fetchval(conn, _FIRST, consumer, message_id))

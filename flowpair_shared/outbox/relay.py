@@ -77,6 +77,10 @@ _DELIVERED = text(
         lease_owner = NULL, lease_until = NULL
     FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS bigint[])) AS t(id, token)
     WHERE o.id = t.id AND o.lease_owner = :owner AND o.lease_token = t.token
+    RETURNING EXISTS (
+      SELECT 1 FROM messaging.outbox p
+      WHERE p.source = o.source AND p.ordering_key = o.ordering_key
+        AND p.delivered_at IS NULL AND p.seq > o.seq)
     """
 )
 
@@ -220,7 +224,8 @@ class Relay:
         self._next_due: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[bool]] = set()
+        self._kicks = 0
         self._unbatched: set[str] = set()
         if listener is not None:
             listener.subscribe(NOTIFY_CHANNEL, self._on_notify)
@@ -242,6 +247,7 @@ class Relay:
 
     def kick(self) -> None:
         """Wake the relay now (after a local commit, or a notification)."""
+        self._kicks += 1
         self._wake.set()
 
     # -- the loop --------------------------------------------------------------------------
@@ -267,17 +273,21 @@ class Relay:
                 self._slots.release()
                 await self._sleep(self._wait_time())
                 continue
-            task = asyncio.create_task(self._deliver_and_record(batch))
+            task = asyncio.create_task(self._deliver_and_record(batch, self._kicks))
             self._in_flight.add(task)
             task.add_done_callback(self._batch_done)
             if len(batch) < self._settings.batch_size:
                 # Nothing more is claimable until a batch ends (its successors) or a commit.
                 await self._sleep(self._wait_time())
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
+    def _batch_done(self, task: asyncio.Task[bool]) -> None:
         self._in_flight.discard(task)
         self._slots.release()
-        self.kick()  # successors of what was just delivered may now be claimable
+        if task.cancelled() or task.exception() is not None or task.result():
+            # Successors of what was just delivered are claimable now, or a failure moved the
+            # next due time: claim again rather than wait. Otherwise nothing is claimable that
+            # a later commit's kick or notification would not announce.
+            self._wake.set()
 
     def _wait_time(self) -> float:
         wait = self._settings.poll_interval
@@ -314,7 +324,11 @@ class Relay:
                 )
                 return [_Claimed(*row) for row in rows]
 
-    async def _deliver_and_record(self, batch: list[_Claimed]) -> None:
+    async def _deliver_and_record(self, batch: list[_Claimed], kicks: int = 0) -> bool:
+        """Deliver and record a batch claimed after ``kicks`` wake-ups; whether the relay
+        should claim again at once: a delivered message has a successor, a message failed, or
+        a commit announced itself meanwhile (its message may have waited behind this batch's
+        and been passed over by a claim in between)."""
         by_peer: dict[str, list[_Claimed]] = {}
         for m in batch:
             by_peer.setdefault(m.destination, []).append(m)
@@ -323,7 +337,8 @@ class Relay:
         try:
             with db_scope.system():
                 async with self._engine.begin() as conn:
-                    await self._record(conn, outcomes)
+                    again = await self._record(conn, outcomes)
+            return again or self._kicks != kicks
         except Exception as error:
             # The outcomes are lost, not the messages: their leases run out and they are
             # delivered again, which the consumers' inboxes make harmless.
@@ -332,6 +347,7 @@ class Relay:
                 len(outcomes),
                 error,
             )
+            return True
 
     async def _send_to(self, peer: str, batch: list[_Claimed]) -> list[_Outcome]:
         """A peer's messages in ``DeliverMessages`` calls of at most ``_MAX_BATCH_BYTES``."""
@@ -429,10 +445,13 @@ class Relay:
         self._log_delivery(outcome, (time.perf_counter() - started) * 1e3)
         return outcome
 
-    async def _record(self, conn: AsyncConnection, outcomes: list[_Outcome]) -> None:
+    async def _record(self, conn: AsyncConnection, outcomes: list[_Outcome]) -> bool:
+        """Record the outcomes; whether a delivered message has an undelivered successor, or
+        a message failed."""
         delivered = [o.claimed for o in outcomes if o.code == grpc.StatusCode.OK]
+        successors = False
         if delivered:
-            await conn.execute(
+            result = await conn.execute(
                 _DELIVERED,
                 {
                     "ids": [m.id for m in delivered],
@@ -440,6 +459,7 @@ class Relay:
                     "owner": self._owner,
                 },
             )
+            successors = any(row[0] for row in result)
         s = self._settings
         failed: dict[str, list[Any]] = {
             k: [] for k in ("ids", "tokens", "rejections", "errors", "delays", "parks")
@@ -474,6 +494,7 @@ class Relay:
                 self._next_due = due if self._next_due is None else min(self._next_due, due)
         if failed["ids"]:
             await conn.execute(_FAILED, {**failed, "owner": self._owner})
+        return successors or bool(failed["ids"])
 
     def _on_notify(self, payload: str | None) -> None:
         # None: the listener (re)connected and may have missed notifications.

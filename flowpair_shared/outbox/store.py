@@ -4,35 +4,58 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from google.protobuf.message import Message
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowpair_shared.db import Sql, fetchval
+
 NOTIFY_CHANNEL = "flowpair_outbox"
 
-# The per-(source, key) counter row is locked until the writing transaction ends, so two
-# transactions writing for one flow are serialised and `seq` order is commit order. Reading
-# by bigserial id would not give that: a lower id can commit after a higher one.
-_INSERT = text(
+
+def outbox_ctes(first: int, *, when: str = "true") -> str:
+    """``WITH`` clauses writing the messages of ``OutboxRows.args()`` (parameters ``$first``
+    to ``$first + 7``), when the SQL condition ``when`` holds, and waking relays at commit.
+
+    They name ``outbox_seq``, ``outbox_rows`` and ``outbox_notify``; the statement must read
+    ``outbox_notify`` (a plain ``SELECT`` in a ``WITH`` runs only if read), for example
+    ``(SELECT count(*) FROM outbox_notify)``. The notification is part of the statement
+    rather than a round trip of its own; PostgreSQL delivers it at commit, once per
+    transaction however often it was sent.
+
+    The per-(source, key) counter row is locked until the writing transaction ends, so two
+    transactions writing for one key are serialised and ``seq`` order is commit order. Reading
+    by bigserial id would not give that: a lower id can commit after a higher one.
     """
-    WITH s AS (
+    src, key, ids, dest, method, mtype, payload, headers = (f"${first + i}" for i in range(8))
+    n = f"cardinality({ids}::uuid[])"
+    return f"""
+    outbox_seq AS (
       INSERT INTO messaging.outbox_sequences AS q (source, ordering_key, last_seq)
-      VALUES (:source, :key, 1)
-      ON CONFLICT (source, ordering_key) DO UPDATE SET last_seq = q.last_seq + 1
+      SELECT {src}::text, {key}::uuid, {n} WHERE {n} > 0 AND ({when})
+      ON CONFLICT (source, ordering_key) DO UPDATE SET last_seq = q.last_seq + EXCLUDED.last_seq
       RETURNING last_seq
-    )
-    INSERT INTO messaging.outbox
-      (message_id, source, destination, method, message_type, ordering_key, seq, payload, headers)
-    SELECT :message_id, :source, :destination, :method, :message_type, :key, s.last_seq,
-           :payload, CAST(:headers AS jsonb)
-    FROM s
-    RETURNING seq
+    ),
+    outbox_rows AS (
+      INSERT INTO messaging.outbox
+        (message_id, source, destination, method, message_type, ordering_key, seq, payload,
+         headers)
+      SELECT m.message_id, {src}::text, m.destination, m.method, m.message_type, {key}::uuid,
+             s.last_seq - {n} + m.n, m.payload, m.headers
+      FROM outbox_seq s,
+           unnest({ids}::uuid[], {dest}::text[], {method}::text[], {mtype}::text[],
+                  {payload}::bytea[], {headers}::jsonb[])
+             WITH ORDINALITY AS m(message_id, destination, method, message_type, payload,
+                                  headers, n)
+      RETURNING seq
+    ),
+    outbox_notify AS (SELECT pg_notify('{NOTIFY_CHANNEL}', {src}::text) FROM outbox_seq)
     """
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,39 +74,57 @@ class OutgoingMessage:
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
+@dataclass(frozen=True)
+class OutboxRows:
+    """Messages of one ordering key as the array parameters of one statement (``outbox_ctes``)."""
+
+    source: str
+    ordering_key: uuid.UUID
+    messages: tuple[OutgoingMessage, ...]
+
+    @classmethod
+    def of(
+        cls, source: str, ordering_key: uuid.UUID, messages: Sequence[OutgoingMessage]
+    ) -> OutboxRows:
+        if any(m.ordering_key != ordering_key for m in messages):
+            raise ValueError("the messages of one statement share one ordering key")
+        return cls(source, ordering_key, tuple(messages))
+
+    def args(self) -> tuple[Any, ...]:
+        ms = self.messages
+        return (
+            self.source,
+            self.ordering_key,
+            [m.message_id for m in ms],
+            [m.destination for m in ms],
+            [m.method for m in ms],
+            [m.payload.DESCRIPTOR.full_name for m in ms],
+            [m.payload.SerializeToString() for m in ms],
+            [json.dumps(dict(m.headers)) for m in ms],
+        )
+
+
+_ADD = Sql(
+    f"WITH {outbox_ctes(1)}"
+    " SELECT (SELECT max(seq) FROM outbox_rows), (SELECT count(*) FROM outbox_notify)"
+)
+
+
 class OutboxWriter:
     """Adds messages inside the caller's transaction; they exist only if it commits."""
 
     def __init__(self, conn: AsyncConnection, source: str) -> None:
         self._conn = conn
         self._source = source
-        self._notified = False
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     async def add(self, message: OutgoingMessage) -> int:
         """Write ``message``; return its sequence number within its ordering key."""
-        seq = (
-            await self._conn.execute(
-                _INSERT,
-                {
-                    "message_id": message.message_id,
-                    "source": self._source,
-                    "destination": message.destination,
-                    "method": message.method,
-                    "message_type": message.payload.DESCRIPTOR.full_name,
-                    "key": message.ordering_key,
-                    "payload": message.payload.SerializeToString(),
-                    "headers": json.dumps(dict(message.headers)),
-                },
-            )
-        ).scalar_one()
-        if not self._notified:
-            # Delivered by PostgreSQL only at commit: relays wake exactly when there is work.
-            await self._conn.execute(
-                text("SELECT pg_notify(:channel, :source)"),
-                {"channel": NOTIFY_CHANNEL, "source": self._source},
-            )
-            self._notified = True
-        return int(seq)
+        rows = OutboxRows.of(self._source, message.ordering_key, [message])
+        return int(await fetchval(self._conn, _ADD, *rows.args()))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from flowpair_shared import db_scope
+from flowpair_shared.db_scope import Savepoints
 from flowpair_shared.outbox.batch import batch_connection
 from flowpair_shared.outbox.store import OutboxWriter
 
@@ -18,7 +19,8 @@ class UnitOfWork:
     State changes and the outbox messages announcing them share this one transaction, so a
     message exists exactly when the change it announces does. Inside a batch of delivered
     messages (``batch.in_batch``) it is a savepoint of the batch's transaction instead:
-    ``commit()`` releases it, and the batch commits them all at once.
+    ``commit()`` keeps its work (the savepoint is released with the next message's first
+    round trip, or by the batch's commit), and the batch commits them all at once.
     """
 
     conn: AsyncConnection
@@ -28,22 +30,35 @@ class UnitOfWork:
         self._engine = engine
         self._source = source
         self._tx: AsyncTransaction | None = None
-        self._borrowed = False
+        self._savepoints: Savepoints | None = None
+        self._savepoint: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The service writing: the outbox's ``source`` and the inbox's consumer."""
+        return self._source
 
     async def __aenter__(self) -> Self:
         shared = batch_connection()
         if shared is not None:
             # A message of a batch: a savepoint in the batch's transaction, in its own tenant.
-            self.conn, self._borrowed = shared, True
-            self._tx = await shared.begin_nested()
-            await db_scope.enter_savepoint(shared)
+            self.conn, self._savepoints = shared
+            self._savepoint = await self._savepoints.enter()
         else:
             self.conn = await self._engine.connect()
             self._tx = await self.conn.begin()
+            # Repositories talk to the driver directly (db.driver): the transaction must have
+            # begun on the server before their first statement.
+            await db_scope.ensure_begun(self.conn)
         self.outbox = OutboxWriter(self.conn, self._source)
         return self
 
     async def commit(self) -> None:
+        if self._savepoints is not None:
+            assert self._savepoint is not None
+            self._savepoints.keep(self._savepoint)
+            self._savepoint = None
+            return
         assert self._tx is not None
         await self._tx.commit()
         self._tx = None
@@ -54,9 +69,12 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._savepoints is not None:
+            if self._savepoint is not None:
+                await self._savepoints.undo(self._savepoint)
+            return
         try:
             if self._tx is not None:
                 await self._tx.rollback()
         finally:
-            if not self._borrowed:
-                await self.conn.close()
+            await self.conn.close()

@@ -1,15 +1,22 @@
-"""SQL for master flows (schema ``orchestrator``). Every read is scoped to a tenant."""
+"""SQL for master flows (schema ``orchestrator``). Every read is scoped to a tenant.
+
+Statements run on the transaction's asyncpg connection (``db.fetch*`` with ``db.Sql``), one
+per use case where a use case writes: creating a flow writes the flow, its phases, its first
+history entry and its command to discovery, and wakes watchers and relays, in one statement;
+saving a change writes the flow, its phases, its new history and its commands in one.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowpair_shared.db import Sql, fetch, fetchrow, fetchval
 from flowpair_shared.domain import (
     FlowEventKind,
     FlowStatus,
@@ -18,6 +25,8 @@ from flowpair_shared.domain import (
     Phase,
     PhaseStatus,
 )
+from flowpair_shared.outbox.inbox import first_delivery_sql, inbox_cte
+from flowpair_shared.outbox.store import OutboxRows, outbox_ctes
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.domain.model import HistoryEntry, MasterFlow, PhaseError, PhaseState
 
@@ -27,39 +36,55 @@ _FLOW_COLUMNS = """
   f.id, f.client_account_id, f.engagement_id, f.create_user, f.flow_type, f.display_name,
   f.auto_approve, f.import_id, f.status, f.current_phase, f.child_flow_id, f.paused_by,
   f.last_event_seq, f.history_seq, f.request_id, f.create_time, f.update_time,
-  f.mapping_confidence_threshold, f.identity_key
+  f.mapping_confidence_threshold, f.identity_key,
+  ARRAY(SELECT ROW(p.phase, p.status, p.error_reason, p.error_message, p.update_time)
+        FROM orchestrator.flow_phases p WHERE p.flow_id = f.id ORDER BY p.phase) AS phases
 """
-
-_INSERT_FLOW = text(
-    """
-    INSERT INTO orchestrator.flows
-      (id, client_account_id, engagement_id, create_user, request_id, flow_type, display_name,
-       auto_approve, import_id, status, current_phase, history_seq,
-       mapping_confidence_threshold, identity_key)
-    VALUES (:id, :client_account_id, :engagement_id, :create_user, :request_id, :flow_type,
-            :display_name, :auto_approve, :import_id, :status, :current_phase, :history_seq,
-            :threshold, :identity_key)
-    ON CONFLICT (client_account_id, engagement_id, request_id) DO NOTHING
-    RETURNING create_time, update_time
-    """
-)
-
-_INSERT_PHASES = text(
-    """
-    INSERT INTO orchestrator.flow_phases (flow_id, phase, status)
-    SELECT :flow_id, p, :pending FROM unnest(CAST(:phases AS smallint[])) AS p
-    """
-)
-
-_PHASES = text(
-    """
-    SELECT flow_id, phase, status, error_reason, error_message, update_time
-    FROM orchestrator.flow_phases WHERE flow_id = ANY(:ids) ORDER BY flow_id, phase
-    """
-)
+_TENANT = "f.client_account_id = $1 AND f.engagement_id = $2"
 
 
-def _flow_from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> MasterFlow:
+def _history_ctes(flow: int, first: int, *, when: str = "true") -> str:
+    """``WITH`` clauses inserting the history entries of ``_history_args`` (``$first`` on) of
+    the flow ``$flow``, and waking its watchers at commit (read ``history_notify``)."""
+    seq, kind, phase, pstatus, fstatus, actor, reason, source, ereason, emessage, occur = (
+        f"${first + i}" for i in range(11)
+    )
+    return f"""
+    history AS (
+      INSERT INTO orchestrator.flow_events
+        (flow_id, seq, kind, phase, phase_status, flow_status, actor, reason,
+         source_sequence, error_reason, error_message, occur_time)
+      SELECT ${flow}::uuid, h.* FROM unnest(
+        {seq}::bigint[], {kind}::smallint[], {phase}::smallint[], {pstatus}::smallint[],
+        {fstatus}::smallint[], {actor}::uuid[], {reason}::text[], {source}::bigint[],
+        {ereason}::text[], {emessage}::text[], {occur}::timestamptz[]) AS h
+      WHERE ({when})
+      RETURNING 1
+    ),
+    history_notify AS (
+      SELECT pg_notify('{FLOW_EVENTS_CHANNEL}', ${flow}::text)
+      WHERE cardinality({seq}::bigint[]) > 0 AND ({when})
+    )
+    """
+
+
+def _history_args(entries: Sequence[HistoryEntry]) -> tuple[list[Any], ...]:
+    return (
+        [e.sequence for e in entries],
+        [int(e.kind) for e in entries],
+        [int(e.phase) if e.phase else None for e in entries],
+        [int(e.phase_status) if e.phase_status else None for e in entries],
+        [int(e.flow_status) for e in entries],
+        [e.actor for e in entries],
+        [e.reason or None for e in entries],
+        [e.source_sequence for e in entries],
+        [e.error.reason if e.error else None for e in entries],
+        [e.error.message if e.error else None for e in entries],
+        [e.occur_time for e in entries],
+    )
+
+
+def _flow_from_row(row: Sequence[Any]) -> MasterFlow:
     flow = MasterFlow(
         id=row[0],
         client_account_id=row[1],
@@ -81,7 +106,7 @@ def _flow_from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> Maste
         mapping_confidence_threshold=row[17],
         identity_key=IdentityKey(row[18]),
     )
-    for _flow_id, phase, status, reason, message, update_time in phases:
+    for phase, status, reason, message, update_time in row[19]:
         error = PhaseError(reason, message or "") if reason is not None else None
         flow.phases[Phase(phase)] = PhaseState(
             Phase(phase), PhaseStatus(status), update_time, error
@@ -89,66 +114,123 @@ def _flow_from_row(row: Sequence[Any], phases: Sequence[Sequence[Any]]) -> Maste
     return flow
 
 
-async def insert(conn: AsyncConnection, flow: MasterFlow) -> bool:
-    """Insert a new flow with all its phases PENDING; False if its request id was taken."""
-    row = (
-        await conn.execute(
-            _INSERT_FLOW,
-            {
-                "id": flow.id,
-                "client_account_id": flow.client_account_id,
-                "engagement_id": flow.engagement_id,
-                "create_user": flow.create_user,
-                "request_id": flow.request_id,
-                "flow_type": int(flow.flow_type),
-                "display_name": flow.display_name,
-                "auto_approve": flow.auto_approve,
-                "import_id": flow.import_id,
-                "status": int(flow.status),
-                "current_phase": int(flow.current_phase),
-                "history_seq": flow.history_seq,
-                "threshold": flow.mapping_confidence_threshold,
-                "identity_key": int(flow.identity_key),
-            },
-        )
-    ).first()
-    if row is None:
-        return False
-    flow.create_time, flow.update_time = row
-    await conn.execute(
-        _INSERT_PHASES,
-        {
-            "flow_id": flow.id,
-            "pending": int(PhaseStatus.PENDING),
-            "phases": [int(p) for p in Phase],
-        },
+# -- creating a flow -----------------------------------------------------------------------
+
+_WHEN_CREATED = "EXISTS (SELECT 1 FROM created)"
+_CREATE = Sql(
+    f"""
+    WITH existing AS (
+      SELECT f.id FROM orchestrator.flows f
+      WHERE {_TENANT} AND $3::uuid IS NOT NULL AND f.request_id = $3
+    ),
+    other AS (
+      SELECT f.id FROM orchestrator.flows f
+      WHERE $4::boolean AND {_TENANT} AND f.flow_type = $5::smallint
+        AND NOT (f.status = ANY($6::smallint[]))
+      LIMIT 1
+    ),
+    created AS (
+      INSERT INTO orchestrator.flows
+        (id, client_account_id, engagement_id, create_user, request_id, flow_type,
+         display_name, auto_approve, import_id, status, current_phase, history_seq,
+         mapping_confidence_threshold, identity_key)
+      SELECT $7::uuid, $1::uuid, $2::uuid, $8::uuid, $3::uuid, $9::smallint, $10::text,
+             $11::boolean, $12::uuid, $13::smallint, $14::smallint, $15::bigint,
+             $16::float8, $17::smallint
+      WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM other)
+      ON CONFLICT (client_account_id, engagement_id, request_id) DO NOTHING
+      RETURNING id, create_time, update_time
+    ),
+    phases AS (
+      INSERT INTO orchestrator.flow_phases (flow_id, phase, status)
+      SELECT c.id, p, $18::smallint FROM created c, unnest($19::smallint[]) AS p
+    ),
+    {_history_ctes(7, 20, when=_WHEN_CREATED)},
+    {outbox_ctes(31, when=_WHEN_CREATED)}
+    SELECT (SELECT id FROM existing), (SELECT id FROM other), c.create_time, c.update_time,
+           (SELECT count(*) FROM history_notify) + (SELECT count(*) FROM outbox_notify)
+    FROM (SELECT 1) AS one LEFT JOIN created c ON true
+    """
+)
+
+
+@dataclass(frozen=True)
+class Created:
+    """What ``create`` did: created the flow, or found why not."""
+
+    existing: uuid.UUID | None
+    """The flow created before with the same request id."""
+    other: uuid.UUID | None
+    """The engagement's incomplete discovery flow (an exclusive create only)."""
+    created: bool
+
+
+async def create(
+    conn: AsyncConnection, flow: MasterFlow, command: OutboxRows, *, exclusive: bool
+) -> Created:
+    """In one statement: unless the request id names a flow already, or (``exclusive``) the
+    engagement has an incomplete discovery flow, insert ``flow`` with all its phases PENDING,
+    its new history and ``command``. Not created and neither found: a concurrent create with
+    the same request id committed first (the insert waited for it; a later statement sees it).
+
+    An exclusive create holds ``lock_engagement`` first, so two cannot both see no other."""
+    row = await fetchrow(
+        conn,
+        _CREATE,
+        flow.client_account_id,
+        flow.engagement_id,
+        flow.request_id,
+        exclusive,
+        int(FlowType.DISCOVERY),
+        [int(FlowStatus.COMPLETED), int(FlowStatus.CANCELLED)],
+        flow.id,
+        flow.create_user,
+        int(flow.flow_type),
+        flow.display_name,
+        flow.auto_approve,
+        flow.import_id,
+        int(flow.status),
+        int(flow.current_phase),
+        flow.history_seq,
+        flow.mapping_confidence_threshold,
+        int(flow.identity_key),
+        int(PhaseStatus.PENDING),
+        [int(p) for p in Phase],
+        *_history_args(flow.new_history),
+        *command.args(),
     )
-    await append_history(conn, flow)
-    return True
+    assert row is not None
+    existing, other, create_time, update_time = row[0], row[1], row[2], row[3]
+    if existing is not None:
+        return Created(existing, None, False)
+    if other is not None:
+        return Created(None, other, False)
+    if create_time is None:
+        return Created(None, None, False)
+    flow.create_time, flow.update_time = create_time, update_time
+    flow.new_history.clear()
+    return Created(None, None, True)
 
 
-_TENANT = "f.client_account_id = :client_account_id AND f.engagement_id = :engagement_id"
+_LOCK_ENGAGEMENT = Sql("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
 
 
-def _tenant_params(tenant: Tenant) -> dict[str, Any]:
-    return {"client_account_id": tenant.client_account_id, "engagement_id": tenant.engagement_id}
+async def lock_engagement(conn: AsyncConnection, tenant: Tenant) -> None:
+    """Serialise the creation of exclusive flows in an engagement: an advisory lock held to
+    commit. In READ COMMITTED each later statement sees what the previous holder committed."""
+    await fetchval(conn, _LOCK_ENGAGEMENT, str(tenant.engagement_id))
+
+
+# -- reading -------------------------------------------------------------------------------
 
 
 async def _select(
-    conn: AsyncConnection, where: str, params: dict[str, Any], *, suffix: str = ""
+    conn: AsyncConnection, where: str, args: Sequence[Any], *, suffix: str = ""
 ) -> list[MasterFlow]:
-    rows = (
-        await conn.execute(
-            text(f"SELECT {_FLOW_COLUMNS} FROM orchestrator.flows f WHERE {where} {suffix}"),
-            params,
-        )
-    ).all()
-    if not rows:
-        return []
-    by_flow: dict[uuid.UUID, list[Sequence[Any]]] = {}
-    for pr in (await conn.execute(_PHASES, {"ids": [r[0] for r in rows]})).all():
-        by_flow.setdefault(pr[0], []).append(pr)
-    return [_flow_from_row(r, by_flow.get(r[0], [])) for r in rows]
+    rows = await fetch(
+        conn, Sql(f"SELECT {_FLOW_COLUMNS} FROM orchestrator.flows f WHERE {where} {suffix}"), *args
+    )
+    return [_flow_from_row(r) for r in rows]
 
 
 async def get(
@@ -156,50 +238,55 @@ async def get(
 ) -> MasterFlow | None:
     flows = await _select(
         conn,
-        f"f.id = :id AND {_TENANT}",
-        {"id": flow_id, **_tenant_params(tenant)},
-        suffix="FOR UPDATE" if lock else "",
+        f"{_TENANT} AND f.id = $3",
+        (tenant.client_account_id, tenant.engagement_id, flow_id),
+        suffix="FOR UPDATE OF f" if lock else "",
     )
     return flows[0] if flows else None
+
+
+_FOR_MESSAGE = Sql(
+    f"""
+    WITH {inbox_cte(4, 5)}
+    SELECT {first_delivery_sql(5)}, {_FLOW_COLUMNS}
+    FROM orchestrator.flows f WHERE {_TENANT} AND f.id = $3
+    FOR UPDATE OF f
+    """
+)
+
+
+async def get_for_message(
+    conn: AsyncConnection,
+    tenant: Tenant,
+    flow_id: uuid.UUID,
+    consumer: str,
+    message_id: uuid.UUID | None,
+) -> tuple[bool, MasterFlow] | None:
+    """Record a delivered message in the inbox and read its flow locked, in one statement:
+    whether this is the message's first delivery, and the flow (None: no such flow)."""
+    row = await fetchrow(
+        conn,
+        _FOR_MESSAGE,
+        tenant.client_account_id,
+        tenant.engagement_id,
+        flow_id,
+        consumer,
+        message_id,
+    )
+    if row is None:
+        return None
+    return bool(row[0]), _flow_from_row(tuple(row)[1:])
 
 
 async def get_by_request_id(
     conn: AsyncConnection, tenant: Tenant, request_id: uuid.UUID
 ) -> MasterFlow | None:
     flows = await _select(
-        conn, f"f.request_id = :rid AND {_TENANT}", {"rid": request_id, **_tenant_params(tenant)}
+        conn,
+        f"{_TENANT} AND f.request_id = $3",
+        (tenant.client_account_id, tenant.engagement_id, request_id),
     )
     return flows[0] if flows else None
-
-
-async def lock_engagement(conn: AsyncConnection, tenant: Tenant) -> None:
-    """Serialise the creation of exclusive flows in an engagement: an advisory lock held to
-    commit. In READ COMMITTED each later statement sees what the previous holder committed."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:e, 0))"),
-        {"e": str(tenant.engagement_id)},
-    )
-
-
-async def incomplete_discovery_flow(conn: AsyncConnection, tenant: Tenant) -> uuid.UUID | None:
-    """An engagement's discovery flow that is neither completed nor cancelled, if any.
-
-    Call it holding ``lock_engagement``, so two concurrent creates cannot both see none.
-    """
-    value = (
-        await conn.execute(
-            text(
-                f"SELECT f.id FROM orchestrator.flows f WHERE {_TENANT}"
-                " AND f.flow_type = :discovery AND NOT (f.status = ANY(:done)) LIMIT 1"
-            ),
-            {
-                **_tenant_params(tenant),
-                "discovery": int(FlowType.DISCOVERY),
-                "done": [int(FlowStatus.COMPLETED), int(FlowStatus.CANCELLED)],
-            },
-        )
-    ).scalar_one_or_none()
-    return value if isinstance(value, uuid.UUID) else None
 
 
 async def list_page(
@@ -211,125 +298,87 @@ async def list_page(
     limit: int,
 ) -> list[MasterFlow]:
     """One page of flows, newest first, after the keyset position ``after``."""
-    params: dict[str, Any] = {**_tenant_params(tenant), "limit": limit}
+    args: list[Any] = [tenant.client_account_id, tenant.engagement_id, limit]
     where = [_TENANT]
     if statuses:
-        where.append("f.status = ANY(CAST(:statuses AS smallint[]))")
-        params["statuses"] = [int(s) for s in statuses]
+        args.append([int(s) for s in statuses])
+        where.append(f"f.status = ANY(${len(args)}::smallint[])")
     if after is not None:
-        where.append("(f.create_time, f.id) < (:after_time, :after_id)")
-        params["after_time"], params["after_id"] = after
+        args.extend(after)
+        where.append(f"(f.create_time, f.id) < (${len(args) - 1}, ${len(args)})")
     return await _select(
-        conn,
-        " AND ".join(where),
-        params,
-        suffix="ORDER BY f.create_time DESC, f.id DESC LIMIT :limit",
+        conn, " AND ".join(where), args, suffix="ORDER BY f.create_time DESC, f.id DESC LIMIT $3"
     )
 
 
-async def save(conn: AsyncConnection, flow: MasterFlow) -> None:
-    """Persist the flow's state, every phase's state and its new history entries."""
-    await conn.execute(
-        text(
-            """
-            UPDATE orchestrator.flows
-            SET status = :status, current_phase = :phase, child_flow_id = :child,
-                paused_by = :paused_by, last_event_seq = :last_event_seq,
-                history_seq = :history_seq, update_time = now()
-            WHERE id = :id
-            """
-        ),
-        {
-            "id": flow.id,
-            "status": int(flow.status),
-            "phase": int(flow.current_phase),
-            "child": flow.child_flow_id,
-            "paused_by": flow.paused_by,
-            "last_event_seq": flow.last_event_seq,
-            "history_seq": flow.history_seq,
-        },
-    )
+# -- saving a change -----------------------------------------------------------------------
+
+_SAVE = Sql(
+    f"""
+    WITH flow AS (
+      UPDATE orchestrator.flows
+      SET status = $2, current_phase = $3, child_flow_id = $4, paused_by = $5,
+          last_event_seq = $6, history_seq = $7, update_time = now()
+      WHERE id = $1
+    ),
+    phases AS (
+      UPDATE orchestrator.flow_phases p
+      SET status = s.status, error_reason = s.reason, error_message = s.message,
+          update_time = s.update_time
+      FROM unnest($8::smallint[], $9::smallint[], $10::text[], $11::text[],
+                  $12::timestamptz[]) AS s(phase, status, reason, message, update_time)
+      WHERE p.flow_id = $1 AND p.phase = s.phase
+        AND (p.status, p.update_time) IS DISTINCT FROM (s.status, s.update_time)
+    ),
+    {_history_ctes(1, 13)},
+    {outbox_ctes(24)}
+    SELECT (SELECT count(*) FROM history_notify) + (SELECT count(*) FROM outbox_notify)
+    """
+)
+
+
+async def save(conn: AsyncConnection, flow: MasterFlow, commands: OutboxRows) -> None:
+    """Persist the flow's state, every phase's state, its new history entries (waking its
+    watchers) and ``commands``, in one statement."""
     states = list(flow.phases.values())
-    await conn.execute(
-        text(
-            """
-            UPDATE orchestrator.flow_phases p
-            SET status = s.status, error_reason = s.reason, error_message = s.message,
-                update_time = s.update_time
-            FROM unnest(CAST(:phases AS smallint[]), CAST(:statuses AS smallint[]),
-                        CAST(:reasons AS text[]), CAST(:messages AS text[]),
-                        CAST(:times AS timestamptz[]))
-                 AS s(phase, status, reason, message, update_time)
-            WHERE p.flow_id = :id AND p.phase = s.phase
-              AND (p.status, p.update_time) IS DISTINCT FROM (s.status, s.update_time)
-            """
-        ),
-        {
-            "id": flow.id,
-            "phases": [int(s.phase) for s in states],
-            "statuses": [int(s.status) for s in states],
-            "reasons": [s.error.reason if s.error else None for s in states],
-            "messages": [s.error.message if s.error else None for s in states],
-            "times": [s.update_time for s in states],
-        },
-    )
-    await append_history(conn, flow)
-
-
-async def append_history(conn: AsyncConnection, flow: MasterFlow) -> None:
-    """Insert the flow's new history entries and wake its watchers at commit."""
-    if not flow.new_history:
-        return
-    await conn.execute(
-        text(
-            """
-            INSERT INTO orchestrator.flow_events
-              (flow_id, seq, kind, phase, phase_status, flow_status, actor, reason,
-               source_sequence, error_reason, error_message, occur_time)
-            VALUES (:id, :seq, :kind, :phase, :phase_status, :flow_status, :actor, :reason,
-                    :source_sequence, :error_reason, :error_message, :occur_time)
-            """
-        ),
-        [
-            {
-                "id": flow.id,
-                "seq": e.sequence,
-                "kind": int(e.kind),
-                "phase": int(e.phase) if e.phase else None,
-                "phase_status": int(e.phase_status) if e.phase_status else None,
-                "flow_status": int(e.flow_status),
-                "actor": e.actor,
-                "reason": e.reason or None,
-                "source_sequence": e.source_sequence,
-                "error_reason": e.error.reason if e.error else None,
-                "error_message": e.error.message if e.error else None,
-                "occur_time": e.occur_time,
-            }
-            for e in flow.new_history
-        ],
-    )
-    await conn.execute(
-        text("SELECT pg_notify(:channel, :id)"),
-        {"channel": FLOW_EVENTS_CHANNEL, "id": str(flow.id)},
+    await fetchval(
+        conn,
+        _SAVE,
+        flow.id,
+        int(flow.status),
+        int(flow.current_phase),
+        flow.child_flow_id,
+        flow.paused_by,
+        flow.last_event_seq,
+        flow.history_seq,
+        [int(s.phase) for s in states],
+        [int(s.status) for s in states],
+        [s.error.reason if s.error else None for s in states],
+        [s.error.message if s.error else None for s in states],
+        [s.update_time for s in states],
+        *_history_args(flow.new_history),
+        *commands.args(),
     )
     flow.new_history.clear()
+
+
+# -- history -------------------------------------------------------------------------------
+
+_HISTORY = Sql(
+    """
+    SELECT seq, kind, flow_status, occur_time, phase, phase_status, actor,
+           coalesce(reason, ''), error_reason, error_message, source_sequence
+    FROM orchestrator.flow_events
+    WHERE flow_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+    """
+)
 
 
 async def list_history(
     conn: AsyncConnection, flow_id: uuid.UUID, *, after: int, limit: int
 ) -> list[HistoryEntry]:
     """History entries of a flow with sequence > ``after``, in order (tenant checked by caller)."""
-    rows = await conn.execute(
-        text(
-            """
-            SELECT seq, kind, flow_status, occur_time, phase, phase_status, actor,
-                   coalesce(reason, ''), error_reason, error_message, source_sequence
-            FROM orchestrator.flow_events
-            WHERE flow_id = :id AND seq > :after ORDER BY seq LIMIT :limit
-            """
-        ),
-        {"id": flow_id, "after": after, "limit": limit},
-    )
+    rows = await fetch(conn, _HISTORY, flow_id, after, limit)
     return [
         HistoryEntry(
             sequence=r[0],
@@ -347,10 +396,9 @@ async def list_history(
     ]
 
 
+_STATUS = Sql("SELECT status FROM orchestrator.flows WHERE id = $1")
+
+
 async def status_of(conn: AsyncConnection, flow_id: uuid.UUID) -> FlowStatus | None:
-    value = (
-        await conn.execute(
-            text("SELECT status FROM orchestrator.flows WHERE id = :id"), {"id": flow_id}
-        )
-    ).scalar_one_or_none()
+    value = await fetchval(conn, _STATUS, flow_id)
     return FlowStatus(value) if value is not None else None

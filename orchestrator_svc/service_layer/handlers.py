@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowpair_shared import logs, pagination
 from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase
 from flowpair_shared.errors import FailedPrecondition, NotFound
-from flowpair_shared.outbox import UnitOfWork, first_delivery
+from flowpair_shared.outbox import UnitOfWork
+from flowpair_shared.outbox.store import OutboxRows
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.adapters import messages, repository
 from orchestrator_svc.adapters.watchers import FlowWatchers
@@ -73,10 +74,10 @@ class Orchestrator:
         return UnitOfWork(self._engine, source=SOURCE)
 
     async def _save(self, uow: UnitOfWork, flow: MasterFlow, user: uuid.UUID) -> None:
-        """State, history and the flow's commands to discovery: one transaction."""
-        await repository.save(uow.conn, flow)
-        for cmd in flow.commands:
-            await uow.outbox.add(messages.command(flow, _flow_tenant(flow, user), cmd))
+        """State, history and the flow's commands to discovery: one statement."""
+        tenant = _flow_tenant(flow, user)
+        commands = [messages.command(flow, tenant, cmd) for cmd in flow.commands]
+        await repository.save(uow.conn, flow, OutboxRows.of(uow.source, flow.id, commands))
         flow.commands.clear()
 
     # -- create and read -------------------------------------------------------------------
@@ -84,6 +85,21 @@ class Orchestrator:
     async def create_flow(self, tenant: Tenant, cmd: CreateFlow) -> MasterFlow:
         """Master flow + create-child command in one transaction; idempotent by request id."""
         exclusive = cmd.flow_type == FlowType.DISCOVERY and not cmd.allow_concurrent
+        flow = MasterFlow(
+            id=uuid.uuid4(),
+            client_account_id=tenant.client_account_id,
+            engagement_id=tenant.engagement_id,
+            create_user=tenant.user_id,
+            flow_type=cmd.flow_type,
+            display_name=cmd.display_name,
+            auto_approve=cmd.auto_approve,
+            import_id=cmd.import_id,
+            request_id=cmd.request_id,
+            mapping_confidence_threshold=cmd.mapping_confidence_threshold,
+            identity_key=cmd.identity_key,
+        )
+        flow.created()
+        command = OutboxRows.of(SOURCE, flow.id, [messages.create_child_flow(flow, tenant)])
         async with self._uow() as uow:
             if exclusive:
                 # The engagement's lock before the request-id lookup: a concurrent retry of
@@ -91,35 +107,18 @@ class Orchestrator:
                 # the lookup (a later statement, a fresh snapshot) finds that flow instead of
                 # refusing it as the engagement's other incomplete flow.
                 await repository.lock_engagement(uow.conn, tenant)
-            if cmd.request_id is not None:
-                existing = await repository.get_by_request_id(uow.conn, tenant, cmd.request_id)
-                if existing is not None:
-                    logs.bind(flow_id=str(existing.id))
-                    return existing
-            if exclusive:
-                other = await repository.incomplete_discovery_flow(uow.conn, tenant)
-                if other is not None:
-                    raise FailedPrecondition(
-                        f"the engagement already has an incomplete discovery flow, flows/{other};"
-                        " finish or cancel it, or set allow_concurrent",
-                        reason="INCOMPLETE_FLOW_EXISTS",
-                        subject=f"flows/{other}",
-                    )
-            flow = MasterFlow(
-                id=uuid.uuid4(),
-                client_account_id=tenant.client_account_id,
-                engagement_id=tenant.engagement_id,
-                create_user=tenant.user_id,
-                flow_type=cmd.flow_type,
-                display_name=cmd.display_name,
-                auto_approve=cmd.auto_approve,
-                import_id=cmd.import_id,
-                request_id=cmd.request_id,
-                mapping_confidence_threshold=cmd.mapping_confidence_threshold,
-                identity_key=cmd.identity_key,
-            )
-            flow.created()
-            if not await repository.insert(uow.conn, flow):
+            # The request-id lookup, the engagement's other flow and the insert: one statement.
+            outcome = await repository.create(uow.conn, flow, command, exclusive=exclusive)
+            if outcome.existing is not None:
+                return await self._existing(uow, tenant, outcome.existing)
+            if outcome.other is not None:
+                raise FailedPrecondition(
+                    f"the engagement already has an incomplete discovery flow,"
+                    f" flows/{outcome.other}; finish or cancel it, or set allow_concurrent",
+                    reason="INCOMPLETE_FLOW_EXISTS",
+                    subject=f"flows/{outcome.other}",
+                )
+            if not outcome.created:
                 # A concurrent call with the same request id committed first; the insert
                 # waited for it, and this next statement's snapshot sees its flow.
                 assert cmd.request_id is not None
@@ -127,12 +126,18 @@ class Orchestrator:
                 assert winner is not None
                 logs.bind(flow_id=str(winner.id))
                 return winner
-            await uow.outbox.add(messages.create_child_flow(flow, tenant))
             await uow.commit()
         logs.bind(flow_id=str(flow.id))
         log.info("flow created")
         self._after_commit()
         return flow
+
+    async def _existing(self, uow: UnitOfWork, tenant: Tenant, flow_id: uuid.UUID) -> MasterFlow:
+        """The flow an earlier call with the same request id created."""
+        existing = await repository.get(uow.conn, tenant, flow_id)
+        assert existing is not None
+        logs.bind(flow_id=str(existing.id))
+        return existing
 
     async def get_flow(self, tenant: Tenant, flow_id: uuid.UUID) -> MasterFlow:
         logs.bind(flow_id=str(flow_id))
@@ -219,11 +224,14 @@ class Orchestrator:
         """Apply a child's phase event once, and command what follows; False for a redelivery."""
         logs.bind(flow_id=str(event.flow_id), event_sequence=event.sequence)
         async with self._uow() as uow:
-            if message_id is not None and not await first_delivery(uow.conn, SOURCE, message_id):
-                return False
-            flow = await repository.get(uow.conn, tenant, event.flow_id, lock=True)
-            if flow is None:
+            found = await repository.get_for_message(
+                uow.conn, tenant, event.flow_id, uow.source, message_id
+            )
+            if found is None:
                 raise NotFound(f"flow flows/{event.flow_id} not found")
+            fresh, flow = found
+            if not fresh:
+                return False
             entry = flow.apply(event)
             if entry is not None:
                 await self._save(uow, flow, flow.create_user)
