@@ -206,8 +206,8 @@ security binds; the load clients run in the bench process.
   about one short transaction at each end (a few statements): it overstates the true lag by
   the producer's transaction length and understates it by the consumer's.
 - **Upload against `psql \\copy`:** one generated CMDB export (10 columns) written to a file;
-  uploaded through `UploadImportData` (256 kB chunks: gRPC, parsing, COPY of raw records) and
-  loaded by `psql \\copy ... (FORMAT csv, HEADER)` into a plain logged table of 10 text
+  uploaded through `UploadImportData` (256 kB chunks: gRPC, block parsing, one `INSERT …
+  SELECT` per block, since COPY is refused under row-level security) and loaded by `psql \\copy ... (FORMAT csv, HEADER)` into a plain logged table of 10 text
   columns, as the owner; wall time of each, medians.
 - **Discovery memory:** freshly started services; an upload generated as it is sent; the
   discovery process's peak resident set as the kernel keeps it (`VmHWM`), and sampled every
