@@ -207,8 +207,9 @@ security binds; the load clients run in the bench process.
   the producer's transaction length and understates it by the consumer's.
 - **Upload against `psql \\copy`:** one generated CMDB export (10 columns) written to a file;
   uploaded through `UploadImportData` (256 kB chunks: gRPC, block parsing, one `INSERT …
-  SELECT` per block, since COPY is refused under row-level security) and loaded by `psql \\copy ... (FORMAT csv, HEADER)` into a plain logged table of 10 text
-  columns, as the owner; wall time of each, medians.
+  SELECT` per block, since COPY is refused under row-level security) and loaded by
+  `psql \\copy ... (FORMAT csv, HEADER)` into a plain logged table of 10 text columns, as
+  the owner; wall time of each, medians.
 - **Discovery memory:** freshly started services; an upload generated as it is sent; the
   discovery process's peak resident set as the kernel keeps it (`VmHWM`), and sampled every
   20 ms with any child processes (in the JSON).
