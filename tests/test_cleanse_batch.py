@@ -108,11 +108,9 @@ async def test_the_phase_pool_cleanses_as_row_by_row_in_this_process() -> None:
     rows = list(enumerate(body, start=1))
     expected = _row_by_row(cleanser, rows, len(header), [7])
     for processes in (2, 0):
-        async with CleansingPool(
-            cleanser, width=len(header), copies=[7], processes=processes
-        ) as pool:
-            # Pages in flight together, as the phase has them: the answers keep their pages.
-            batches = await asyncio.gather(pool.cleanse(rows[:1500]), pool.cleanse(rows[1500:]))
+        pool = CleansingPool(cleanser, width=len(header), copies=[7], processes=processes)
+        # Pages in flight together, as the phase has them: the answers keep their pages.
+        batches = await asyncio.gather(pool.cleanse(rows[:1500]), pool.cleanse(rows[1500:]))
         assert (
             CleansedBatch(
                 [r for b in batches for r in b.rows], [i for b in batches for i in b.issues]
@@ -127,10 +125,10 @@ from discovery_svc.adapters.cleansing_pool import CleansingPool
 from discovery_svc.domain.cleansing import RowCleanser
 
 async def main() -> None:
-    async with CleansingPool(RowCleanser({0: "hostname"}), width=1, copies=(), processes=2) as pool:
-        await asyncio.gather(*(pool.cleanse([(1, ["web01"])]) for _ in range(8)))
-        print(" ".join(str(p) for p in pool._pool._processes), flush=True)
-        await asyncio.sleep(3600)
+    pool = CleansingPool(RowCleanser({0: "hostname"}), width=1, copies=(), processes=2)
+    await asyncio.gather(*(pool.cleanse([(1, ["web01"])]) for _ in range(8)))
+    print(" ".join(str(p) for p in pool._pool._processes), flush=True)
+    await asyncio.sleep(3600)
 
 asyncio.run(main())
 """

@@ -2,10 +2,11 @@
 in the phase's process for a small import.
 
 The cleanser is pure CPU. In the phase's process it would take turns with reading pages and
-writing their output; in a pool, the next pages are cleansed while the phase writes the last
-one, so a large import keeps both cores busy. The pool is spawned, not forked: a fork of a
-process that runs gRPC's threads can hang. It lives for one phase run, so a run cancelled by
-its timeout or a lost lease leaves nothing behind.
+writing their output; in a pool, the next page is cleansed while the phase writes the last
+one, so a large import keeps both cores busy. One pool serves every run of a process (phase
+runs side by side share it, so they never start more cleansers than it has), started at the
+first large import and kept: a process start costs about a second. It is spawned, not
+forked: a fork of a process that runs gRPC's threads can hang.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from types import TracebackType
 
 from discovery_svc.domain.cleansing import CleansedBatch, RowCleanser
 
@@ -29,15 +29,14 @@ runs on the same loop, and a whole page could outlast a short lease on a loaded 
 
 _PARENT_POLL_SECONDS = 1.0
 
-_cleanser: RowCleanser | None = None
-"""The pool process's cleanser, sent once by the initializer instead of with every page."""
+_pools: dict[int, ProcessPoolExecutor] = {}
+"""This process's pools by size (one size in practice)."""
 
 
-def _install(cleanser: RowCleanser, parent: int) -> None:
-    global _cleanser
-    _cleanser = cleanser
-    # The parent's pid as the parent saw it: a process still starting when its parent died
-    # must not take its new parent for the one to outlive.
+def _watch_parent(parent: int) -> None:
+    """A pool process's initializer. ``parent`` is the pid the parent saw for itself: a
+    process still starting when its parent died must not outlive it by taking its new parent
+    for the one to watch."""
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
@@ -49,10 +48,20 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _cleanse(rows: Rows, width: int, copies: Sequence[int]) -> CleansedBatch:
-    if _cleanser is None:
-        raise RuntimeError("the cleansing pool process has no cleanser")
-    return _cleanser.cleanse_batch(rows, width=width, copies=copies)
+def _cleanse(cleanser: RowCleanser, rows: Rows, width: int, copies: Sequence[int]) -> CleansedBatch:
+    return cleanser.cleanse_batch(rows, width=width, copies=copies)
+
+
+def _pool(processes: int) -> ProcessPoolExecutor:
+    pool = _pools.get(processes)
+    if pool is None:
+        pool = _pools[processes] = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
+        )
+    return pool
 
 
 def default_processes() -> int:
@@ -62,8 +71,10 @@ def default_processes() -> int:
 
 
 class CleansingPool:
-    """Cleanses pages with one cleanser: in ``processes`` spawned processes, or in this process
-    when ``processes`` is 0. ``depth`` is how many pages are worth having in flight."""
+    """Cleanses pages with one cleanser: in this process's pool of ``processes`` spawned
+    processes, or in this process when ``processes`` is 0. ``depth`` is how many pages are
+    worth having in flight. The cleanser travels with each page (it is small; its normalisers'
+    memo tables live in the pool processes and carry over from page to page)."""
 
     def __init__(
         self, cleanser: RowCleanser, *, width: int, copies: Sequence[int], processes: int
@@ -71,33 +82,15 @@ class CleansingPool:
         self._cleanser = cleanser
         self._width = width
         self._copies = tuple(copies)
-        self._pool: ProcessPoolExecutor | None = None
-        if processes > 0:
-            self._pool = ProcessPoolExecutor(
-                max_workers=processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_install,
-                initargs=(cleanser, os.getpid()),
-            )
+        self._pool = _pool(processes) if processes > 0 else None
         self.depth = max(1, processes)
-
-    async def __aenter__(self) -> CleansingPool:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._pool is not None:
-            # Not waiting: a page still being cleansed for a run that failed is of no use.
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def cleanse(self, rows: Rows) -> CleansedBatch:
         if self._pool is not None:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, _cleanse, rows, self._width, self._copies)
+            return await loop.run_in_executor(
+                self._pool, _cleanse, self._cleanser, rows, self._width, self._copies
+            )
         out = CleansedBatch([], [])
         for start in range(0, len(rows), _SLICE_ROWS):
             part = self._cleanser.cleanse_batch(

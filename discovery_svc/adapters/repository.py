@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discovery_svc.domain.model import ChildFlow, PhaseFailure
-from flowpair_shared.db import Sql, fetchrow, fetchval
+from flowpair_shared.db import Sql, fetch, fetchrow, fetchval
 from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase, PhaseStatus
 from flowpair_shared.outbox.inbox import first_delivery_sql, inbox_cte
 from flowpair_shared.outbox.store import OutboxRows, outbox_ctes
@@ -184,13 +184,14 @@ async def save(conn: AsyncConnection, child: ChildFlow, events: OutboxRows | Non
 async def _load(
     conn: AsyncConnection, where: str, args: Sequence[Any], *, lock: bool = False
 ) -> ChildFlow | None:
+    if lock:
+        # Lock, then read in a statement of its own: a locking read that waited returns the
+        # child's row as committed but its phases from the snapshot before the wait.
+        await fetch(
+            conn, Sql(f"SELECT 1 FROM discovery.child_flows c WHERE {where} FOR UPDATE OF c"), *args
+        )
     row = await fetchrow(
-        conn,
-        Sql(
-            f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"
-            + (" FOR UPDATE OF c" if lock else "")
-        ),
-        *args,
+        conn, Sql(f"SELECT {_COLUMNS} FROM discovery.child_flows c WHERE {where}"), *args
     )
     return None if row is None else _from_row(row)
 
@@ -218,7 +219,7 @@ async def get_by_master(
 _FOR_MESSAGE = Sql(
     f"""
     WITH {inbox_cte(4, 5)}
-    SELECT {first_delivery_sql(5)}, {_COLUMNS}
+    SELECT {first_delivery_sql(5)}
     FROM discovery.child_flows c WHERE {_TENANT} AND c.master_flow_id = $3
     FOR UPDATE OF c
     """
@@ -232,8 +233,9 @@ async def get_for_message(
     consumer: str,
     message_id: uuid.UUID | None,
 ) -> tuple[bool, ChildFlow] | None:
-    """Record a delivered command in the inbox and read its child locked, in one statement:
-    whether this is the command's first delivery, and the child (None: the master has none)."""
+    """Record a delivered command in the inbox and lock its child in one statement, then read
+    the child (see ``_load``): whether this is the command's first delivery, and the child
+    (None: the master has none)."""
     row = await fetchrow(
         conn,
         _FOR_MESSAGE,
@@ -245,7 +247,9 @@ async def get_for_message(
     )
     if row is None:
         return None
-    return bool(row[0]), _from_row(tuple(row)[1:])
+    child = await get_by_master(conn, tenant, master_flow_id)
+    assert child is not None  # locked by this transaction
+    return bool(row[0]), child
 
 
 async def get_for_job(

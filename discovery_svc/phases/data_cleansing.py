@@ -96,29 +96,26 @@ class DataCleansing:
         # Pages in flight: each page's last row number and its cleansing. The next pages are
         # read and cleansed while the oldest is written and checkpointed.
         flight: deque[tuple[int, asyncio.Task[CleansedBatch]]] = deque()
-        async with pool:
-            try:
-                page, after = first, cursor.after_row
-                while page or flight:
-                    while page and len(flight) < pool.depth:
-                        numbered = [(int(n), values) for n, values in page]
-                        after = numbered[-1][0]
-                        flight.append((after, asyncio.ensure_future(pool.cleanse(numbered))))
-                        page = await cleansing_chunks.raw_page(
-                            conn, found.storage_id, after_row=after
-                        )
-                    last, cleansing = flight.popleft()
-                    batch = await cleansing
-                    await inventory.copy_cleansed(conn, child.id, batch)
-                    cursor = Cursor(
-                        after_row=last,
-                        rows=cursor.rows + len(batch.rows),
-                        issues=cursor.issues + len(batch.issues),
-                    )
-                    await checkpoints.reached(conn, cursor, len(batch.rows))
-            finally:
-                for _, pending in flight:
-                    pending.cancel()
+        try:
+            page, after = first, cursor.after_row
+            while page or flight:
+                while page and len(flight) < pool.depth:
+                    numbered = [(int(n), values) for n, values in page]
+                    after = numbered[-1][0]
+                    flight.append((after, asyncio.ensure_future(pool.cleanse(numbered))))
+                    page = await cleansing_chunks.raw_page(conn, found.storage_id, after_row=after)
+                last, cleansing = flight.popleft()
+                batch = await cleansing
+                await inventory.copy_cleansed(conn, child.id, batch)
+                cursor = Cursor(
+                    after_row=last,
+                    rows=cursor.rows + len(batch.rows),
+                    issues=cursor.issues + len(batch.issues),
+                )
+                await checkpoints.reached(conn, cursor, len(batch.rows))
+        finally:
+            for _, pending in flight:
+                pending.cancel()
         rows, issues = cursor.rows, cursor.issues
         await inventory.analyze(conn, "cleansed_records")
         await findings.record(conn, child.id, self.phase, rows_in=rows)

@@ -98,7 +98,9 @@ class PhaseWorkers:
             target=run_worker,
             args=(self._settings, slot.index, read_end),
             name=f"phase-worker-{slot.index}",
-            daemon=True,
+            # Not a daemon: a daemon process may not start the cleansing pool. A worker still
+            # goes with its service (the pipe it watches) and stop() joins it.
+            daemon=False,
         )
         process.start()
         # Only the worker may hold the read end: the pipe reads end-of-file once the write

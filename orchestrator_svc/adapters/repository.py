@@ -224,9 +224,21 @@ async def lock_engagement(conn: AsyncConnection, tenant: Tenant) -> None:
 # -- reading -------------------------------------------------------------------------------
 
 
+async def _lock(conn: AsyncConnection, where: str, args: Sequence[Any]) -> None:
+    """Lock flows before reading them. In READ COMMITTED a locking read that waited for another
+    transaction returns the locked row as that transaction committed it, but the rest of the
+    statement (the phases) from the snapshot taken before the wait; the read that follows
+    this statement gets a snapshot from after the lock."""
+    await fetch(
+        conn, Sql(f"SELECT 1 FROM orchestrator.flows f WHERE {where} FOR UPDATE OF f"), *args
+    )
+
+
 async def _select(
-    conn: AsyncConnection, where: str, args: Sequence[Any], *, suffix: str = ""
+    conn: AsyncConnection, where: str, args: Sequence[Any], *, suffix: str = "", lock: bool = False
 ) -> list[MasterFlow]:
+    if lock:
+        await _lock(conn, where, args)
     rows = await fetch(
         conn, Sql(f"SELECT {_FLOW_COLUMNS} FROM orchestrator.flows f WHERE {where} {suffix}"), *args
     )
@@ -240,7 +252,7 @@ async def get(
         conn,
         f"{_TENANT} AND f.id = $3",
         (tenant.client_account_id, tenant.engagement_id, flow_id),
-        suffix="FOR UPDATE OF f" if lock else "",
+        lock=lock,
     )
     return flows[0] if flows else None
 
@@ -248,7 +260,7 @@ async def get(
 _FOR_MESSAGE = Sql(
     f"""
     WITH {inbox_cte(4, 5)}
-    SELECT {first_delivery_sql(5)}, {_FLOW_COLUMNS}
+    SELECT {first_delivery_sql(5)}
     FROM orchestrator.flows f WHERE {_TENANT} AND f.id = $3
     FOR UPDATE OF f
     """
@@ -262,8 +274,9 @@ async def get_for_message(
     consumer: str,
     message_id: uuid.UUID | None,
 ) -> tuple[bool, MasterFlow] | None:
-    """Record a delivered message in the inbox and read its flow locked, in one statement:
-    whether this is the message's first delivery, and the flow (None: no such flow)."""
+    """Record a delivered message in the inbox and lock its flow in one statement, then read
+    the flow (see ``_lock``): whether this is the message's first delivery, and the
+    flow (None: no such flow)."""
     row = await fetchrow(
         conn,
         _FOR_MESSAGE,
@@ -275,7 +288,9 @@ async def get_for_message(
     )
     if row is None:
         return None
-    return bool(row[0]), _flow_from_row(tuple(row)[1:])
+    flow = await get(conn, tenant, flow_id)
+    assert flow is not None  # locked by this transaction
+    return bool(row[0]), flow
 
 
 async def get_by_request_id(
