@@ -212,6 +212,15 @@ async def ensure_begun(conn: AsyncConnection) -> None:
 def install(engine: AsyncEngine) -> None:
     """Begin every transaction of ``engine`` with the context's scope."""
     event.listen(engine.sync_engine, "begin", _on_begin)
+    event.listen(engine.sync_engine.pool, "checkin", _on_checkin)
+
+
+def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+    # A scope set for a transaction that never began must not reach whatever next sends a
+    # BEGIN on this connection without SQLAlchemy's begin (the pool's pre-ping, say).
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if isinstance(driver, ScopedConnection):
+        driver.begin_with = None
 
 
 # -- COPY under row-level security ----------------------------------------------------------

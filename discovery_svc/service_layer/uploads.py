@@ -91,11 +91,15 @@ async def upload(
                 byte_count += len(chunk)
                 await take(parser.feed_blocks(chunk))
             await take(parser.close_blocks())
-        except CsvFormatError as error:
-            raise _refuse(str(error)) from None
-        finally:
-            # Also on failure: nothing may still run on the connection when it is returned.
-            await writer.close()
+        except BaseException as error:
+            # Nothing may still run on the connection when it is returned, so the block in
+            # flight is waited for; but the upload failed already, and that is its answer.
+            with contextlib.suppress(Exception):
+                await writer.close()
+            if isinstance(error, CsvFormatError):
+                raise _refuse(str(error)) from None
+            raise
+        await writer.close()
         if parser.header is None:
             raise _refuse("the upload is empty: expected a CSV file with a header row")
         if writer.row_count == 0:
