@@ -78,12 +78,15 @@ def rows(r: Json) -> list[Json]:
             "met": up["upload_rows_per_s"] / up["psql_copy_rows_per_s"] >= 0.5,
         },
         {
-            "measure": f"discovery peak RSS, {_f(mem['megabytes'])} MB upload",
-            "measured": f"{_f(mem['vmhwm_mb'])} MB (idle {_f(mem['rss_before_mb'])} MB)",
+            "measure": f"discovery peak RSS, {_f(mem['megabytes'])} MB upload"
+            " (the service with its phase workers)",
+            "measured": f"{_f(mem['rss_peak_sampled_mb'])} MB sampled"
+            f" (idle {_f(mem['rss_before_mb'])} MB); the serving process alone, which parses"
+            f" and stores the upload: {_f(mem['vmhwm_mb'])} MB (VmHWM)",
             "beside": "/ 200 MB",
-            "ratio": mem["vmhwm_mb"] / 200,
+            "ratio": mem["rss_peak_sampled_mb"] / 200,
             "target": "≤ 1" + ("" if mem["megabytes"] >= 1024 else " (at 1 GB)"),
-            "met": mem["vmhwm_mb"] <= 200 if mem["megabytes"] >= 1024 else None,
+            "met": mem["rss_peak_sampled_mb"] <= 200 if mem["megabytes"] >= 1024 else None,
         },
     ]
     phases = ", ".join(f"{k} {_f(v, 1)}" for k, v in jour["phases"].items())
@@ -211,8 +214,9 @@ security binds; the load clients run in the bench process.
   `psql \\copy ... (FORMAT csv, HEADER)` into a plain logged table of 10 text columns, as
   the owner; wall time of each, medians.
 - **Discovery memory:** freshly started services; an upload generated as it is sent; the
-  discovery process's peak resident set as the kernel keeps it (`VmHWM`), and sampled every
-  20 ms with any child processes (in the JSON).
+  resident set of the discovery process and its children (the phase workers) sampled every
+  20 ms, judged against the target, and the serving process's own peak as the kernel keeps it
+  (`VmHWM`).
 - **Journey:** an export uploaded and an auto-approved flow run on it to COMPLETED;
   per-phase seconds from the RUNNING and COMPLETED history entries' times (one run).
 
