@@ -64,6 +64,14 @@ def _pool(processes: int) -> ProcessPoolExecutor:
     return pool
 
 
+def shutdown() -> None:
+    """Stop this process's pools: pages not started are dropped, a page being cleansed is
+    finished first."""
+    while _pools:
+        _, pool = _pools.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def default_processes() -> int:
     """One pool process per core, at most two: the phase's process and PostgreSQL take the
     rest, and more processes would only wait for them."""

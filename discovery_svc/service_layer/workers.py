@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from discovery_svc.adapters import cleansing_pool
 from discovery_svc.phases import HANDLERS
 from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
 from flowpair_shared import logs
@@ -175,7 +176,12 @@ def run_worker(settings: Settings, index: int, parent: Connection) -> None:
     logs.bind(worker=index)
     # Ctrl-C reaches the whole process group; the parent decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(_serve(settings, parent))
+    try:
+        asyncio.run(_serve(settings, parent))
+    finally:
+        # multiprocessing joins a process's children as it exits, and a pool process only
+        # leaves when its pool is shut down: without this an exiting worker waits forever.
+        cleansing_pool.shutdown()
 
 
 async def _serve(settings: Settings, parent: Connection) -> None:
