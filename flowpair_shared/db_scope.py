@@ -215,12 +215,28 @@ def install(engine: AsyncEngine) -> None:
     event.listen(engine.sync_engine.pool, "checkin", _on_checkin)
 
 
-def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if not isinstance(driver, ScopedConnection):
+        return
     # A scope set for a transaction that never began must not reach whatever next sends a
     # BEGIN on this connection without SQLAlchemy's begin (the pool's pre-ping, say).
-    driver = getattr(dbapi_connection, "driver_connection", None)
-    if isinstance(driver, ScopedConnection):
-        driver.begin_with = None
+    driver.begin_with = None
+    if not driver.is_closed() and transaction_left_open(driver):
+        # The pool's rollback-on-return goes through SQLAlchemy's record of the transaction;
+        # a transaction SQLAlchemy does not know of (a BEGIN cancelled on the wire after the
+        # server ran it) would survive it, and every later "transaction" on the connection
+        # would be a savepoint inside it whose commit commits nothing. Closing the session
+        # rolls it back, and the pool opens a fresh one.
+        log.warning("a pooled connection came back inside a transaction; closing it")
+        record.invalidate()
+
+
+def transaction_left_open(driver: asyncpg.Connection) -> bool:
+    """Whether ``driver``, returned to the pool (after its rollback), still has a transaction:
+    open on the server, or begun as far as asyncpg knows (whose next ``transaction()`` would
+    then be a savepoint)."""
+    return bool(driver.is_in_transaction() or driver._top_xact is not None)
 
 
 # -- COPY under row-level security ----------------------------------------------------------
