@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class StallingProxy:
-    """Forwards every connection to ``upstream``; once ``arm(marker)`` is called, the next
-    client message containing ``marker`` goes through but the server's answers on that
-    connection wait until ``release()``."""
+    """Forwards every connection to the server of ``url`` (TCP or a Unix socket's directory in
+    ``?host=``); once ``arm(marker)`` is called, the next client message containing
+    ``marker`` goes through but the server's answers on that connection wait until
+    ``release()``. ``url_through`` is ``url`` by way of the proxy."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self._upstream = (host, port)
+    def __init__(self, url: str) -> None:
+        self._url = urlsplit(url)
         self._marker: bytes | None = None
         self.seen = asyncio.Event()
         self._released = asyncio.Event()
@@ -22,11 +24,20 @@ class StallingProxy:
         self._server: asyncio.Server | None = None
         self._pumps: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
+    def url_through(self) -> str:
         assert self._server is not None
         port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        userinfo, _, _ = self._url.netloc.rpartition("@")
+        netloc = (f"{userinfo}@" if userinfo else "") + f"127.0.0.1:{port}"
+        query = urlencode([(k, v) for k, v in parse_qsl(self._url.query) if k != "host"])
+        return urlunsplit(self._url._replace(netloc=netloc, query=query))
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        socket_dir = dict(parse_qsl(self._url.query)).get("host", "")
+        port = self._url.port or 5432
+        if socket_dir.startswith("/"):
+            return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{port}")
+        return await asyncio.open_connection(self._url.hostname or "127.0.0.1", port)
 
     def arm(self, marker: bytes) -> None:
         self._marker = marker
@@ -49,7 +60,7 @@ class StallingProxy:
         await asyncio.gather(*self._pumps, return_exceptions=True)
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection(*self._upstream)
+        server_r, server_w = await self._open_upstream()
         holding = asyncio.Event()
 
         async def to_server() -> None:
@@ -80,8 +91,8 @@ class StallingProxy:
 
 
 @contextlib.asynccontextmanager
-async def stalling_proxy(host: str, port: int) -> AsyncIterator[StallingProxy]:
-    proxy = StallingProxy(host, port)
+async def stalling_proxy(url: str) -> AsyncIterator[StallingProxy]:
+    proxy = StallingProxy(url)
     await proxy.start()
     try:
         yield proxy

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import text
@@ -26,23 +25,13 @@ from tests.support import fetch, fetchval
 pytestmark = pytest.mark.timeout(60)
 
 
-def _through(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    userinfo, _, _ = parts.netloc.rpartition("@")
-    netloc = (f"{userinfo}@" if userinfo else "") + f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 @contextlib.asynccontextmanager
 async def _engine_behind_proxy(
     database_url: str,
 ) -> AsyncIterator[tuple[AsyncEngine, StallingProxy]]:
-    parts = urlsplit(database_url)
-    async with stalling_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+    async with stalling_proxy(database_url) as proxy:
         # One connection: whatever the cancelled call leaves on it, the next call gets.
-        engine = db.create_engine(
-            _through(database_url, proxy.port), pool_size=1, application_name="pool-hygiene"
-        )
+        engine = db.create_engine(proxy.url_through(), pool_size=1, application_name="pool-hygiene")
         try:
             await _insert(engine, 0)  # connected and initialised: the next BEGIN is a call's
             await fetch(database_url, "DELETE FROM hygiene")
