@@ -17,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from discovery_svc.domain.model import ChildFlow, PhaseFailure
 from flowpair_shared.db import Sql, fetch, fetchrow, fetchval
 from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase, PhaseStatus
-from flowpair_shared.outbox.inbox import first_delivery_sql, inbox_cte
+from flowpair_shared.outbox.inbox import (
+    first_delivery_sql,
+    inbox_cte,
+    record_and_lock,
+    record_and_lock_sql,
+)
 from flowpair_shared.outbox.store import OutboxRows, outbox_ctes
 from flowpair_shared.tenancy import Tenant
 
@@ -216,13 +221,8 @@ async def get_by_master(
     )
 
 
-_FOR_MESSAGE = Sql(
-    f"""
-    WITH {inbox_cte(4, 5)}
-    SELECT {first_delivery_sql(5)}
-    FROM discovery.child_flows c WHERE {_TENANT} AND c.master_flow_id = $3
-    FOR UPDATE OF c
-    """
+_FOR_MESSAGE = record_and_lock_sql(
+    "discovery.child_flows", "c", f"{_TENANT} AND c.master_flow_id = $3"
 )
 
 
@@ -236,20 +236,12 @@ async def get_for_message(
     """Record a delivered command in the inbox and lock its child in one statement, then read
     the child (see ``_load``): whether this is the command's first delivery, and the child
     (None: the master has none)."""
-    row = await fetchrow(
-        conn,
-        _FOR_MESSAGE,
-        tenant.client_account_id,
-        tenant.engagement_id,
-        master_flow_id,
-        consumer,
-        message_id,
-    )
-    if row is None:
+    first = await record_and_lock(conn, _FOR_MESSAGE, tenant, master_flow_id, consumer, message_id)
+    if first is None:
         return None
     child = await get_by_master(conn, tenant, master_flow_id)
     assert child is not None  # locked by this transaction
-    return bool(row[0]), child
+    return first, child
 
 
 async def get_for_job(

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowpair_shared.db import Sql, fetchval
+from flowpair_shared.db import Sql, fetchrow, fetchval
 from flowpair_shared.errors import Validator
 from flowpair_shared.names import parse_uuid
-from flowpair_shared.tenancy import metadata_values
+from flowpair_shared.tenancy import Tenant, metadata_values
 
 MESSAGE_ID_HEADER = "x-message-id"
 
@@ -51,6 +51,33 @@ def inbox_cte(consumer: int, message_id: int) -> str:
 def first_delivery_sql(message_id: int) -> str:
     """True when the message of ``inbox_cte`` is applied for the first time."""
     return f"(${message_id}::uuid IS NULL OR EXISTS (SELECT 1 FROM inbox))"
+
+
+def record_and_lock_sql(table: str, alias: str, where: str) -> Sql:
+    """One statement that records the message ``$5`` for the consumer ``$4`` (``inbox_cte``)
+    and locks the row ``alias`` of ``table`` that ``where`` picks (the tenant in ``$1``,
+    ``$2``, the row's key in ``$3``): no row when none matches, else whether this is the
+    message's first delivery (``record_and_lock``)."""
+    return Sql(
+        f"WITH {inbox_cte(4, 5)} SELECT {first_delivery_sql(5)}"
+        f" FROM {table} {alias} WHERE {where} FOR UPDATE OF {alias}"
+    )
+
+
+async def record_and_lock(
+    conn: AsyncConnection,
+    sql: Sql,
+    tenant: Tenant,
+    key: uuid.UUID,
+    consumer: str,
+    message_id: uuid.UUID | None,
+) -> bool | None:
+    """Run a ``record_and_lock_sql`` statement: None when its row does not exist, else whether
+    the message is applied for the first time (the row is then locked by the transaction)."""
+    row = await fetchrow(
+        conn, sql, tenant.client_account_id, tenant.engagement_id, key, consumer, message_id
+    )
+    return None if row is None else bool(row[0])
 
 
 _FIRST = Sql(f"WITH {inbox_cte(1, 2)} SELECT {first_delivery_sql(2)}")

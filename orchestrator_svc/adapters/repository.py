@@ -25,7 +25,10 @@ from flowpair_shared.domain import (
     Phase,
     PhaseStatus,
 )
-from flowpair_shared.outbox.inbox import first_delivery_sql, inbox_cte
+from flowpair_shared.outbox.inbox import (
+    record_and_lock,
+    record_and_lock_sql,
+)
 from flowpair_shared.outbox.store import OutboxRows, outbox_ctes
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.domain.model import HistoryEntry, MasterFlow, PhaseError, PhaseState
@@ -257,14 +260,7 @@ async def get(
     return flows[0] if flows else None
 
 
-_FOR_MESSAGE = Sql(
-    f"""
-    WITH {inbox_cte(4, 5)}
-    SELECT {first_delivery_sql(5)}
-    FROM orchestrator.flows f WHERE {_TENANT} AND f.id = $3
-    FOR UPDATE OF f
-    """
-)
+_FOR_MESSAGE = record_and_lock_sql("orchestrator.flows", "f", f"{_TENANT} AND f.id = $3")
 
 
 async def get_for_message(
@@ -277,20 +273,12 @@ async def get_for_message(
     """Record a delivered message in the inbox and lock its flow in one statement, then read
     the flow (see ``_lock``): whether this is the message's first delivery, and the
     flow (None: no such flow)."""
-    row = await fetchrow(
-        conn,
-        _FOR_MESSAGE,
-        tenant.client_account_id,
-        tenant.engagement_id,
-        flow_id,
-        consumer,
-        message_id,
-    )
-    if row is None:
+    first = await record_and_lock(conn, _FOR_MESSAGE, tenant, flow_id, consumer, message_id)
+    if first is None:
         return None
     flow = await get(conn, tenant, flow_id)
     assert flow is not None  # locked by this transaction
-    return bool(row[0]), flow
+    return first, flow
 
 
 async def get_by_request_id(

@@ -120,11 +120,34 @@ async def run_program(*args: str) -> tuple[str, float]:
     return out.decode(), elapsed
 
 
+def admin_url() -> str:
+    """The server the benchmarks make their databases on: the tests' (FLOWPAIR_TEST_DATABASE_URL
+    or DATABASE_URL), else the embedded one."""
+    url = os.environ.get("FLOWPAIR_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    return url or devstack.embedded_admin_url("pg-test")
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(prefix: str, *, keep: bool = False) -> AsyncIterator[str]:
+    """A migrated database of this process's own (dropped at the end unless ``keep``)."""
+    admin = admin_url()
+    name = f"{prefix}_{os.getpid()}"
+    url = await devstack.ensure_database(admin, name)
+    try:
+        await asyncio.to_thread(devstack.migrate, url)
+        yield url
+    finally:
+        if not keep:
+            await devstack.drop_database(admin, name)
+
+
 @contextlib.asynccontextmanager
 async def services(url: str, logs: Path) -> AsyncIterator[tuple[Stack, Process, Process]]:
-    """Both services in their own processes, as deployed; the clients in this one."""
+    """Both services in their own processes, as deployed (the deployed phase lease, 30 s: the
+    test stacks' 3 s lease is lost on a loaded machine whenever a batch holds the event loop);
+    the clients in this one."""
     await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
-    stack = Stack(url)
+    stack = Stack(url, overrides={"phase_lease_seconds": 30.0})
     orchestrator, discovery = await stack.start_processes(logs)
     try:
         yield stack, orchestrator, discovery
@@ -493,31 +516,37 @@ async def journey(url: str, rows: int, logs: Path) -> Json:
     """Upload a ``rows``-row export and run an auto-approved flow on it to COMPLETED: seconds
     from the first byte uploaded, and per phase (from the flow's event times)."""
     async with services(url, logs) as (stack, _orch, _disc):
-        tenant = new_tenant()
-        began = time.perf_counter()
-        imp = await stack.upload(tenant, cmdb_rows(rows))
-        uploaded = time.perf_counter() - began
-        flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
-        setattr(flow, "import", imp.name)
-        created = await stack.orchestrator().CreateFlow(
-            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
-        )
-        stream = stack.orchestrator().WatchFlow(
-            orchestrator_pb2.WatchFlowRequest(name=created.flow.name), metadata=md(tenant)
-        )
-        running: dict[int, float] = {}
-        phases = {"UPLOAD": uploaded}
-        async for update in stream:
-            e = update.event
-            at = e.occur_time.ToDatetime().timestamp()
-            if e.phase_status == flow_pb2.PHASE_STATUS_RUNNING:
-                running[e.phase] = at
-            elif e.phase_status == flow_pb2.PHASE_STATUS_COMPLETED and e.phase in running:
-                phases[flow_pb2.Phase.Name(e.phase).removeprefix("PHASE_")] = at - running[e.phase]
-            if e.flow_status in (flow_pb2.FLOW_STATUS_COMPLETED, flow_pb2.FLOW_STATUS_FAILED):
-                assert e.flow_status == flow_pb2.FLOW_STATUS_COMPLETED, e
-                break
-        return {"rows": rows, "seconds": time.perf_counter() - began, "phases": phases}
+        _tenant, result = await run_journey(stack, rows)
+        return result
+
+
+async def run_journey(stack: Stack, rows: int) -> tuple[Tenant, Json]:
+    """``journey`` on running services; also the tenant whose inventory it built."""
+    tenant = new_tenant()
+    began = time.perf_counter()
+    imp = await stack.upload(tenant, cmdb_rows(rows))
+    uploaded = time.perf_counter() - began
+    flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
+    setattr(flow, "import", imp.name)
+    created = await stack.orchestrator().CreateFlow(
+        orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
+    )
+    stream = stack.orchestrator().WatchFlow(
+        orchestrator_pb2.WatchFlowRequest(name=created.flow.name), metadata=md(tenant)
+    )
+    running: dict[int, float] = {}
+    phases = {"UPLOAD": uploaded}
+    async for update in stream:
+        e = update.event
+        at = e.occur_time.ToDatetime().timestamp()
+        if e.phase_status == flow_pb2.PHASE_STATUS_RUNNING:
+            running[e.phase] = at
+        elif e.phase_status == flow_pb2.PHASE_STATUS_COMPLETED and e.phase in running:
+            phases[flow_pb2.Phase.Name(e.phase).removeprefix("PHASE_")] = at - running[e.phase]
+        if e.flow_status in (flow_pb2.FLOW_STATUS_COMPLETED, flow_pb2.FLOW_STATUS_FAILED):
+            assert e.flow_status == flow_pb2.FLOW_STATUS_COMPLETED, e
+            break
+    return tenant, {"rows": rows, "seconds": time.perf_counter() - began, "phases": phases}
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -549,14 +578,11 @@ def machine() -> Json:
 
 
 async def measure(args: argparse.Namespace) -> Json:
-    admin = (
-        os.environ.get("FLOWPAIR_TEST_DATABASE_URL")
-        or os.environ.get("DATABASE_URL")
-        or devstack.embedded_admin_url("pg-test")
-    )
-    name = f"flowpair_bench_{os.getpid()}"
-    url = await devstack.ensure_database(admin, name)
-    await asyncio.to_thread(devstack.migrate, url)
+    async with scratch_database("flowpair_bench") as url:
+        return await measure_on(url, args)
+
+
+async def measure_on(url: str, args: argparse.Namespace) -> Json:
     work = Path(tempfile.mkdtemp(prefix="flowpair-bench-"))
     result: Json = {
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -593,7 +619,6 @@ async def measure(args: argparse.Namespace) -> Json:
         result["journey"] = await journey(url, args.journey_rows, work / "journey")
     finally:
         result["machine"]["load_average_at_end"] = os.getloadavg()
-        await devstack.drop_database(admin, name)
     result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return result
 

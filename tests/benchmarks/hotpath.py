@@ -253,9 +253,9 @@ def median(values: list[float]) -> float:
 
 async def prepare_database(suffix: str = "") -> tuple[str, str, str]:
     from flowpair_shared import devstack
+    from tests.benchmarks.__main__ import admin_url
 
-    admin = os.environ.get("FLOWPAIR_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    admin = admin or devstack.embedded_admin_url("pg-test")
+    admin = admin_url()
     name = f"flowpair_hotpath_{os.getpid()}{suffix}"
     url = await devstack.ensure_database(admin, name)
     await asyncio.to_thread(devstack.migrate, url)

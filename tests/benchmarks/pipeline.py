@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from flowpair.v1 import flow_pb2, orchestrator_pb2
-from flowpair_shared import devstack
 from flowpair_shared.db import asyncpg_dsn
-from tests.benchmarks.__main__ import cmdb_rows
-from tests.support import ROOT, Process, Stack, md, new_tenant
+from tests.benchmarks.__main__ import run_journey, scratch_database, services
+from tests.support import ROOT
 
 Json = dict[str, Any]
 
@@ -55,75 +50,28 @@ SELECT md5(coalesce((SELECT string_agg(row(a.dedupe_key, a.asset_type, a.display
 """
 
 
-@contextlib.asynccontextmanager
-async def services(url: str, logs: Path) -> AsyncIterator[Stack]:
-    """Both services in their own processes with the deployed phase lease (30 s): the test
-    stacks' 3 s lease is lost on a loaded machine whenever a batch holds the event loop."""
-    await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
-    stack = Stack(url, overrides={"phase_lease_seconds": 30.0})
-    processes: tuple[Process, ...] = await stack.start_processes(logs)
-    try:
-        yield stack
-    finally:
-        await stack.close()
-        for p in processes:
-            with contextlib.suppress(Exception):
-                p.terminate()
-            p.close()
-
-
 async def journey(url: str, rows: int, logs: Path) -> Json:
-    """Upload ``rows`` rows, run an auto-approved flow to COMPLETED; per-phase seconds from the
+    """Upload ``rows`` rows, run an auto-approved flow to COMPLETED: per-phase seconds from the
     flow's events, and the inventory's digest."""
-    async with services(url, logs) as stack:
-        tenant = new_tenant()
-        began = time.perf_counter()
-        imp = await stack.upload(tenant, cmdb_rows(rows))
-        phases: Json = {"UPLOAD": round(time.perf_counter() - began, 1)}
-        flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
-        setattr(flow, "import", imp.name)
-        created = await stack.orchestrator().CreateFlow(
-            orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
-        )
-        stream = stack.orchestrator().WatchFlow(
-            orchestrator_pb2.WatchFlowRequest(name=created.flow.name), metadata=md(tenant)
-        )
-        running: dict[int, float] = {}
-        async for update in stream:
-            e = update.event
-            at = e.occur_time.ToDatetime().timestamp()
-            if e.phase_status == flow_pb2.PHASE_STATUS_RUNNING:
-                running[e.phase] = at
-            elif e.phase_status == flow_pb2.PHASE_STATUS_COMPLETED and e.phase in running:
-                name = flow_pb2.Phase.Name(e.phase).removeprefix("PHASE_")
-                phases[name] = round(at - running[e.phase], 1)
-            if e.flow_status in (flow_pb2.FLOW_STATUS_COMPLETED, flow_pb2.FLOW_STATUS_FAILED):
-                assert e.flow_status == flow_pb2.FLOW_STATUS_COMPLETED, e
-                break
-        seconds = round(time.perf_counter() - began, 1)
+    async with services(url, logs) as (stack, _orch, _disc):
+        tenant, result = await run_journey(stack, rows)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         inventory = dict(await conn.fetchrow(_DIGEST, tenant.engagement_id) or {})
     finally:
         await conn.close()
-    return {"rows": rows, "seconds": seconds, "phases": phases, **inventory}
+    phases = {name: round(seconds, 1) for name, seconds in result["phases"].items()}
+    return {**result, "seconds": round(result["seconds"], 1), "phases": phases, **inventory}
 
 
 async def one(rows: int, keep: bool) -> Json:
-    admin = (
-        os.environ.get("FLOWPAIR_TEST_DATABASE_URL")
-        or os.environ.get("DATABASE_URL")
-        or devstack.embedded_admin_url("pg-test")
-    )
-    name = f"flowpair_pipeline_{os.getpid()}"
-    url = await devstack.ensure_database(admin, name)
-    try:
-        await asyncio.to_thread(devstack.migrate, url)
+    async with scratch_database("flowpair_pipeline", keep=keep) as url:
         logs = Path(tempfile.mkdtemp(prefix="flowpair-pipeline-"))
-        return {"code": str(ROOT), "database": name, **await journey(url, rows, logs)}
-    finally:
-        if not keep:
-            await devstack.drop_database(admin, name)
+        return {
+            "code": str(ROOT),
+            "database": url.rsplit("/", 1)[-1],
+            **await journey(url, rows, logs),
+        }
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import tempfile
 import time
@@ -25,8 +24,7 @@ from pathlib import Path
 import grpc
 
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
-from flowpair_shared import devstack
-from tests.benchmarks.__main__ import cmdb_rows, percentile
+from tests.benchmarks.__main__ import cmdb_rows, percentile, scratch_database
 from tests.support import Process, Stack, md, new_tenant
 
 
@@ -102,13 +100,9 @@ async def one_run(url: str, workers: int, rows: int, clients: int, logs: Path) -
 
 
 async def main(args: argparse.Namespace) -> None:
-    admin = os.environ.get("FLOWPAIR_TEST_DATABASE_URL") or devstack.embedded_admin_url("pg-test")
-    name = f"flowpair_latency_{os.getpid()}"
-    url = await devstack.ensure_database(admin, name)
-    await asyncio.to_thread(devstack.migrate, url)
     logs = Path(tempfile.mkdtemp(prefix="flowpair-latency-"))
     results: dict[int, list[Run]] = {0: [], 2: []}
-    try:
+    async with scratch_database("flowpair_latency") as url:
         for run in range(args.runs):
             for workers in (0, 2):
                 r = await one_run(url, workers, args.rows, args.clients, logs)
@@ -120,8 +114,6 @@ async def main(args: argparse.Namespace) -> None:
                     f" p99 {percentile(lat, 0.99) * 1e3:.1f} ms, journey {r.journey:.1f} s",
                     flush=True,
                 )
-    finally:
-        await devstack.drop_database(admin, name)
     print(f"\n{args.rows:,}-row flow, {args.clients} clients calling GetChildFlow; logs in {logs}")
     print("| FLOWPAIR_PHASE_WORKERS | calls | p50 | p99 | journey (median) |")
     print("|---|---|---|---|---|")

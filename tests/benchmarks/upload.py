@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from flowpair_shared import devstack
 from flowpair_shared.db import asyncpg_dsn
 from tests.benchmarks.__main__ import (
     CMDB_HEADER,
@@ -38,6 +36,7 @@ from tests.benchmarks.__main__ import (
     pg_bin,
     read_file,
     run_program,
+    scratch_database,
     write_file,
 )
 from tests.support import ROOT, Process, Stack, new_tenant
@@ -144,25 +143,15 @@ async def memory(url: str, tree: Path, megabytes: int, logs: Path) -> Json:
 
 
 async def measure(args: argparse.Namespace) -> Json:
-    admin = (
-        os.environ.get("FLOWPAIR_TEST_DATABASE_URL")
-        or os.environ.get("DATABASE_URL")
-        or devstack.embedded_admin_url("pg-test")
-    )
-    name = f"flowpair_bench_upload_{os.getpid()}"
-    url = await devstack.ensure_database(admin, name)
-    await asyncio.to_thread(devstack.migrate, url)
     work = Path(tempfile.mkdtemp(prefix="flowpair-bench-upload-"))
     result: Json = {"this": str(ROOT), "other": str(args.other), "logs": str(work)}
-    try:
+    async with scratch_database("flowpair_bench_upload") as url:
         if args.rows:
             result["ab"] = await ab(url, args, work)
         if args.mb:
             result["memory_this"] = await memory(url, ROOT, args.mb, work / "mem-this")
             if not args.mb_this_only:
                 result["memory_other"] = await memory(url, args.other, args.mb, work / "mem-other")
-    finally:
-        await devstack.drop_database(admin, name)
     return result
 
 
