@@ -83,10 +83,13 @@ _ASSETS = text(
       FROM discovery.asset_sources s JOIN discovery.assets a ON a.id = s.asset_id
       WHERE s.child_flow_id = :child GROUP BY s.asset_id
     ), earlier AS (
+      -- The earlier flows first (none, in a new engagement): from each asset of a large flow
+      -- the planner looked for earlier links one index probe at a time (10 s at 1,000,000).
       SELECT DISTINCT s.asset_id FROM discovery.asset_sources s
-      JOIN discovery.child_flows c ON c.id = s.child_flow_id
-      WHERE s.asset_id IN (SELECT asset_id FROM mine) AND s.child_flow_id <> :child
-        AND c.create_time < (SELECT create_time FROM discovery.child_flows WHERE id = :child)
+      WHERE s.child_flow_id IN (
+          SELECT c.id FROM discovery.child_flows c WHERE c.id <> :child
+            AND c.create_time < (SELECT create_time FROM discovery.child_flows WHERE id = :child))
+        AND s.asset_id IN (SELECT asset_id FROM mine)
     )
     SELECT count(*) FILTER (WHERE asset_id NOT IN (SELECT asset_id FROM earlier)),
            count(*) FILTER (WHERE asset_id IN (SELECT asset_id FROM earlier)),
