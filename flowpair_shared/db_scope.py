@@ -228,15 +228,17 @@ def _on_checkin(dbapi_connection: Any, record: Any) -> None:
         # server ran it) would survive it, and every later "transaction" on the connection
         # would be a savepoint inside it whose commit commits nothing. Closing the session
         # rolls it back, and the pool opens a fresh one.
-        log.warning("a pooled connection came back inside a transaction; closing it")
-        record.invalidate()
+        # Soft: no I/O in the checkin (a cancelled close must not leave the record outside
+        # the pool); the pool closes and replaces the connection at its next checkout.
+        log.warning("a pooled connection came back inside a transaction; replacing it")
+        record.invalidate(soft=True)
 
 
 def transaction_left_open(driver: asyncpg.Connection) -> bool:
     """Whether ``driver``, returned to the pool (after its rollback), still has a transaction:
     open on the server, or begun as far as asyncpg knows (whose next ``transaction()`` would
     then be a savepoint)."""
-    return bool(driver.is_in_transaction() or driver._top_xact is not None)
+    return bool(driver.is_in_transaction() or getattr(driver, "_top_xact", None) is not None)
 
 
 # -- COPY under row-level security ----------------------------------------------------------

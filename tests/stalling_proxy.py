@@ -23,6 +23,7 @@ class StallingProxy:
         self._released.set()
         self._server: asyncio.Server | None = None
         self._pumps: set[asyncio.Task[None]] = set()
+        self._holding: set[asyncio.Event] = set()
 
     def url_through(self) -> str:
         assert self._server is not None
@@ -46,6 +47,9 @@ class StallingProxy:
 
     def release(self) -> None:
         self._marker = None
+        for holding in self._holding:  # a later arm() holds only its own connection
+            holding.clear()
+        self._holding.clear()
         self._released.set()
 
     async def start(self) -> None:
@@ -68,6 +72,7 @@ class StallingProxy:
                 if self._marker is not None and self._marker in data:
                     self._marker = None
                     holding.set()
+                    self._holding.add(holding)
                     self.seen.set()
                 server_w.write(data)
                 await server_w.drain()

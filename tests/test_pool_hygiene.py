@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair_shared import db, db_scope
+from flowpair_shared.outbox.uow import UnitOfWork
 from tests.stalling_proxy import StallingProxy, stalling_proxy
 from tests.support import fetch, fetchval
 
@@ -31,7 +32,9 @@ async def _engine_behind_proxy(
 ) -> AsyncIterator[tuple[AsyncEngine, StallingProxy]]:
     async with stalling_proxy(database_url) as proxy:
         # One connection: whatever the cancelled call leaves on it, the next call gets.
-        engine = db.create_engine(proxy.url_through(), pool_size=1, application_name="pool-hygiene")
+        engine = db.create_engine(
+            proxy.url_through(), pool_size=1, pool_timeout=2, application_name="pool-hygiene"
+        )
         try:
             await _insert(engine, 0)  # connected and initialised: the next BEGIN is a call's
             await fetch(database_url, "DELETE FROM hygiene")
@@ -51,9 +54,26 @@ async def _insert(engine: AsyncEngine, value: int, *, on_driver: bool = False) -
             await conn.commit()
 
 
-async def _cancel_during_begin(engine: AsyncEngine, proxy: StallingProxy, on_driver: bool) -> None:
+async def _insert_in_unit_of_work(engine: AsyncEngine, value: int) -> None:
+    """The same insert as a service's unit of work makes it (the hot paths' way in)."""
+    with db_scope.system():
+        async with UnitOfWork(engine, source="pool-hygiene") as uow:
+            await db.fetchval(uow.conn, db.Sql("INSERT INTO hygiene (x) VALUES ($1)"), value)
+            await uow.commit()
+
+
+async def _cancel_during_begin(
+    engine: AsyncEngine, proxy: StallingProxy, on_driver: bool | None
+) -> None:
+    """An insert (through SQLAlchemy, the driver, or with None a unit of work) cancelled
+    while the server's answer to its BEGIN is held."""
     proxy.arm(b"BEGIN")
-    call = asyncio.create_task(_insert(engine, 1, on_driver=on_driver))
+    insert = (
+        _insert_in_unit_of_work(engine, 1)
+        if on_driver is None
+        else _insert(engine, 1, on_driver=on_driver)
+    )
+    call = asyncio.create_task(insert)
     await asyncio.wait_for(proxy.seen.wait(), 10)
     await asyncio.sleep(0.05)  # the BEGIN has reached the server; its answer is held
     call.cancel()
@@ -63,17 +83,19 @@ async def _cancel_during_begin(engine: AsyncEngine, proxy: StallingProxy, on_dri
         await call
 
 
-ON_DRIVER = pytest.mark.parametrize("on_driver", [False, True], ids=["sqlalchemy", "driver"])
+ON_DRIVER = pytest.mark.parametrize(
+    "on_driver", [False, True, None], ids=["sqlalchemy", "driver", "unit-of-work"]
+)
 
 
 @ON_DRIVER
 async def test_a_call_cancelled_during_begin_leaves_no_transaction_for_the_next(
-    database_url: str, on_driver: bool
+    database_url: str, on_driver: bool | None
 ) -> None:
     await fetch(database_url, "CREATE TABLE hygiene (x int)")
     async with _engine_behind_proxy(database_url) as (engine, proxy):
         await _cancel_during_begin(engine, proxy, on_driver)
-        await _insert(engine, 2, on_driver=on_driver)
+        await _insert(engine, 2, on_driver=bool(on_driver))
         await _insert(engine, 3, on_driver=not on_driver)
 
         # What the next callers were told is committed, another session sees.
@@ -89,7 +111,7 @@ async def test_a_call_cancelled_during_begin_leaves_no_transaction_for_the_next(
 
 @ON_DRIVER
 async def test_the_pool_still_serves_after_many_cancelled_calls(
-    database_url: str, on_driver: bool
+    database_url: str, on_driver: bool | None
 ) -> None:
     await fetch(database_url, "CREATE TABLE hygiene (x int)")
     async with _engine_behind_proxy(database_url) as (engine, proxy):

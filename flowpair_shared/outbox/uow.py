@@ -46,10 +46,16 @@ class UnitOfWork:
             self._savepoint = await self._savepoints.enter()
         else:
             self.conn = await self._engine.connect()
-            self._tx = await self.conn.begin()
-            # Repositories talk to the driver directly (db.driver): the transaction must have
-            # begun on the server before their first statement.
-            await db_scope.ensure_begun(self.conn)
+            try:
+                self._tx = await self.conn.begin()
+                # Repositories talk to the driver directly (db.driver): the transaction must
+                # have begun on the server before their first statement.
+                await db_scope.ensure_begun(self.conn)
+            except BaseException:
+                # __aexit__ does not run for a failed __aenter__ (a call cancelled during its
+                # BEGIN): the connection goes back to the pool here, not at garbage collection.
+                await self.conn.close()
+                raise
         self.outbox = OutboxWriter(self.conn, self._source)
         return self
 
