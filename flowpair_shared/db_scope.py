@@ -186,6 +186,10 @@ class Savepoints:
         self._to_release = name
 
     async def undo(self, name: str) -> None:
+        if self._conn.invalidated:
+            # The connection broke (the database restarted, say): the whole transaction is
+            # lost with it, and the caller's error, not this undo's, must say so.
+            return
         raw = (await self._conn.get_raw_connection()).driver_connection
         assert raw is not None
         await raw.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")

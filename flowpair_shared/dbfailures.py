@@ -25,6 +25,7 @@ asyncpg's SQLSTATE codes and the exception chain, because the same failure surfa
 from __future__ import annotations
 
 import enum
+import re
 
 import asyncpg
 import sqlalchemy.exc
@@ -58,6 +59,11 @@ _CONFLICT_CODES = frozenset(
 )
 _TIMEOUT_CODES = frozenset({"57014"})  # query_canceled: statement_timeout (or an administrator)
 _CLOSED = ("connection is closed", "connection was closed", "underlying connection is closed")
+# asyncpg refusing a statement while its protocol is still failed, consuming an error or
+# terminating (ProtocolState 1, 2, 4): the server ended the session (an unsolicited FATAL on an
+# idle pooled connection, as a PostgreSQL shutdown sends) and the socket's close has not been
+# read yet. A busy state (a query in flight) would be a misuse of the connection instead.
+_BROKEN_PROTOCOL = re.compile(r"another operation \([124]\) is in progress")
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -93,6 +99,10 @@ def classify(error: BaseException) -> Failure | None:
             if sqlstate in _UNAVAILABLE_CODES or sqlstate[:2] in _UNAVAILABLE_CLASSES:
                 return Failure.UNAVAILABLE
         if isinstance(e, asyncpg.exceptions.ConnectionDoesNotExistError):
+            return Failure.UNAVAILABLE
+        if isinstance(e, asyncpg.exceptions.InternalClientError) and _BROKEN_PROTOCOL.search(
+            str(e)
+        ):
             return Failure.UNAVAILABLE
         closable = asyncpg.exceptions.InterfaceError | sqlalchemy.exc.InterfaceError
         if isinstance(e, closable) and any(s in str(e) for s in _CLOSED):

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair_shared import db, db_scope
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.timeout(60)
 async def _engine_behind_proxy(
     database_url: str,
 ) -> AsyncIterator[tuple[AsyncEngine, StallingProxy]]:
+    await fetch(database_url, "CREATE TABLE hygiene (x int)")
     async with stalling_proxy(database_url) as proxy:
         # One connection: whatever the cancelled call leaves on it, the next call gets.
         engine = db.create_engine(
@@ -92,7 +94,6 @@ ON_DRIVER = pytest.mark.parametrize(
 async def test_a_call_cancelled_during_begin_leaves_no_transaction_for_the_next(
     database_url: str, on_driver: bool | None
 ) -> None:
-    await fetch(database_url, "CREATE TABLE hygiene (x int)")
     async with _engine_behind_proxy(database_url) as (engine, proxy):
         await _cancel_during_begin(engine, proxy, on_driver)
         await _insert(engine, 2, on_driver=bool(on_driver))
@@ -113,10 +114,27 @@ async def test_a_call_cancelled_during_begin_leaves_no_transaction_for_the_next(
 async def test_the_pool_still_serves_after_many_cancelled_calls(
     database_url: str, on_driver: bool | None
 ) -> None:
-    await fetch(database_url, "CREATE TABLE hygiene (x int)")
     async with _engine_behind_proxy(database_url) as (engine, proxy):
         for _ in range(5):
             await _cancel_during_begin(engine, proxy, on_driver)
         for value in range(10):
             await _insert(engine, value, on_driver=value % 2 == 0)
         assert await fetchval(database_url, "SELECT count(*) FROM hygiene") == 10
+
+
+async def test_undoing_a_savepoint_of_a_broken_connection_keeps_the_real_error(
+    database_url: str,
+) -> None:
+    """A batch's message whose connection broke: undoing its savepoint must not replace the
+    database failure (which fails the whole batch, to be redelivered) with an error of its own
+    (which the batch took for a bug in that one message)."""
+    async with _engine_behind_proxy(database_url) as (engine, _proxy), engine.connect() as conn:
+        await db.fetchval(conn, db.Sql("SELECT 1"))  # begun
+        savepoints = db_scope.Savepoints(conn)
+        name = await savepoints.enter()
+        pid = await db.fetchval(conn, db.Sql("SELECT pg_backend_pid()"))
+        await fetch(database_url, f"SELECT pg_terminate_backend({int(pid)})")
+        with pytest.raises(DBAPIError) as broken:
+            await conn.execute(text("SELECT 1"))
+        assert broken.value.connection_invalidated
+        await savepoints.undo(name)

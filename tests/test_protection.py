@@ -79,6 +79,19 @@ def test_timeouts_map_to_clear_statuses() -> None:
     assert classify(idle) is Failure.UNAVAILABLE
 
 
+def test_a_driver_still_reading_an_ended_session_is_unavailable_a_busy_one_is_a_bug() -> None:
+    # Seen in make chaos as PostgreSQL restarted: a statement started on a pooled connection
+    # whose protocol was still consuming the server's FATAL (state 2) answered INTERNAL.
+    ended = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
+    assert classify(ended) is Failure.UNAVAILABLE
+    busy = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 15; another operation (12) is in progress"
+    )
+    assert classify(busy) is None
+
+
 def test_keepalives_on_both_ends_of_a_tcp_connection() -> None:
     # The server's side: PostgreSQL probes a silent client (set at connect, per session).
     settings = server_settings(application_name="x")

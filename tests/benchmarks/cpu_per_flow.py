@@ -1,0 +1,134 @@
+"""CPU time per flow, by process: what bounds the flow rate on a small machine.
+
+    PYTHONPATH=. .venv/bin/python -m tests.benchmarks.cpu_per_flow [--flows 400]
+
+Both services in their own processes (as ``make bench`` runs them); after a warm-up burst,
+a burst of ``--flows`` CreateFlow calls from 32 clients on a 5-row import (not auto-approved),
+until every flow waits at the approval gate (IMPORT, VALIDATION and MAPPING done). Over that
+window, the CPU seconds (user + system, from /proc) of the load client (this process), the
+orchestrator, the discovery service with its children (phase workers) and every PostgreSQL
+process on the machine, per flow; and the rate the machine's cores would allow if that CPU
+were all that bounded it (cores / CPU per flow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import asyncpg
+
+from flowpair_shared.db import asyncpg_dsn
+from tests.benchmarks.__main__ import (
+    closed_loop,
+    create_flows,
+    scratch_database,
+    services,
+    small_import,
+    until_gated,
+)
+from tests.support import new_tenant
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()  # the fields after the command's name
+
+
+def _cpu(pid: int) -> float:
+    """User + system seconds of ``pid`` itself (not of its children)."""
+    try:
+        fields = _stat(pid)
+    except (OSError, ValueError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process: pid -> (parent pid, command name)."""
+    out: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        out[int(entry.name)] = (int(raw[raw.rindex(")") + 2 :].split()[1]), name)
+    return out
+
+
+def _tree(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
+    found, todo = {root}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _) in table.items():
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return found
+
+
+def snapshot(orchestrator: int, discovery: int) -> dict[str, float]:
+    """CPU seconds so far per group (exited processes drop out: run on a steady system)."""
+    table = _processes()
+    return {
+        "client": sum(os.times()[:2]),
+        "orchestrator": _cpu(orchestrator),
+        "discovery": sum(_cpu(p) for p in _tree(discovery, table)),
+        "postgres": sum(_cpu(p) for p, (_, name) in table.items() if name == "postgres"),
+    }
+
+
+async def measure(flows: int, concurrency: int) -> dict[str, float]:
+    async with scratch_database("flowpair_cpu") as url:
+        logs = Path(f"/tmp/flowpair-cpu-{os.getpid()}")
+        async with services(url, logs) as (stack, orch, disc):
+            conn = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                result: dict[str, float] = {}
+                for count in (max(100, flows // 4), flows):  # warm-up, then measured
+                    tenant = new_tenant()
+                    imp = await stack.upload(tenant, small_import())
+                    create = await create_flows(stack, tenant, imp.name)
+                    before = snapshot(orch.proc.pid, disc.proc.pid)
+                    began = time.time()
+                    await closed_loop(count, concurrency, create)
+                    times = await until_gated(conn, tenant.engagement_id, count)
+                    after = snapshot(orch.proc.pid, disc.proc.pid)
+                    wall = times["last_gated"].timestamp() - began
+                    result = {k: (after[k] - before[k]) / count * 1e3 for k in before}
+                    result["wall_ms"] = wall / count * 1e3
+            finally:
+                await conn.close()
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--flows", type=int, default=400)
+    p.add_argument("--concurrency", type=int, default=32)
+    args = p.parse_args()
+    ms = asyncio.run(measure(args.flows, args.concurrency))
+    cores = os.cpu_count() or 1
+    total = sum(v for k, v in ms.items() if k != "wall_ms")
+    print(f"{args.flows} flows to the approval gate, {args.concurrency} clients, {cores} CPUs")
+    print("| process | CPU ms per flow | share |")
+    print("|---|---|---|")
+    for key in ("client", "orchestrator", "discovery", "postgres"):
+        print(f"| {key} | {ms[key]:.2f} | {ms[key] / total:.0%} |")
+    print(f"| all | {total:.2f} | 100% |")
+    print(
+        f"\nflows at the gate: {1e3 / ms['wall_ms']:.1f}/s measured;"
+        f" {cores * 1e3 / total:.1f}/s if CPU alone bounded it ({cores} CPUs / {total:.2f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
