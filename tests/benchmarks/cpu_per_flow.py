@@ -8,7 +8,8 @@ until every flow waits at the approval gate (IMPORT, VALIDATION and MAPPING done
 window, the CPU seconds (user + system, from /proc) of the load client (this process), the
 orchestrator, the discovery service with its children (phase workers) and every PostgreSQL
 process on the machine, per flow; and the rate the machine's cores would allow if that CPU
-were all that bounded it (cores / CPU per flow).
+were all that bounded it (cores / CPU per flow). ``--py-spy DIR`` also records both services
+(the discovery service with its phase workers) during the measured burst, as flame graphs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,7 +89,13 @@ def snapshot(orchestrator: int, discovery: int) -> dict[str, float]:
     }
 
 
-async def measure(flows: int, concurrency: int) -> dict[str, float]:
+def _record(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    command = [py_spy, "record", "--subprocesses", "--nonblocking", "-r", "200"]
+    return subprocess.Popen([*command, "-o", str(out), "--pid", str(pid)])
+
+
+async def measure(flows: int, concurrency: int, py_spy: Path | None) -> dict[str, float]:
     async with scratch_database("flowpair_cpu") as url:
         logs = Path(f"/tmp/flowpair-cpu-{os.getpid()}")
         async with services(url, logs) as (stack, orch, disc):
@@ -97,11 +106,20 @@ async def measure(flows: int, concurrency: int) -> dict[str, float]:
                     tenant = new_tenant()
                     imp = await stack.upload(tenant, small_import())
                     create = await create_flows(stack, tenant, imp.name)
+                    recorders = []
+                    if py_spy is not None and count == flows:
+                        recorders = [
+                            _record(orch.proc.pid, py_spy / "orchestrator.svg"),
+                            _record(disc.proc.pid, py_spy / "discovery.svg"),
+                        ]
                     before = snapshot(orch.proc.pid, disc.proc.pid)
                     began = time.time()
                     await closed_loop(count, concurrency, create)
                     times = await until_gated(conn, tenant.engagement_id, count)
                     after = snapshot(orch.proc.pid, disc.proc.pid)
+                    for recorder in recorders:
+                        recorder.send_signal(2)  # py-spy writes its graph on SIGINT
+                        await asyncio.to_thread(recorder.wait)
                     wall = times["last_gated"].timestamp() - began
                     result = {k: (after[k] - before[k]) / count * 1e3 for k in before}
                     result["wall_ms"] = wall / count * 1e3
@@ -114,8 +132,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--flows", type=int, default=400)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--py-spy", type=Path, help="a folder for flame graphs of both services")
     args = p.parse_args()
-    ms = asyncio.run(measure(args.flows, args.concurrency))
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    ms = asyncio.run(measure(args.flows, args.concurrency, args.py_spy))
     cores = os.cpu_count() or 1
     total = sum(v for k, v in ms.items() if k != "wall_ms")
     print(f"{args.flows} flows to the approval gate, {args.concurrency} clients, {cores} CPUs")
