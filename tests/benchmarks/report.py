@@ -204,10 +204,11 @@ security binds; the load clients run in the bench process.
   each flow also runs three phases, so half the linked rate would overload it); for every
   message of theirs (both directions), the consumer's
   `messaging.inbox.received_at` minus the producer's `messaging.outbox.created_at`. Both
-  columns are `now()`, i.e. the start of the writing transaction — the only times the schema
-  keeps (no migration was added for this) — so the figure is commit-to-commit lag to within
-  about one short transaction at each end (a few statements): it overstates the true lag by
-  the producer's transaction length and understates it by the consumer's.
+  are `clock_timestamp()` when the row is written (migration 0015): the outbox row within
+  one statement of the producer's commit, the inbox row in the consumer's first statement,
+  so the figure is commit-to-commit lag to within one statement at each end. (Before 0015
+  both were `now()`, the transactions' starts: a phase's COMPLETED event looked as old as
+  the phase's run, and a CreateFlow's command as old as its wait for the engagement lock.)
 - **Upload against `psql \\copy`:** one generated CMDB export (10 columns) written to a file;
   uploaded through `UploadImportData` (256 kB chunks: gRPC, block parsing, one `INSERT …
   SELECT` per block, since COPY is refused under row-level security) and loaded by
@@ -225,10 +226,9 @@ security binds; the load clients run in the bench process.
 - The floor runs as a superuser, so it skips the row-level security the services pay for
   (each policy is one InitPlan per statement); and it omits `pg_notify` and the relay's
   marks, so the services could not reach it even with zero overhead of their own.
-- The schema keeps no commit times: `outbox.created_at` and `inbox.received_at` are
-  transaction-start times, and `track_commit_timestamp` is off (nor would it help: the relay
-  rewrites the outbox row, so its `xmin` is no longer the producer's). Relay lag is therefore
-  start-to-start, not commit-to-commit; no migration was added to change that.
+- The schema keeps no commit times (`track_commit_timestamp` is off, nor would it help: the
+  relay rewrites the outbox row, so its `xmin` is no longer the producer's); relay lag is
+  measured from the rows' write times, within one statement of each commit.
 - The load clients, both services, the echo and PostgreSQL share the same 2 CPUs; whatever
   else runs on the machine shows in every figure (see the load averages above).
 - The journey is one run, not a median; the memory figure is one upload.
