@@ -59,11 +59,11 @@ _CONFLICT_CODES = frozenset(
 )
 _TIMEOUT_CODES = frozenset({"57014"})  # query_canceled: statement_timeout (or an administrator)
 _CLOSED = ("connection is closed", "connection was closed", "underlying connection is closed")
-# asyncpg refusing a statement while its protocol is still failed, consuming an error or
-# terminating (ProtocolState 1, 2, 4): the server ended the session (an unsolicited FATAL on an
-# idle pooled connection, as a PostgreSQL shutdown sends) and the socket's close has not been
-# read yet. A busy state (a query in flight) would be a misuse of the connection instead.
-_BROKEN_PROTOCOL = re.compile(r"another operation \([124]\) is in progress")
+# asyncpg refusing a statement while its protocol is still consuming an error (ProtocolState 2)
+# with no statement of its own in flight: the server sent an unsolicited FATAL (a PostgreSQL
+# shutdown ending an idle pooled session) and the socket's close has not been read yet. Two
+# callers sharing a connection get another error (no state number), a misuse, not this.
+_BROKEN_PROTOCOL = re.compile(r"another operation \(2\) is in progress")
 
 
 def _chain(error: BaseException) -> list[BaseException]:

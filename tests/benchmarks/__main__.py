@@ -367,10 +367,9 @@ async def relay_lag(url: str, stack: Stack, rate: float, seconds: float) -> Json
     """Flows created at a steady ``rate`` (open loop) for ``seconds`` on a 5-row import; for
     every message of theirs, from the producer's outbox row to the consumer's inbox row.
 
-    Both times are PostgreSQL's now() in the writing transaction (outbox.created_at,
-    inbox.received_at, the only times the schema keeps): the start of the producer's
-    transaction and the start of the consumer's. Each transaction is a few statements long,
-    so the figure is the commit-to-commit lag within about one transaction's length."""
+    Both times are clock_timestamp() when the row is written (outbox.created_at,
+    inbox.received_at, migration 0015): the figure runs from the producer's outbox write to
+    the consumer's inbox write (docs/performance.md says what that adds and leaves out)."""
     tenant = new_tenant()
     imp = await stack.upload(tenant, small_import())
     create = await create_flows(stack, tenant, imp.name)

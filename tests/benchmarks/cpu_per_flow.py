@@ -5,10 +5,13 @@
 Both services in their own processes (as ``make bench`` runs them); after a warm-up burst,
 a burst of ``--flows`` CreateFlow calls from 32 clients on a 5-row import (not auto-approved),
 until every flow waits at the approval gate (IMPORT, VALIDATION and MAPPING done). Over that
-window, the CPU seconds (user + system, from /proc) of the load client (this process), the
-orchestrator, the discovery service with its children (phase workers) and every PostgreSQL
-process on the machine, per flow; and the rate the machine's cores would allow if that CPU
-were all that bounded it (cores / CPU per flow). ``--py-spy DIR`` also records both services
+window, the CPU seconds (user + system, from /proc, with exited children's) of the load client
+(this process), the orchestrator, the discovery service with its phase workers and the
+database server's processes (every database's backends on it: run it on a server of its own),
+per flow; and the rates that CPU allows: all processes on the machine's cores (cores / CPU
+per flow), and each service's busiest process on one core (its event loop is one thread).
+The harness's own wait for the gate (a query every 50 ms) is counted in the client and the
+server. ``--py-spy DIR`` also records both services
 (the discovery service with its phase workers) during the measured burst, as flame graphs.
 """
 
@@ -44,12 +47,12 @@ def _stat(pid: int) -> list[str]:
 
 
 def _cpu(pid: int) -> float:
-    """User + system seconds of ``pid`` itself (not of its children)."""
+    """User + system seconds of ``pid`` and of its children that exited and were waited for."""
     try:
         fields = _stat(pid)
     except (OSError, ValueError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return sum(int(f) for f in fields[11:15]) / _TICK
 
 
 def _processes() -> dict[int, tuple[int, str]]:
@@ -78,14 +81,14 @@ def _tree(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
     return found
 
 
-def snapshot(orchestrator: int, discovery: int) -> dict[str, float]:
-    """CPU seconds so far per group (exited processes drop out: run on a steady system)."""
+def snapshot(orchestrator: int, discovery: int, postmaster: int) -> dict[str, float]:
+    """CPU seconds so far per group: each service's process tree, the database server's."""
     table = _processes()
     return {
-        "client": sum(os.times()[:2]),
-        "orchestrator": _cpu(orchestrator),
+        "client": sum(os.times()[:4]),
+        "orchestrator": sum(_cpu(p) for p in _tree(orchestrator, table)),
         "discovery": sum(_cpu(p) for p in _tree(discovery, table)),
-        "postgres": sum(_cpu(p) for p, (_, name) in table.items() if name == "postgres"),
+        "postgres": sum(_cpu(p) for p in _tree(postmaster, table)),
     }
 
 
@@ -95,12 +98,19 @@ def _record(pid: int, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*command, "-o", str(out), "--pid", str(pid)])
 
 
+async def _postmaster(conn: asyncpg.Connection) -> int:
+    """The database server's main process: the parent of this connection's backend."""
+    backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+    return int(_stat(backend)[1])
+
+
 async def measure(flows: int, concurrency: int, py_spy: Path | None) -> dict[str, float]:
     async with scratch_database("flowpair_cpu") as url:
         logs = Path(f"/tmp/flowpair-cpu-{os.getpid()}")
         async with services(url, logs) as (stack, orch, disc):
             conn = await asyncpg.connect(asyncpg_dsn(url))
             try:
+                server = await _postmaster(conn)
                 result: dict[str, float] = {}
                 for count in (max(100, flows // 4), flows):  # warm-up, then measured
                     tenant = new_tenant()
@@ -112,14 +122,16 @@ async def measure(flows: int, concurrency: int, py_spy: Path | None) -> dict[str
                             _record(orch.proc.pid, py_spy / "orchestrator.svg"),
                             _record(disc.proc.pid, py_spy / "discovery.svg"),
                         ]
-                    before = snapshot(orch.proc.pid, disc.proc.pid)
-                    began = time.time()
-                    await closed_loop(count, concurrency, create)
-                    times = await until_gated(conn, tenant.engagement_id, count)
-                    after = snapshot(orch.proc.pid, disc.proc.pid)
-                    for recorder in recorders:
-                        recorder.send_signal(2)  # py-spy writes its graph on SIGINT
-                        await asyncio.to_thread(recorder.wait)
+                    try:
+                        before = snapshot(orch.proc.pid, disc.proc.pid, server)
+                        began = time.time()
+                        await closed_loop(count, concurrency, create)
+                        times = await until_gated(conn, tenant.engagement_id, count)
+                        after = snapshot(orch.proc.pid, disc.proc.pid, server)
+                    finally:
+                        for recorder in recorders:
+                            recorder.send_signal(2)  # py-spy writes its graph on SIGINT
+                            await asyncio.to_thread(recorder.wait)
                     wall = times["last_gated"].timestamp() - began
                     result = {k: (after[k] - before[k]) / count * 1e3 for k in before}
                     result["wall_ms"] = wall / count * 1e3
@@ -147,7 +159,8 @@ def main() -> None:
     print(f"| all | {total:.2f} | 100% |")
     print(
         f"\nflows at the gate: {1e3 / ms['wall_ms']:.1f}/s measured;"
-        f" {cores * 1e3 / total:.1f}/s if CPU alone bounded it ({cores} CPUs / {total:.2f} ms)"
+        f" {cores * 1e3 / total:.1f}/s if CPU alone bounded it ({cores} CPUs / {total:.2f} ms);"
+        f" the orchestrator's one process alone allows {1e3 / ms['orchestrator']:.1f}/s"
     )
 
 

@@ -203,12 +203,14 @@ security binds; the load clients run in the bench process.
   bursts reached the approval gate (the sustained rate of that whole path, its maximum load:
   each flow also runs three phases, so half the linked rate would overload it); for every
   message of theirs (both directions), the consumer's
-  `messaging.inbox.received_at` minus the producer's `messaging.outbox.created_at`. Both
-  are `clock_timestamp()` when the row is written (migration 0015): the outbox row within
-  one statement of the producer's commit, the inbox row in the consumer's first statement,
-  so the figure is commit-to-commit lag to within one statement at each end. (Before 0015
-  both were `now()`, the transactions' starts: a phase's COMPLETED event looked as old as
-  the phase's run, and a CreateFlow's command as old as its wait for the engagement lock.)
+  `messaging.inbox.received_at` minus the producer's `messaging.outbox.created_at`, both
+  `clock_timestamp()` when the row is written (migration 0015): from the producer's outbox
+  write to the consumer's inbox write. That counts what the producer's transaction still did
+  after writing the message (for a producer that is itself applying a batch, the rest of the
+  batch) and leaves out what the consumer's did after recording it (the rest of its message
+  and batch). (Before 0015 both were `now()`, the transactions' starts: a phase's COMPLETED
+  event looked as old as the phase's run, and a CreateFlow's command as old as its wait for
+  the engagement lock.)
 - **Upload against `psql \\copy`:** one generated CMDB export (10 columns) written to a file;
   uploaded through `UploadImportData` (256 kB chunks: gRPC, block parsing, one `INSERT …
   SELECT` per block, since COPY is refused under row-level security) and loaded by
@@ -228,7 +230,8 @@ security binds; the load clients run in the bench process.
   marks, so the services could not reach it even with zero overhead of their own.
 - The schema keeps no commit times (`track_commit_timestamp` is off, nor would it help: the
   relay rewrites the outbox row, so its `xmin` is no longer the producer's); relay lag is
-  measured from the rows' write times, within one statement of each commit.
+  measured between the rows' write times, not the commits (see above for what that adds
+  and leaves out).
 - The load clients, both services, the echo and PostgreSQL share the same 2 CPUs; whatever
   else runs on the machine shows in every figure (see the load averages above).
 - The journey is one run, not a median; the memory figure is one upload.
