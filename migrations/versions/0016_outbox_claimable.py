@@ -1,0 +1,34 @@
+"""An index for the relay's claim: a source's claimable messages in id order.
+
+The claim asks for one source's undelivered, unparked messages ``ORDER BY id LIMIT n``. With
+no index that gives that order over those rows alone, the planner walked the primary key in
+id order and filtered out every delivered row on the way: delivered rows stay for the
+retention period (7 days by default), so each claim grew with the history kept, and after a
+few bursts of flows the claims took most of the database's CPU (auto_explain: 1,114 rows
+read to return none). This index holds only the claimable rows, in the claim's order. It is
+on ``id`` alone: keyed (source, id), it lost to the primary key whenever the statistics were
+older than the last burst's deliveries (the primary key's perfect correlation made its
+ordered walk look cheaper); few rows are claimable at a time, so the other service's are
+cheap to skip.
+
+Revision ID: 0016
+Revises: 0015
+"""
+
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        "CREATE INDEX outbox_claimable ON messaging.outbox (id)"
+        " WHERE delivered_at IS NULL AND parked_at IS NULL"
+    )
+
+
+def downgrade() -> None:
+    op.execute("DROP INDEX messaging.outbox_claimable")
