@@ -8,8 +8,8 @@ few bursts of flows the claims took most of the database's CPU (auto_explain: 1,
 read to return none). This index holds only the claimable rows, in the claim's order. It is
 on ``id`` alone: keyed (source, id), it lost to the primary key whenever the statistics were
 older than the last burst's deliveries (the primary key's perfect correlation made its
-ordered walk look cheaper); few rows are claimable at a time, so the other service's are
-cheap to skip.
+ordered walk look cheaper). A claim skips the other service's claimable rows: few, unless
+that service's peer is down and its backlog grows, and even then only undelivered rows.
 
 Revision ID: 0016
 Revises: 0015
