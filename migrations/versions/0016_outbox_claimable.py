@@ -24,11 +24,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(
-        "CREATE INDEX outbox_claimable ON messaging.outbox (id)"
-        " WHERE delivered_at IS NULL AND parked_at IS NULL"
-    )
+    # CONCURRENTLY: the outbox takes every flow's writes and holds the retained history, and a
+    # plain CREATE INDEX would block those writes for the whole scan. It cannot run inside a
+    # transaction; an attempt that failed half-way leaves an invalid index, dropped first.
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS messaging.outbox_claimable")
+        op.execute(
+            "CREATE INDEX CONCURRENTLY outbox_claimable ON messaging.outbox (id)"
+            " WHERE delivered_at IS NULL AND parked_at IS NULL"
+        )
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX messaging.outbox_claimable")
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS messaging.outbox_claimable")
