@@ -24,8 +24,9 @@ async def more_work_mem(conn: AsyncConnection) -> None:
     """Raise ``work_mem`` for the rest of the phase's transaction (SET LOCAL), and turn JIT
     off: the set-based statements of a phase are long expressions run once, and auto_explain
     on ASSET_INVENTORY at 200,000 rows showed 7.1 s of a 66 s statement spent compiling them."""
-    await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-    await conn.execute(text("SET LOCAL jit = off"))
+    await conn.execute(
+        text(f"SELECT set_config('work_mem', '{WORK_MEM}', true), set_config('jit', 'off', true)")
+    )
 
 
 async def clear_cleansed(conn: AsyncConnection, child_flow_id: uuid.UUID) -> None:

@@ -459,21 +459,43 @@ async def upload_vs_copy(url: str, stack: Stack, rows: int, runs: int, work: Pat
 # -- discovery's memory during a large upload ----------------------------------------------
 
 
-def _rss_kb(pid: int) -> int:
-    """Resident set of ``pid`` and its descendants, in kB (0 once gone)."""
-    total = 0
+def process_tree(root: int) -> set[int]:
+    """``root`` and its live descendants: the children of each of their threads, from /proc."""
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/``pid``/stat after the command's name: state, parent pid, ..."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _status_kb(pid: int, key: str) -> int:
+    """A kB figure of /proc/``pid``/status (``VmRSS:``, ``VmHWM:``); 0 once gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        total += next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:"))
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except (FileNotFoundError, ProcessLookupError, StopIteration):
-        return total
-    return total + sum(_rss_kb(int(c)) for c in children)
+        return next(int(x.split()[1]) for x in status.splitlines() if x.startswith(key))
+    except (OSError, StopIteration):
+        return 0
+
+
+def _rss_kb(pid: int) -> int:
+    """Resident set of ``pid`` and its descendants, in kB."""
+    return sum(_status_kb(p, "VmRSS:") for p in process_tree(pid))
 
 
 def _hwm_kb(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
+    return _status_kb(pid, "VmHWM:")
 
 
 async def upload_memory(url: str, megabytes: int, logs: Path) -> Json:

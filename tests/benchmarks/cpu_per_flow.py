@@ -31,6 +31,8 @@ from flowpair_shared.db import asyncpg_dsn
 from tests.benchmarks.__main__ import (
     closed_loop,
     create_flows,
+    proc_stat,
+    process_tree,
     scratch_database,
     services,
     small_import,
@@ -41,54 +43,22 @@ from tests.support import new_tenant
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> list[str]:
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    return raw[raw.rindex(")") + 2 :].split()  # the fields after the command's name
-
-
 def _cpu(pid: int) -> float:
     """User + system seconds of ``pid`` and of its children that exited and were waited for."""
     try:
-        fields = _stat(pid)
+        fields = proc_stat(pid)
     except (OSError, ValueError):
         return 0.0
     return sum(int(f) for f in fields[11:15]) / _TICK
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """Every process: pid -> (parent pid, command name)."""
-    out: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        out[int(entry.name)] = (int(raw[raw.rindex(")") + 2 :].split()[1]), name)
-    return out
-
-
-def _tree(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
-    found, todo = {root}, [root]
-    while todo:
-        parent = todo.pop()
-        for pid, (ppid, _) in table.items():
-            if ppid == parent and pid not in found:
-                found.add(pid)
-                todo.append(pid)
-    return found
-
-
 def snapshot(orchestrator: int, discovery: int, postmaster: int) -> dict[str, float]:
     """CPU seconds so far per group: each service's process tree, the database server's."""
-    table = _processes()
     return {
         "client": sum(os.times()[:4]),
-        "orchestrator": sum(_cpu(p) for p in _tree(orchestrator, table)),
-        "discovery": sum(_cpu(p) for p in _tree(discovery, table)),
-        "postgres": sum(_cpu(p) for p in _tree(postmaster, table)),
+        "orchestrator": sum(_cpu(p) for p in process_tree(orchestrator)),
+        "discovery": sum(_cpu(p) for p in process_tree(discovery)),
+        "postgres": sum(_cpu(p) for p in process_tree(postmaster)),
     }
 
 
@@ -101,7 +71,7 @@ def _record(pid: int, out: Path) -> subprocess.Popen[bytes]:
 async def _postmaster(conn: asyncpg.Connection) -> int:
     """The database server's main process: the parent of this connection's backend."""
     backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
-    return int(_stat(backend)[1])
+    return int(proc_stat(backend)[1])
 
 
 async def measure(flows: int, concurrency: int, py_spy: Path | None) -> dict[str, float]:
