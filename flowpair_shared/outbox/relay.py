@@ -41,9 +41,12 @@ from flowpair_shared.outbox.store import NOTIFY_CHANNEL
 
 log = logging.getLogger("flowpair.relay")
 
-# A row is claimable when it is not leased (or its lease ran out) and no earlier message of
-# its key is still undelivered (a leased one, or a parked one: it blocks its key until
-# re-queued and delivered). Claiming takes a new fencing token.
+# A row is claimable when it is not leased (or its lease ran out) and it is the first
+# undelivered message of its key (an earlier leased one, or a parked one, blocks the key until
+# delivered). The first is asked as a correlated scalar subquery, not NOT EXISTS: the planner
+# may turn NOT EXISTS into an anti-join whose inner side scans every undelivered row of the
+# source (with the dead index entries of recent deliveries) for each candidate; a subquery is
+# always one index probe by (source, ordering_key). Claiming takes a new fencing token.
 _CLAIM = text(
     """
     WITH claimable AS (
@@ -51,10 +54,10 @@ _CLAIM = text(
       WHERE o.source = :source AND o.delivered_at IS NULL AND o.parked_at IS NULL
         AND o.available_at <= now()
         AND (o.lease_until IS NULL OR o.lease_until < now())
-        AND NOT EXISTS (
-          SELECT 1 FROM messaging.outbox p
+        AND o.seq = (
+          SELECT min(p.seq) FROM messaging.outbox p
           WHERE p.source = o.source AND p.ordering_key = o.ordering_key
-            AND p.delivered_at IS NULL AND p.seq < o.seq)
+            AND p.delivered_at IS NULL)
       ORDER BY o.id
       LIMIT :limit
       FOR UPDATE OF o SKIP LOCKED
