@@ -376,18 +376,29 @@ async def flow_burst(url: str, stack: Stack, n: int, concurrency: int, runs: int
     return summarize_runs(results, flows=n, concurrency=concurrency, import_rows=5)
 
 
+def cpu_busy_ticks() -> tuple[int, int]:
+    """The machine's CPU ticks since boot from /proc/stat: (busy, all); idle and I/O wait are
+    the rest."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
 async def relay_lag(url: str, stack: Stack, rate: float, seconds: float) -> Json:
     """Flows created at a steady ``rate`` (open loop) for ``seconds`` on a 5-row import; for
     every message of theirs, from the producer's outbox row to the consumer's inbox row.
 
     Both times are clock_timestamp() when the row is written (outbox.created_at,
     inbox.received_at, migration 0015): the figure runs from the producer's outbox write to
-    the consumer's inbox write (docs/performance.md says what that adds and leaves out)."""
+    the consumer's inbox write (docs/performance.md says what that adds and leaves out).
+    With it, how busy the machine's CPUs were from the first create to the last flow at the
+    gate: lag that grows with it is queueing for a CPU, not the relay waiting."""
     tenant = new_tenant()
     imp = await stack.upload(tenant, small_import())
     create = await create_flows(stack, tenant, imp.name)
     n = max(1, int(rate * seconds))
     pending: list[asyncio.Task[Any]] = []
+    busy_before, all_before = cpu_busy_ticks()
     began = time.perf_counter()
     for i in range(n):
         delay = began + i / rate - time.perf_counter()
@@ -399,6 +410,7 @@ async def relay_lag(url: str, stack: Stack, rate: float, seconds: float) -> Json
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await until_gated(conn, tenant.engagement_id, n)
+        busy_after, all_after = cpu_busy_ticks()
         rows = await conn.fetch(
             """
             SELECT o.method, extract(epoch FROM i.received_at - o.created_at) AS lag
@@ -415,6 +427,7 @@ async def relay_lag(url: str, stack: Stack, rate: float, seconds: float) -> Json
         by_method.setdefault(r["method"].rsplit("/", 1)[-1], []).append(float(r["lag"]))
     return {
         "offered_flows_per_s": offered,
+        "cpu_busy": (busy_after - busy_before) / max(1, all_after - all_before),
         "flows": n,
         "messages": len(lags),
         "p50_ms": percentile(lags, 0.5) * 1000,

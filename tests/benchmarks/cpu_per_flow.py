@@ -12,7 +12,9 @@ per flow; and the rates that CPU allows: all processes on the machine's cores (c
 per flow), and each service's busiest process on one core (its event loop is one thread).
 The harness's own wait for the gate (a query every 50 ms) is counted in the client and the
 server. ``--py-spy DIR`` also records both services
-(the discovery service with its phase workers) during the measured burst, as flame graphs.
+(the discovery service with its phase workers) during the measured burst, as flame graphs
+(``.svg``) and as collapsed stacks (``.folded``: one line per stack and its sample count, for
+grep or for flame graph tools).
 """
 
 from __future__ import annotations
@@ -62,10 +64,14 @@ def snapshot(orchestrator: int, discovery: int, postmaster: int) -> dict[str, fl
     }
 
 
-def _record(pid: int, out: Path) -> subprocess.Popen[bytes]:
+def _record(pid: int, out: Path) -> list[subprocess.Popen[bytes]]:
+    """Two recorders of ``pid`` and its children: a flame graph and collapsed stacks."""
     py_spy = str(Path(sys.executable).parent / "py-spy")
-    command = [py_spy, "record", "--subprocesses", "--nonblocking", "-r", "200"]
-    return subprocess.Popen([*command, "-o", str(out), "--pid", str(pid)])
+    command = [py_spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "--pid", str(pid)]
+    return [
+        subprocess.Popen([*command, "-f", fmt, "-o", str(out.with_suffix(suffix))])
+        for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".folded"))
+    ]
 
 
 async def _postmaster(conn: asyncpg.Connection) -> int:
@@ -89,8 +95,8 @@ async def measure(flows: int, concurrency: int, py_spy: Path | None) -> dict[str
                     recorders = []
                     if py_spy is not None and count == flows:
                         recorders = [
-                            _record(orch.proc.pid, py_spy / "orchestrator.svg"),
-                            _record(disc.proc.pid, py_spy / "discovery.svg"),
+                            *_record(orch.proc.pid, py_spy / "orchestrator"),
+                            *_record(disc.proc.pid, py_spy / "discovery"),
                         ]
                     try:
                         before = snapshot(orch.proc.pid, disc.proc.pid, server)

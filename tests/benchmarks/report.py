@@ -61,7 +61,8 @@ def rows(r: Json) -> list[Json]:
         },
         {
             "measure": f"relay lag at {_f(lag['offered_flows_per_s'], 1)} flows/s"
-            " (half the approval-gate rate)",
+            " (half the approval-gate rate"
+            + (f"; CPUs {lag['cpu_busy']:.0%} busy)" if "cpu_busy" in lag else ")"),
             "measured": f"p50 {_f(lag['p50_ms'], 1)} ms, p99 {_f(lag['p99_ms'], 1)} ms",
             "beside": "p99 / 20 ms",
             "ratio": lag["p99_ms"] / 20,
