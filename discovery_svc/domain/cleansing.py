@@ -14,10 +14,11 @@ outside is a per-row issue and is not stored.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
+
+import orjson
 
 from discovery_svc.domain import identity, mapping_set
 from discovery_svc.normalize.asset_types import (
@@ -184,8 +185,10 @@ class CleansedBatch:
 
 
 def to_json(values: Mapping[str, object]) -> str:
-    """A row's cleansed values as stored in ``cleansed_records.values``."""
-    return json.dumps(values, separators=(",", ":"))
+    """A row's cleansed values as stored in ``cleansed_records.values`` (jsonb: text that
+    parses to the same value whatever its spacing or escapes). orjson, not json: at 1,000,000
+    rows the standard encoder was 18% of the discovery service's busy samples (py-spy)."""
+    return orjson.dumps(values).decode()
 
 
 def with_copies(values: Sequence[str], width: int, copies: Sequence[int]) -> list[str]:
@@ -209,10 +212,6 @@ _PLAIN_NORMALISERS: Final[Mapping[str, Callable[[str], Result]]] = {
     "business_criticality": criticality,
     "asset_type": asset_type,
 }
-
-
-# json.dumps with these arguments builds an encoder per call; one encoder gives the same bytes.
-_DUMPS: Final = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class RowCleanser:
@@ -306,7 +305,7 @@ class RowCleanser:
         module-level functions), so a pool's initializer can receive it once."""
         out: list[tuple[int, str]] = []
         issues: list[tuple[int, str, str, str]] = []
-        cleanse, dumps = self.cleanse, _DUMPS
+        cleanse, dumps = self.cleanse, to_json
         for row_number, values in rows:
             if copies:
                 values = with_copies(values, width, copies)
