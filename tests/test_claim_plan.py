@@ -43,9 +43,10 @@ def _cte(plan: dict[str, Any], name: str) -> dict[str, Any]:
     return {}
 
 
-async def _claim_reads(conn: asyncpg.Connection) -> int:
-    """Rows the claim's scans read, run as the relay runs it: the services' role, bound by
-    row-level security, in the scope background work claims in (its updates rolled back)."""
+async def _claim_reads(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
+    """Rows the claim's scans read, and its plan, run as the relay runs it: the services'
+    role, bound by row-level security, in the scope background work claims in (its updates
+    rolled back)."""
     names = iter(range(1, 10))
     sql = re.sub(r"(?<!:):(\w+)", lambda _: f"${next(names)}", str(_CLAIM.text))
     undone = conn.transaction()
@@ -65,23 +66,24 @@ async def _claim_reads(conn: asyncpg.Connection) -> int:
     # table this small, one index probe per id over a large one).
     claim = _cte(json.loads(out)[0]["Plan"], "claimable")
     assert claim, out
-    return _rows_read(claim)
+    return _rows_read(claim), claim
 
 
 async def _add(conn: asyncpg.Connection, n: int, *, parked_after: int | None = None) -> None:
-    """``n`` pending messages from the orchestrator, each the first of its own key; those
-    after the first ``parked_after`` parked."""
+    """``n`` pending messages of one tenant from the orchestrator, each the first of its own
+    key; those after the first ``parked_after`` parked."""
     await conn.execute(
         """
         INSERT INTO messaging.outbox (message_id, source, destination, method, message_type,
           ordering_key, seq, payload, client_account_id, engagement_id, parked_at)
         SELECT gen_random_uuid(), 'orchestrator', 'discovery', '/m', 't', gen_random_uuid(),
-               1, '\\x00', gen_random_uuid(), gen_random_uuid(),
-               CASE WHEN g > $2 THEN now() END
+               1, '\\x00', $3, $4, CASE WHEN g > $2 THEN now() END
         FROM generate_series(1, $1) g
         """,
         n,
         n if parked_after is None else parked_after,
+        uuid.uuid4(),
+        uuid.uuid4(),
     )
 
 
@@ -102,8 +104,8 @@ async def test_a_claim_reads_the_claimable_rows_not_the_delivered_history(
         # The steady state: the updates' dead versions gone (VACUUM leaves the column
         # statistics as they were).
         await conn.execute("VACUUM messaging.outbox")
-        read = await _claim_reads(conn)
-        assert read < 100, f"the claim read {read} rows to find 3 claimable ones"
+        read, plan = await _claim_reads(conn)
+        assert read < 100, f"the claim read {read} rows to find 3 claimable ones: {plan}"
     finally:
         await conn.close()
 
@@ -120,7 +122,7 @@ async def test_a_claim_looks_up_each_candidates_key_not_every_undelivered_messag
     try:
         await conn.execute("ALTER TABLE messaging.outbox SET (autovacuum_enabled = false)")
         await _add(conn, 2003, parked_after=3)
-        read = await _claim_reads(conn)
-        assert read < 100, f"the claim read {read} rows to find 3 claimable ones"
+        read, plan = await _claim_reads(conn)
+        assert read < 100, f"the claim read {read} rows to find 3 claimable ones: {plan}"
     finally:
         await conn.close()

@@ -377,10 +377,11 @@ async def flow_burst(url: str, stack: Stack, n: int, concurrency: int, runs: int
 
 
 def cpu_busy_ticks() -> tuple[int, int]:
-    """The machine's CPU ticks since boot from /proc/stat: (busy, all); idle and I/O wait are
-    the rest."""
+    """The machine's CPU ticks since boot from /proc/stat: (busy, all). Of the cpu line's
+    fields user, nice, system, idle, iowait, irq, softirq, steal (guest time is already in
+    user and nice), idle and I/O wait are not busy; steal is, for the guest that waits."""
     with open("/proc/stat") as f:
-        ticks = [int(t) for t in f.readline().split()[1:]]
+        ticks = [int(t) for t in f.readline().split()[1:9]]
     return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
 
 

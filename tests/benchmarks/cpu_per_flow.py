@@ -12,9 +12,10 @@ per flow; and the rates that CPU allows: all processes on the machine's cores (c
 per flow), and each service's busiest process on one core (its event loop is one thread).
 The harness's own wait for the gate (a query every 50 ms) is counted in the client and the
 server. ``--py-spy DIR`` also records both services
-(the discovery service with its phase workers) during the measured burst, as flame graphs
-(``.svg``) and as collapsed stacks (``.folded``: one line per stack and its sample count, for
-grep or for flame graph tools).
+(the discovery service with its phase workers) during the measured burst, as collapsed stacks
+(``<service>.folded``: one line per stack and its sample count; grep it, or draw it with
+flamegraph.pl, inferno-flamegraph or speedscope). One sampler per service: each disturbs
+the figures printed beside it.
 """
 
 from __future__ import annotations
@@ -64,14 +65,10 @@ def snapshot(orchestrator: int, discovery: int, postmaster: int) -> dict[str, fl
     }
 
 
-def _record(pid: int, out: Path) -> list[subprocess.Popen[bytes]]:
-    """Two recorders of ``pid`` and its children: a flame graph and collapsed stacks."""
+def _record(pid: int, out: Path) -> subprocess.Popen[bytes]:
     py_spy = str(Path(sys.executable).parent / "py-spy")
-    command = [py_spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "--pid", str(pid)]
-    return [
-        subprocess.Popen([*command, "-f", fmt, "-o", str(out.with_suffix(suffix))])
-        for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".folded"))
-    ]
+    command = [py_spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "-f", "raw"]
+    return subprocess.Popen([*command, "-o", str(out), "--pid", str(pid)])
 
 
 async def _postmaster(conn: asyncpg.Connection) -> int:
@@ -95,8 +92,8 @@ async def measure(flows: int, concurrency: int, py_spy: Path | None) -> dict[str
                     recorders = []
                     if py_spy is not None and count == flows:
                         recorders = [
-                            *_record(orch.proc.pid, py_spy / "orchestrator"),
-                            *_record(disc.proc.pid, py_spy / "discovery"),
+                            _record(orch.proc.pid, py_spy / "orchestrator.folded"),
+                            _record(disc.proc.pid, py_spy / "discovery.folded"),
                         ]
                     try:
                         before = snapshot(orch.proc.pid, disc.proc.pid, server)
@@ -120,7 +117,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--flows", type=int, default=400)
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--py-spy", type=Path, help="a folder for flame graphs of both services")
+    p.add_argument("--py-spy", type=Path, help="a folder for both services' collapsed stacks")
     args = p.parse_args()
     if args.py_spy is not None:
         args.py_spy.mkdir(parents=True, exist_ok=True)
