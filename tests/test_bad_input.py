@@ -625,8 +625,8 @@ def test_custom_attribute_names_are_matched_whole() -> None:
 
     mapping = MappingSet((FieldMapping(1, "Rack", None, 0.0, "", State.UNMAPPED),), 1, False, 0.85)
     with pytest.raises(InvalidArgument):
-        mapping.updated("", [Update("Rack", custom_attribute="rack\n")], approve=False)
-    assert mapping.updated("", [Update("Rack", custom_attribute="rack")], approve=False)
+        mapping.updated(mapping.etag, [Update("Rack", custom_attribute="rack\n")], approve=False)
+    assert mapping.updated(mapping.etag, [Update("Rack", custom_attribute="rack")], approve=False)
 
 
 # -- 7. Client-chosen ids reveal nothing across tenants ----------------------------------------
@@ -712,7 +712,8 @@ async def test_another_tenants_resources_are_not_found(servers: Stack) -> None:
             discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=them
         ),
         lambda: disc.UpdateFieldMappings(
-            discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, approve=True), metadata=them
+            discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, etag='W/"1"', approve=True),
+            metadata=them,
         ),
     ]
     for call in calls:
@@ -1237,6 +1238,7 @@ async def test_other_odd_values_are_invalid_argument_or_fine(servers: Stack) -> 
     assert set(v) == {"environment"}
     too_many = discovery_pb2.UpdateFieldMappingsRequest(
         master_flow=flow.name,
+        etag='W/"1"',
         updates=[discovery_pb2.FieldMappingUpdate(source_column="c", reject=True)] * 2001,
     )
     v = await invalid(lambda: disc.UpdateFieldMappings(too_many, metadata=meta))

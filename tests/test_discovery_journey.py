@@ -195,12 +195,32 @@ async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
             metadata=md(tenant),
         )
     assert stale.value.code() == grpc.StatusCode.ABORTED
+    # Without an etag an edit could overwrite a change it never saw; one that is no etag of
+    # ours is the client's mistake, not a concurrent change.
+    for etag in ("", "W/1", '"2"', 'W/"0"', 'W/"2"\n'):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await disc.UpdateFieldMappings(
+                discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, etag=etag, approve=True),
+                metadata=md(tenant),
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, etag
+        assert "etag" in (refused.value.details() or ""), etag
 
     approved = await disc.UpdateFieldMappings(
         discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, etag=edited.etag, approve=True),
         metadata=md(tenant),
     )
     assert approved.approved
+    # What nobody changed was accepted with the set, and reads so, here and when listed.
+    relisted = await disc.ListFieldMappings(
+        discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=md(tenant)
+    )
+    usable = (discovery_pb2.MAPPING_STATE_SUGGESTED, discovery_pb2.MAPPING_STATE_APPROVED)
+    accepted = sum(m.state in usable for m in edited.mappings)
+    for answer in (approved, relisted):
+        states = Counter(m.state for m in answer.mappings)
+        assert discovery_pb2.MAPPING_STATE_SUGGESTED not in states, states
+        assert states[discovery_pb2.MAPPING_STATE_APPROVED] == accepted, states
     await orch.ResumeFlow(
         orchestrator_pb2.ResumeFlowRequest(name=name, reason="mapping reviewed"),
         metadata=md(tenant),

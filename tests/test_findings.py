@@ -200,13 +200,15 @@ async def test_a_person_adds_targets_to_a_column_at_the_gate(stack: Stack) -> No
     tenant = new_tenant()
     disc = stack.discovery()
     data = b"Name,Class\n" + b"".join(b"Payroll box %d,Server\n" % i for i in range(20))
-    name, _, _ = await until_approval(stack, tenant, data)
+    name, _, listed = await until_approval(stack, tenant, data)
     update = discovery_pb2.FieldMappingUpdate(
         source_column="Name",
         set_additional_targets=discovery_pb2.AdditionalTargets(target_attributes=["hostname"]),
     )
     changed = await disc.UpdateFieldMappings(
-        discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, updates=[update]),
+        discovery_pb2.UpdateFieldMappingsRequest(
+            master_flow=name, etag=listed.etag, updates=[update]
+        ),
         metadata=md(tenant),
     )
     column = next(m for m in changed.mappings if m.source_column == "Name")
@@ -216,7 +218,9 @@ async def test_a_person_adds_targets_to_a_column_at_the_gate(stack: Stack) -> No
     update.set_additional_targets.target_attributes[:] = ["x"] * 33
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await disc.UpdateFieldMappings(
-            discovery_pb2.UpdateFieldMappingsRequest(master_flow=name, updates=[update]),
+            discovery_pb2.UpdateFieldMappingsRequest(
+                master_flow=name, etag=changed.etag, updates=[update]
+            ),
             metadata=md(tenant),
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

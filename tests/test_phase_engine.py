@@ -371,6 +371,35 @@ async def test_failed_phase_reports_its_error_and_retry_completes(stack: Stack) 
     events = await all_events(stack, tenant, name)
     assert events[-1].error.reason == "IMPORT_NOT_FOUND"
 
+    # Nothing more comes to a FAILED flow unless someone retries: a watch ends after its
+    # history, unless it asks to follow retries; then the retry's events come on it.
+    watched = [
+        r.event
+        async for r in orch.WatchFlow(
+            orchestrator_pb2.WatchFlowRequest(name=name), metadata=md(tenant)
+        )
+    ]
+    assert [e.sequence for e in watched] == [e.sequence for e in events]
+    following = orch.WatchFlow(
+        orchestrator_pb2.WatchFlowRequest(
+            name=name, after_sequence=events[-1].sequence, follow_retries=True
+        ),
+        metadata=md(tenant),
+    )
+
+    async def until_imported() -> list[flow_pb2.FlowEvent]:
+        seen = []
+        async for r in following:
+            seen.append(r.event)
+            if (r.event.phase, r.event.phase_status) == (
+                flow_pb2.PHASE_DATA_IMPORT,
+                flow_pb2.PHASE_STATUS_COMPLETED,
+            ):
+                break
+        return seen
+
+    followed = asyncio.create_task(until_imported())
+
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await orch.RetryPhase(
             orchestrator_pb2.RetryPhaseRequest(name=name, phase=flow_pb2.PHASE_DATA_VALIDATION),
@@ -388,6 +417,10 @@ async def test_failed_phase_reports_its_error_and_retry_completes(stack: Stack) 
         )
     ).flow
     assert retried.status == flow_pb2.FLOW_STATUS_RUNNING
+    after_retry = await asyncio.wait_for(followed, 60)
+    following.cancel()
+    assert after_retry[0].sequence == events[-1].sequence + 1
+    assert after_retry[-1].phase_status == flow_pb2.PHASE_STATUS_COMPLETED
     done = await wait_status(stack, tenant, name, flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL)
     assert phase(done, flow_pb2.PHASE_DATA_IMPORT).status == flow_pb2.PHASE_STATUS_COMPLETED
     assert not phase(done, flow_pb2.PHASE_DATA_IMPORT).HasField("error")

@@ -114,7 +114,7 @@ class World:
             "GetDataProfile": discovery_pb2.GetDataProfileRequest(master_flow=flow),
             "ListFieldMappings": discovery_pb2.ListFieldMappingsRequest(master_flow=flow),
             "UpdateFieldMappings": discovery_pb2.UpdateFieldMappingsRequest(
-                master_flow=flow, etag="W/1", approve=True
+                master_flow=flow, etag='W/"1"', approve=True
             ),
             "ListAssets": discovery_pb2.ListAssetsRequest(),
             "GetAsset": discovery_pb2.GetAssetRequest(name=f"assets/{uuid.uuid4()}"),

@@ -46,6 +46,8 @@ COMPANIONS = {
 _UNITS = frozenset({"memory_unit", "storage_unit"})
 TARGET_ATTRIBUTES = REQUIRED + OPTIONAL
 _CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+ETAG_FORMAT = re.compile(r'W/"[1-9][0-9]{0,17}"')
+"""What ``MappingSet.etag`` writes; anything else was never an etag of a mapping set."""
 
 
 class State(enum.Enum):
@@ -115,6 +117,18 @@ class MappingSet:
     def etag(self) -> str:
         return f'W/"{self.version}"'
 
+    def approved_as_is(self) -> MappingSet:
+        """The set approved: a suggestion nobody changed counts as accepted, and says so (a
+        reader of the approved set must not see suggestions still waiting for a review)."""
+        return replace(
+            self,
+            approved=True,
+            mappings=tuple(
+                replace(m, state=State.APPROVED) if m.state == State.SUGGESTED else m
+                for m in self.mappings
+            ),
+        )
+
     def missing_required(self) -> list[str]:
         mapped = {t for m in self.mappings for t in m.usable_targets}
         return [a for a in REQUIRED if a not in mapped and a not in self.waived]
@@ -148,13 +162,14 @@ class MappingSet:
         approve: bool,
         waive: Sequence[str] = (),
     ) -> MappingSet:
-        """Apply a person's edits (and approval); refuse stale, malformed or incomplete ones."""
+        """Apply a person's edits (and approval); refuse stale, malformed or incomplete ones.
+        ``etag`` is required: an edit without one could overwrite a change it never saw."""
         if self.approved:
             raise FailedPrecondition(
                 "the mapping is already approved; it cannot change any more",
                 reason="MAPPING_APPROVED",
             )
-        if etag and etag != self.etag:
+        if etag != self.etag:
             raise Aborted(f"the mapping changed since etag {etag}; it is now {self.etag}")
         by_column = {m.source_column: m for m in self.mappings}
         violations: list[FieldViolation] = []
@@ -187,7 +202,7 @@ class MappingSet:
         )
         if approve:
             result._check_approvable()
-            result = replace(result, approved=True)
+            result = result.approved_as_is()
         return result
 
     def _check_approvable(self) -> None:

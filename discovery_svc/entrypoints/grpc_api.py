@@ -12,7 +12,13 @@ import grpc
 from discovery_svc.domain.findings import RULES, DataIssue, IssueKind, PhaseSummary
 from discovery_svc.domain.imports import ImportSummary
 from discovery_svc.domain.inventory import Asset
-from discovery_svc.domain.mapping_set import REQUIRED, TARGET_ATTRIBUTES, FieldMapping, Update
+from discovery_svc.domain.mapping_set import (
+    ETAG_FORMAT,
+    REQUIRED,
+    TARGET_ATTRIBUTES,
+    FieldMapping,
+    Update,
+)
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import DataProfile, Severity
 from discovery_svc.normalize.asset_types import ASSET_TYPES
@@ -323,7 +329,12 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self, request: discovery_pb2.UpdateFieldMappingsRequest, context: Context
     ) -> discovery_pb2.UpdateFieldMappingsResponse:
         v = Validator()
-        check_text(request.etag, "etag", v, max_length=MAX_ETAG)
+        # Required: an edit without one could overwrite a change its author never saw.
+        if not request.etag:
+            v.add("etag", "is required: the etag ListFieldMappings (or the last update) returned")
+        elif not ETAG_FORMAT.fullmatch(request.etag):
+            check_text(request.etag, "etag", v, max_length=MAX_ETAG)
+            v.add("etag", 'is not an etag of a mapping set: expected W/"<version>" as returned')
         if len(request.updates) > MAX_UPDATES:
             v.add("updates", f"must have at most {MAX_UPDATES} items, got {len(request.updates)}")
             v.raise_if_any()

@@ -53,7 +53,7 @@ class AttributeMapping:
         missing = mapping.missing_required()
         mapping, implausible = _flag_implausible(mapping, profile)
         if child.auto_approve and mapping.auto_approvable() and not implausible:
-            await mappings.save(conn, child.id, replace(mapping, approved=True))
+            await mappings.save(conn, child.id, mapping.approved_as_is())
             return PhaseOutcome(PhaseStatus.COMPLETED, "auto-approved")
         await mappings.save(conn, child.id, mapping)
         summary = "waiting for approval"

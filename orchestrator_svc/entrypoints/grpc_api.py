@@ -238,5 +238,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if request.after_sequence < 0:
             v.add("after_sequence", "must not be negative")
         flow_id = _flow_name(request.name, v)
-        async for entry in self._o.watch(tenancy.current(), flow_id, request.after_sequence):
+        async for entry in self._o.watch(
+            tenancy.current(),
+            flow_id,
+            request.after_sequence,
+            follow_retries=request.follow_retries,
+        ):
             yield orchestrator_pb2.WatchFlowResponse(event=history_to_proto(flow_id, entry))

@@ -266,9 +266,10 @@ class Orchestrator:
         return HistoryPage(entries, token)
 
     async def watch(
-        self, tenant: Tenant, flow_id: uuid.UUID, after: int
+        self, tenant: Tenant, flow_id: uuid.UUID, after: int, *, follow_retries: bool = False
     ) -> AsyncIterator[HistoryEntry]:
-        """Every entry after ``after``, then each new one; ends once the flow is terminal."""
+        """Every entry after ``after``, then each new one; ends once the flow is terminal, or
+        FAILED unless ``follow_retries`` (only a retry would continue it)."""
         await self.get_flow(tenant, flow_id)
         with self._watchers.watch(flow_id) as woken:
             while True:
@@ -286,6 +287,8 @@ class Orchestrator:
                 if len(entries) == HISTORY_PAGE:
                     continue
                 if status is None or status.is_terminal:
+                    return
+                if status == FlowStatus.FAILED and not follow_retries:
                     return
                 try:
                     async with asyncio.timeout(self._watch_recheck):

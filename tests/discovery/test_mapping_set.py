@@ -115,11 +115,20 @@ def test_a_stale_etag_is_aborted(sample: MappingSet) -> None:
         sample.updated('W/"7"', [], approve=True)
 
 
-def test_an_empty_etag_skips_the_check(sample: MappingSet) -> None:
-    newer = sample.updated("", [Update("Owner", reject=True)], approve=False)
-    newest = newer.updated("", [Update("Env", reject=True)], approve=False)
-    assert newest.version == 3
-    assert _column(newest, "Owner").state == State.REJECTED
+def test_an_empty_etag_is_no_etag_of_any_version(sample: MappingSet) -> None:
+    # It used to skip the check: a client that left it out overwrote edits it never saw.
+    with pytest.raises(Aborted):
+        sample.updated("", [Update("Owner", reject=True)], approve=False)
+
+
+def test_approving_accepts_the_suggestions_nobody_changed(sample: MappingSet) -> None:
+    suggested = [m.source_column for m in sample.mappings if m.state == State.SUGGESTED]
+    assert suggested
+    approved = sample.approved_as_is()
+    assert approved.approved
+    assert all(_column(approved, c).state == State.APPROVED for c in suggested)
+    others = [m for m in sample.mappings if m.state != State.SUGGESTED]
+    assert [_column(approved, m.source_column) for m in others] == others
 
 
 # --- approval -----------------------------------------------------------------------------------
@@ -128,7 +137,13 @@ def test_an_empty_etag_skips_the_check(sample: MappingSet) -> None:
 def test_approving_the_suggestions_as_they_are(sample: MappingSet) -> None:
     approved = sample.updated(sample.etag, [], approve=True)
     assert approved.approved
-    assert approved.mappings == sample.mappings
+    # The same targets; what was suggested now reads approved (it was shown as still
+    # suggested after the approval, as if nobody had reviewed it).
+    assert [m.usable_targets for m in approved.mappings] == [
+        m.usable_targets for m in sample.mappings
+    ]
+    assert approved.mappings == sample.approved_as_is().mappings
+    assert State.SUGGESTED not in {m.state for m in approved.mappings}
     assert not sample.approved  # the original is untouched
 
 
