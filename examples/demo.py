@@ -1,4 +1,4 @@
-"""`make demo`: the discovery journey of DESIGN.md §3 on examples/cmdb_export.csv, as a client.
+"""`make demo`: a discovery flow's whole journey on examples/cmdb_export.csv, as a client.
 
 Starts both services on free ports (on the embedded PostgreSQL unless DATABASE_URL is set),
 then, through the public RPCs only: upload the CSV, create a flow, watch it, show the

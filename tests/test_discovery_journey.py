@@ -1,4 +1,4 @@
-"""The whole discovery journey of DESIGN.md §3, through the public RPCs only, as a client would.
+"""The whole discovery journey, upload to inventory, through the public RPCs as a client would.
 
 Upload the sample CMDB export, create the flow, watch it to the approval gate, review and
 approve the suggested mapping, resume, watch it to COMPLETED, then read the inventory. The
