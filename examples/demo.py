@@ -100,7 +100,7 @@ async def upload(client: Client, path: Path) -> discovery_pb2.Import:
             yield discovery_pb2.UploadImportDataRequest(chunk=chunk)
 
     response = await client.disc.UploadImportData(requests(), metadata=client.metadata)
-    result: discovery_pb2.Import = getattr(response, "import")
+    result: discovery_pb2.Import = response.data_import
     return result
 
 
@@ -148,7 +148,7 @@ async def journey(client: Client, csv_path: Path) -> bool:
 
     say("2. CreateFlow (discovery, on that import)")
     flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, display_name=csv_path.stem)
-    setattr(flow, "import", imported.name)
+    flow.data_import = imported.name
     created = await client.orch.CreateFlow(
         orchestrator_pb2.CreateFlowRequest(flow=flow, request_id=str(uuid.uuid4())),
         metadata=client.metadata,

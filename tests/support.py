@@ -67,7 +67,7 @@ def discovery_flow(
         display_name=display_name,
         allow_concurrent=allow_concurrent,
     )
-    setattr(flow, "import", f"imports/{import_id or uuid.uuid4()}")
+    flow.data_import = f"imports/{import_id or uuid.uuid4()}"
     return flow
 
 
@@ -241,7 +241,7 @@ class Stack:
                 yield discovery_pb2.UploadImportDataRequest(chunk=chunk)
 
         response = await self.discovery().UploadImportData(requests(), metadata=md(tenant))
-        result: discovery_pb2.Import = getattr(response, "import")
+        result: discovery_pb2.Import = response.data_import
         return result
 
     async def start_flow(
@@ -251,7 +251,7 @@ class Stack:
         the flow's name and the import."""
         uploaded = await self.upload(tenant, data)
         flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, **fields)
-        setattr(flow, "import", uploaded.name)
+        flow.data_import = uploaded.name
         created = await self.orchestrator().CreateFlow(
             orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
         )

@@ -649,7 +649,7 @@ async def test_client_chosen_ids_behave_the_same_whatever_other_tenants_use(
         got = await disc.GetImport(
             discovery_pb2.GetImportRequest(name=f"imports/{import_id}"), metadata=md(tenant)
         )
-        assert getattr(got, "import").row_count == rows
+        assert got.data_import.row_count == rows
     # Within a tenant the id is taken.
     code, details = await code_of(lambda: servers.upload(owner, b"host\nz\n", import_id=import_id))
     assert code == grpc.StatusCode.ALREADY_EXISTS, details
@@ -673,7 +673,7 @@ async def test_another_tenants_resources_are_not_found(servers: Stack) -> None:
     flow_ = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
     )
-    setattr(flow_, "import", uploaded.name)
+    flow_.data_import = uploaded.name
     name = (
         await orch.CreateFlow(orchestrator_pb2.CreateFlowRequest(flow=flow_), metadata=md(owner))
     ).flow.name
@@ -875,7 +875,7 @@ async def test_postgresql_going_away_is_unavailable_and_everything_recovers(
         flow = orchestrator_pb2.Flow(
             type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
         )
-        setattr(flow, "import", uploaded.name)
+        flow.data_import = uploaded.name
         created = await stack.orchestrator().CreateFlow(
             orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
         )
@@ -964,7 +964,7 @@ async def test_a_phase_interrupted_by_the_database_runs_again_instead_of_failing
     flow = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
     )
-    setattr(flow, "import", uploaded.name)
+    flow.data_import = uploaded.name
     name = (
         await stack.orchestrator().CreateFlow(
             orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
@@ -1084,7 +1084,7 @@ async def test_cells_longer_than_an_index_entry_complete_the_inventory(servers: 
     flow = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
     )
-    setattr(flow, "import", uploaded.name)
+    flow.data_import = uploaded.name
     name = (
         await servers.orchestrator().CreateFlow(
             orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
@@ -1138,7 +1138,7 @@ async def test_pages_of_huge_values_still_fit_a_clients_message_limit(servers: S
     flow = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
     )
-    setattr(flow, "import", uploaded.name)
+    flow.data_import = uploaded.name
     name = (
         await servers.orchestrator().CreateFlow(
             orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)

@@ -121,7 +121,7 @@ async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
     uploaded = await stack.upload(tenant, SAMPLE.read_bytes())
     assert uploaded.row_count == 226 and not uploaded.quarantined_rows
     flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, display_name="sample")
-    setattr(flow, "import", uploaded.name)
+    flow.data_import = uploaded.name
     created = await orch.CreateFlow(
         orchestrator_pb2.CreateFlowRequest(flow=flow, request_id=str(uuid.uuid4())),
         metadata=md(tenant),

@@ -66,7 +66,7 @@ async def run_flow(
         allow_concurrent=True,
         identity_key=key,
     )
-    setattr(flow, "import", uploaded.name)
+    flow.data_import = uploaded.name
     created = await stack.orchestrator().CreateFlow(
         orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
     )
@@ -266,7 +266,7 @@ async def test_the_identity_key_is_set_per_flow_and_checked(stack: Stack) -> Non
     flow = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY, identity_key=flow_pb2.IdentityKey.ValueType(99)
     )
-    setattr(flow, "import", f"imports/{uuid.uuid4()}")
+    flow.data_import = f"imports/{uuid.uuid4()}"
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stack.orchestrator().CreateFlow(
             orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)

@@ -128,7 +128,7 @@ async def test_upload_reports_rows_columns_and_quarantine(stack: Stack) -> None:
     got = await stack.discovery().GetImport(
         discovery_pb2.GetImportRequest(name=imp.name), metadata=md(tenant)
     )
-    assert getattr(got, "import") == imp
+    assert got.data_import == imp
     assert (
         await fetchval(stack.database_url, "SELECT count(*) FROM discovery.raw_records") == 10_000
     )

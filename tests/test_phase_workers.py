@@ -73,7 +73,7 @@ async def create_flow(stack: Stack, tenant: Tenant, rows: int) -> tuple[str, int
     flow = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
     )
-    setattr(flow, "import", uploaded.name)
+    flow.data_import = uploaded.name
     created = await stack.orchestrator().CreateFlow(
         orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
     )

@@ -276,7 +276,7 @@ async def test_uploads_cannot_take_the_pool(stack: Stack) -> None:
             for _ in range(5)
         )
     )
-    assert {getattr(a, "import").row_count for a in answers} == {2}
+    assert {a.data_import.row_count for a in answers} == {2}
     orchestrator = stack.orchestrator()
     got = await orchestrator.GetFlow(
         orchestrator_pb2.GetFlowRequest(name=created.flow.name), metadata=md(tenant), timeout=30
@@ -288,7 +288,7 @@ async def test_uploads_cannot_take_the_pool(stack: Stack) -> None:
     assert created.flow.name in {f.name for f in listed.flows}
 
     first.release.set()
-    uploaded = getattr(await first.call, "import")
+    uploaded = (await first.call).data_import
     assert uploaded.row_count == 2
     # The slot is free again.
     assert (await stack.upload(tenant, CSV)).row_count == 2
@@ -308,4 +308,4 @@ async def test_past_the_rpc_limit_calls_are_refused_at_once(stack: Stack) -> Non
         )
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
     held.release.set()
-    assert getattr(await held.call, "import").row_count == 2
+    assert (await held.call).data_import.row_count == 2

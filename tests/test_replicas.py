@@ -96,7 +96,7 @@ async def test_two_replicas_of_each_with_mtls_complete_flows(
             tenant = new_tenant()
             uploaded = await client.upload(tenant, EXAMPLE.read_bytes())
             flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
-            setattr(flow, "import", uploaded.name)
+            flow.data_import = uploaded.name
             created = await client.orchestrator().CreateFlow(
                 orchestrator_pb2.CreateFlowRequest(flow=flow, request_id=str(uuid.uuid4())),
                 metadata=md(tenant),

@@ -90,7 +90,7 @@ class World:
         name = method.rsplit("/", 1)[1]
         flow, imp = self.flow, self.import_name
         with_import = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY)
-        setattr(with_import, "import", imp)
+        with_import.data_import = imp
         by_name: dict[str, Message | list[Message]] = {
             "CreateFlow": orchestrator_pb2.CreateFlowRequest(flow=with_import),
             "GetFlow": orchestrator_pb2.GetFlowRequest(name=flow),

@@ -93,7 +93,7 @@ async def test_create_flow_field_violations(servers: Stack) -> None:
             metadata=meta,
         )
     )
-    assert set(v) == {"flow.display_name", "request_id", "flow.import"}
+    assert set(v) == {"flow.display_name", "request_id", "flow.data_import"}
     v = await invalid(
         lambda: orch.CreateFlow(
             orchestrator_pb2.CreateFlowRequest(

@@ -110,7 +110,7 @@ def child_to_proto(
         phase_summaries=[summary_to_proto(s) for s in summaries],
     )
     # `import` is a Python keyword, so the field is only reachable by name.
-    setattr(proto, "import", format_name(IMPORTS, child.import_id) if child.import_id else "")
+    proto.data_import = format_name(IMPORTS, child.import_id) if child.import_id else ""
     return proto
 
 
@@ -176,7 +176,7 @@ def profile_to_proto(profile: DataProfile) -> discovery_pb2.DataProfile:
         ],
         create_time=timestamp(profile.create_time),
     )
-    setattr(proto, "import", format_name(IMPORTS, uuid.UUID(profile.import_id)))
+    proto.data_import = format_name(IMPORTS, uuid.UUID(profile.import_id))
     return proto
 
 
@@ -292,7 +292,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
             UploadRequest(import_id=import_id, file_name=meta.file_name),
             _chunks(request_iterator),
         )
-        return discovery_pb2.UploadImportDataResponse(**{"import": import_to_proto(summary)})
+        return discovery_pb2.UploadImportDataResponse(data_import=import_to_proto(summary))
 
     async def GetImport(
         self, request: discovery_pb2.GetImportRequest, context: Context
@@ -300,7 +300,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         v = Validator()
         import_id = required_name(request.name, IMPORTS, "name", v)
         summary = await self._d.get_import(tenancy.current(), import_id)
-        return discovery_pb2.GetImportResponse(**{"import": import_to_proto(summary)})
+        return discovery_pb2.GetImportResponse(data_import=import_to_proto(summary))
 
     async def GetDataProfile(
         self, request: discovery_pb2.GetDataProfileRequest, context: Context

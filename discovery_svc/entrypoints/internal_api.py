@@ -34,7 +34,7 @@ class ChildFlowServicer(child_pb2_grpc.ChildFlowServiceServicer):
         master = parse_name(request.master_flow, FLOWS, "master_flow", v)
         flow_type = enum_value(FlowType, request.type, "type", v, "FLOW_TYPE_")
         check_display_name(request.display_name, "display_name", v)
-        import_id = parse_name(getattr(request, "import"), IMPORTS, "import", v, required=False)
+        import_id = parse_name(request.data_import, IMPORTS, "data_import", v, required=False)
         if not 0 <= request.mapping_confidence_threshold <= 1:
             v.add("mapping_confidence_threshold", "must be between 0 and 1")
         identity_key = IdentityKey.HOST_THEN_NAME

@@ -59,7 +59,7 @@ def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
         identity_key=flow_pb2.IdentityKey.ValueType(int(flow.identity_key)),
     )
     # `import` is a Python keyword, so the field is only reachable by name.
-    setattr(request, "import", format_name(IMPORTS, flow.import_id) if flow.import_id else "")
+    request.data_import = format_name(IMPORTS, flow.import_id) if flow.import_id else ""
     return _to_discovery(flow, tenant, "CreateChildFlow", request)
 
 

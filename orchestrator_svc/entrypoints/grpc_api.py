@@ -63,7 +63,7 @@ def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
         last_event_sequence=flow.last_event_seq,
     )
     # `import` is a Python keyword, so the field is only reachable by name.
-    setattr(proto, "import", format_name(IMPORTS, flow.import_id) if flow.import_id else "")
+    proto.data_import = format_name(IMPORTS, flow.import_id) if flow.import_id else ""
     return proto
 
 
@@ -134,9 +134,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         flow_type = enum_value(FlowType, request.flow.type, "flow.type", v, "FLOW_TYPE_")
         check_display_name(request.flow.display_name, "flow.display_name", v)
         import_id = parse_name(
-            getattr(request.flow, "import"),
+            request.flow.data_import,
             IMPORTS,
-            "flow.import",
+            "flow.data_import",
             v,
             required=flow_type == FlowType.DISCOVERY,
         )

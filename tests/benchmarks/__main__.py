@@ -340,7 +340,7 @@ async def until_gated(conn: asyncpg.Connection, engagement: uuid.UUID, n: int) -
 async def create_flows(stack: Stack, tenant: Tenant, import_name: str) -> Callable[[], Any]:
     metadata = md(tenant)  # one token per tenant: the client's signing cost stays out of it
     flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, allow_concurrent=True)
-    setattr(flow, "import", import_name)
+    flow.data_import = import_name
     request = orchestrator_pb2.CreateFlowRequest(flow=flow)
     orch = stack.orchestrator()
     return lambda: orch.CreateFlow(request, metadata=metadata)
@@ -575,7 +575,7 @@ async def run_journey(stack: Stack, rows: int) -> tuple[Tenant, Json]:
     imp = await stack.upload(tenant, cmdb_rows(rows))
     uploaded = time.perf_counter() - began
     flow = orchestrator_pb2.Flow(type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True)
-    setattr(flow, "import", imp.name)
+    flow.data_import = imp.name
     created = await stack.orchestrator().CreateFlow(
         orchestrator_pb2.CreateFlowRequest(flow=flow), metadata=md(tenant)
     )

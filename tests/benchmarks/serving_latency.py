@@ -54,7 +54,7 @@ async def one_run(url: str, workers: int, rows: int, clients: int, logs: Path) -
         flow = orchestrator_pb2.Flow(
             type=flow_pb2.FLOW_TYPE_DISCOVERY, auto_approve=True, allow_concurrent=True
         )
-        setattr(flow, "import", uploaded.name)
+        flow.data_import = uploaded.name
         orch = stack.orchestrator()
         began = time.perf_counter()
         name = (

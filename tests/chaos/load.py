@@ -262,7 +262,7 @@ class Load:
             auto_approve=run.auto_approve,
             allow_concurrent=True,
         )
-        setattr(flow, "import", run.import_name)
+        flow.data_import = run.import_name
         request = orchestrator_pb2.CreateFlowRequest(flow=flow, request_id=run.request_id)
 
         async def call(r: int) -> orchestrator_pb2.CreateFlowResponse:

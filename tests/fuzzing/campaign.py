@@ -166,7 +166,7 @@ async def _create(stack: Stack, tenant: Tenant, import_name: str, display: str) 
     flow = orchestrator_pb2.Flow(
         type=flow_pb2.FLOW_TYPE_DISCOVERY, display_name=display, allow_concurrent=True
     )
-    setattr(flow, "import", import_name)
+    flow.data_import = import_name
     created = await stack.orchestrator().CreateFlow(
         orchestrator_pb2.CreateFlowRequest(flow=flow, request_id=str(uuid.uuid4())),
         metadata=md(tenant),

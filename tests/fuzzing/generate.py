@@ -278,7 +278,7 @@ class Fuzzer:
             "name": self._name_for,
             "master_flow": lambda m: self._own_or_foreign("flows"),
             "flow": lambda m: self._own_or_foreign("flows"),
-            "import": lambda m: self._own_or_foreign("imports"),
+            "data_import": lambda m: self._own_or_foreign("imports"),
             "asset": lambda m: self._own_or_foreign("assets"),
             "source": lambda m: self._own_or_foreign("assets"),
             "target": lambda m: self._own_or_foreign("assets"),
