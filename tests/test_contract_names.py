@@ -3,8 +3,8 @@
 Found by a generated Python client: ``Flow.import`` could only be reached with ``getattr``;
 Java, Go, C#, Kotlin, Swift and JavaScript reserve the word too, each generator escapes it its
 own way (``import_``, ``Import_``, ``@import``). Every field and oneof name of the protos is
-checked against the keywords of those languages (as data below); messages, enums, services
-and methods are PascalCase in every generator, which no keyword is.
+checked against the keywords of those languages (tests/client_keywords.txt); messages,
+enums, services and methods are PascalCase in every generator, which no keyword is.
 """
 
 from __future__ import annotations
@@ -18,114 +18,16 @@ from google.protobuf.descriptor import Descriptor, FileDescriptor
 
 import flowpair.internal.v1
 import flowpair.v1
+from tests.support import ROOT
 
-# Reserved words of languages with a protobuf generator in common use, beyond Python's own.
 _KEYWORDS = frozenset(keyword.kwlist) | frozenset(
-    [
-        "abstract",
-        "as",
-        "assert",
-        "async",
-        "await",
-        "boolean",
-        "break",
-        "byte",
-        "case",
-        "catch",
-        "char",
-        "chan",
-        "class",
-        "const",
-        "continue",
-        "default",
-        "defer",
-        "delete",
-        "do",
-        "double",
-        "else",
-        "enum",
-        "export",
-        "extends",
-        "extern",
-        "false",
-        "final",
-        "finally",
-        "float",
-        "fn",
-        "for",
-        "func",
-        "function",
-        "go",
-        "goto",
-        "if",
-        "impl",
-        "implements",
-        "import",
-        "in",
-        "instanceof",
-        "int",
-        "interface",
-        "let",
-        "long",
-        "loop",
-        "map",
-        "match",
-        "mod",
-        "module",
-        "mut",
-        "namespace",
-        "native",
-        "new",
-        "null",
-        "object",
-        "operator",
-        "override",
-        "package",
-        "private",
-        "protected",
-        "public",
-        "range",
-        "register",
-        "return",
-        "select",
-        "self",
-        "short",
-        "signed",
-        "sizeof",
-        "static",
-        "struct",
-        "super",
-        "switch",
-        "synchronized",
-        "template",
-        "this",
-        "throw",
-        "throws",
-        "trait",
-        "transient",
-        "true",
-        "try",
-        "type",
-        "typedef",
-        "typeof",
-        "union",
-        "unsafe",
-        "unsigned",
-        "use",
-        "using",
-        "var",
-        "virtual",
-        "void",
-        "volatile",
-        "when",
-        "where",
-        "while",
-        "with",
-        "yield",
-    ]
+    word
+    for line in (ROOT / "tests" / "client_keywords.txt").read_text().splitlines()
+    if not line.startswith("#")
+    for word in line.split()
 )
 # A field name every generator handles by convention: ``type`` is the AIP's name for a
-# resource's kind (AIP-128), and Rust's prost writes it ``r#type``, Kotlin and Go capitalise
+# resource's kind in the AIPs, and Rust's prost writes it ``r#type``, Kotlin and Go capitalise
 # or accept it. Listed here, so any other clash is a decision someone made on purpose.
 _ALLOWED = frozenset({"type"})
 
