@@ -61,6 +61,11 @@ def name_of(enum: Any, value: int, prefix: str) -> str:
     return str(enum.Name(value)).removeprefix(prefix)
 
 
+def word(enum: Any, value: int, prefix: str, unset: str) -> str:
+    """An inventory enum's value as the data spells it ("virtual_machine"), or ``unset``."""
+    return name_of(enum, value, prefix).lower() if value else unset
+
+
 class Client:
     """The two stubs and one tenant (a fresh engagement, so every run starts clean)."""
 
@@ -209,20 +214,37 @@ async def summary(client: Client) -> None:
     say("6. Inventory (ListAssets, ListDependencies)")
     say(f"   {len(assets)} assets, {len(deps)} dependencies")
     for title, counter in (
-        ("by type", Counter(a.asset_type for a in assets)),
-        ("by environment", Counter(a.environment or "(none)" for a in assets)),
+        (
+            "by type",
+            Counter(word(discovery_pb2.AssetType, a.asset_type, "ASSET_TYPE_", "") for a in assets),
+        ),
+        (
+            "by environment",
+            Counter(
+                word(discovery_pb2.Environment, a.environment, "ENVIRONMENT_", "(none)")
+                for a in assets
+            ),
+        ),
         (
             "hosts by OS family",
-            Counter(a.os_family or "(unknown)" for a in assets if a.asset_type != "application"),
+            Counter(
+                word(discovery_pb2.OsFamily, a.os_family, "OS_FAMILY_", "(unknown)")
+                for a in assets
+                if a.asset_type != discovery_pb2.ASSET_TYPE_APPLICATION
+            ),
         ),
-        ("dependencies by kind", Counter(d.kind for d in deps)),
+        ("dependencies by kind", Counter(kind(d) for d in deps)),
     ):
         say(f"   {title}: " + ", ".join(f"{k} {n}" for k, n in counter.most_common()))
     memory = sum(a.memory_gb for a in assets)
     cores = sum(a.cpu_cores for a in assets)
     say(f"   capacity: {cores} vCPU, {memory:,.0f} GB memory")
     for d in deps[:5]:
-        say(f"   e.g. {d.source_display_name} —{d.kind}→ {d.target_display_name}")
+        say(f"   e.g. {d.source_display_name} —{kind(d)}→ {d.target_display_name}")
+
+
+def kind(d: discovery_pb2.Dependency) -> str:
+    return word(discovery_pb2.DependencyKind, d.kind, "DEPENDENCY_KIND_", "?")
 
 
 def issue_counts(counts: Any) -> str:

@@ -127,7 +127,8 @@ async def test_nul_in_any_string_field_is_invalid_argument_naming_the_field(
         assert "NUL" in v["reason"]
     v = await invalid(
         lambda: disc.ListAssets(
-            discovery_pb2.ListAssetsRequest(environment="prod\x00"), metadata=meta
+            discovery_pb2.ListAssetsRequest(environment=discovery_pb2.Environment.ValueType(999)),
+            metadata=meta,
         )
     )
     assert set(v) == {"environment"}
@@ -585,10 +586,11 @@ async def test_control_characters_in_free_text_are_invalid_argument(servers: Sta
     assert set(v) == {"filter"}
     v = await invalid(
         lambda: disc.ListAssets(
-            discovery_pb2.ListAssetsRequest(environment="prod\x07"), metadata=meta
+            discovery_pb2.ListAssetsRequest(asset_type=discovery_pb2.AssetType.ValueType(-3)),
+            metadata=meta,
         )
     )
-    assert set(v) == {"environment"}
+    assert set(v) == {"asset_type"}
 
     async def upload(name: str) -> AsyncIterator[discovery_pb2.UploadImportDataRequest]:
         yield discovery_pb2.UploadImportDataRequest(
@@ -1230,12 +1232,6 @@ async def test_other_odd_values_are_invalid_argument_or_fine(servers: Stack) -> 
         lambda: orch.ListFlows(orchestrator_pb2.ListFlowsRequest(filter="x" * 5000), metadata=meta)
     )
     assert set(v) == {"filter"}
-    v = await invalid(
-        lambda: disc.ListAssets(
-            discovery_pb2.ListAssetsRequest(environment="p" * 100_000), metadata=meta
-        )
-    )
-    assert set(v) == {"environment"}
     too_many = discovery_pb2.UpdateFieldMappingsRequest(
         master_flow=flow.name,
         etag='W/"1"',

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+from discovery_svc.entrypoints.vocabularies import ASSET_TYPE
 from flowpair.v1 import discovery_pb2
 from tests.support import ROOT, Stack, approve_waiving_gaps, fetch, md, new_tenant
 from tests.test_discovery_journey import all_pages, resume_to_completion, until_approval
@@ -72,10 +73,11 @@ async def run_flow(
     )
     # Every type, new kinds included, is a valid filter.
     vms = await stack.discovery().ListAssets(
-        discovery_pb2.ListAssetsRequest(asset_type="virtual_machine"), metadata=md(tenant)
+        discovery_pb2.ListAssetsRequest(asset_type=discovery_pb2.ASSET_TYPE_VIRTUAL_MACHINE),
+        metadata=md(tenant),
     )
     typed = [a for a in assets if isinstance(a, discovery_pb2.Asset)]
-    expected = [a.name for a in typed if a.asset_type == "virtual_machine"]
+    expected = [a.name for a in typed if a.asset_type == discovery_pb2.ASSET_TYPE_VIRTUAL_MACHINE]
     assert sorted(a.name for a in vms.assets) == sorted(expected)
     return typed, list(listed.mappings)
 
@@ -124,15 +126,15 @@ async def test_servicenow_classes_messy_hosts_and_ram_in_mb(stack: Stack) -> Non
         "web01": "application",
         "mail01": "application",
     }
-    assert {h: by_host[h].asset_type for h in expected} == expected
+    assert {h: ASSET_TYPE.text(by_host[h].asset_type) for h in expected} == expected
     # Software packages are software, never databases because of "SQL" or "pg".
-    assert {by_name[s].asset_type for s in SOFTWARE} == {"software"}
+    assert {ASSET_TYPE.text(by_name[s].asset_type) for s in SOFTWARE} == {"software"}
 
     # Operating systems: kernel-style RHEL, Amazon Linux 2, a version column's service pack.
     assert (by_host["lnx01"].operating_system, by_host["lnx01"].os_version) == ("RHEL 8.9", "8.9")
     assert by_host["lnx02"].operating_system == "Amazon Linux 2"
     assert by_host["lnx03"].operating_system == "SUSE 15 SP4"
-    assert by_host["core-rtr-01"].os_family == "network"
+    assert by_host["core-rtr-01"].os_family == discovery_pb2.OS_FAMILY_NETWORK
 
 
 async def test_real_servicenow_export_has_no_false_type_issues(stack: Stack) -> None:
@@ -145,8 +147,12 @@ async def test_real_servicenow_export_has_no_false_type_issues(stack: Stack) -> 
     # else with a host name a server. Two hosts in this server export run Windows 7 Enterprise.
     desktops = {a.hostname for a in typed if a.operating_system == "Windows 7"}
     assert desktops == {"aaa00016", "aaa00020"}
-    assert {a.asset_type for a in typed if a.hostname in desktops} == {"end_user_computer"}
-    assert {a.asset_type for a in typed if a.hostname not in desktops} == {"server"}
+    assert {ASSET_TYPE.text(a.asset_type) for a in typed if a.hostname in desktops} == {
+        "end_user_computer"
+    }
+    assert {ASSET_TYPE.text(a.asset_type) for a in typed if a.hostname not in desktops} == {
+        "server"
+    }
     found = await issues(stack)
     assert not [p for _, _, p in found if "asset type" in p]
     assert not [p for _, _, p in found if "operating system" in p or "Windows version" in p]

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from discovery_svc.domain.mapping_set import REQUIRED
+from discovery_svc.entrypoints.vocabularies import ASSET_TYPE
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared import devstack
 from tests.support import Stack, approve_waiving_gaps, md, new_tenant
@@ -151,7 +152,9 @@ async def run_file(stack: Stack, stem: str) -> Outcome:
             await disc.GetAsset(discovery_pb2.GetAssetRequest(name=a.name), metadata=md(tenant))
         ).asset
         assets.append(got)
-        if got.asset_type != "application":  # no row of the corpus names an application
+        if (
+            got.asset_type != discovery_pb2.ASSET_TYPE_APPLICATION
+        ):  # no row of the corpus names an application
             rows_of[got.name] = {int(r.rsplit("/", 1)[1]) for r in got.source_rows}
     issues = [
         i
@@ -170,7 +173,7 @@ async def run_file(stack: Stack, stem: str) -> Outcome:
         f"{'auto-approved' if auto else 'approved with waivers'}, {outcome.seconds:.1f}s; "
         f"false-issue rows {len(false_issue_rows(outcome))} "
         f"({100 * false_issue_rate(outcome):.1f} %); "
-        f"types {dict(sorted(Counter(a.asset_type for a in assets).items()))} "
+        f"types {dict(sorted(Counter(ASSET_TYPE.text(a.asset_type) for a in assets).items()))} "
         f"(meant {dict(sorted(Counter(h['asset_type'] for h in truth['hosts']).items()))}); "
         f"waived {list(listed.missing_required_attributes)}; mapping "
         + ", ".join(
@@ -184,7 +187,8 @@ async def run_file(stack: Stack, stem: str) -> Outcome:
         for a in assets:
             print(
                 f"  {stem} asset {a.display_name!r} host={a.hostname!r} domain={a.domain!r} "
-                f"ip={a.ip_address} serial={a.serial_number!r} type={a.asset_type} "
+                f"ip={a.ip_address} serial={a.serial_number!r}"
+                f" type={ASSET_TYPE.text(a.asset_type)} "
                 f"rows={sorted(rows_of.get(a.name, ()))}"
             )
         for i in issues:
@@ -265,7 +269,9 @@ def count_mismatches(o: Outcome) -> list[str]:
     """The corpus has no application column and names no application: every asset is one of
     the intended hosts, one per host."""
     out = []
-    apps = sorted(a.display_name for a in o.assets if a.asset_type == "application")
+    apps = sorted(
+        a.display_name for a in o.assets if a.asset_type == discovery_pb2.ASSET_TYPE_APPLICATION
+    )
     if apps:
         out.append(f"{len(apps)} application assets: {apps[:6]}")
     hosts = len(o.truth["hosts"])
@@ -278,8 +284,9 @@ def type_mismatches(o: Outcome) -> list[str]:
     out = []
     for host in o.truth["hosts"]:
         a = the_asset(o, host["key"])
-        if a is not None and a.asset_type not in host["accepted_types"]:
-            out.append(f"{host['key']}: {a.asset_type!r}, meant {host['accepted_types']}")
+        if a is not None and ASSET_TYPE.text(a.asset_type) not in host["accepted_types"]:
+            got = ASSET_TYPE.text(a.asset_type)
+            out.append(f"{host['key']}: {got!r}, meant {host['accepted_types']}")
     return out
 
 

@@ -17,6 +17,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from discovery_svc.entrypoints.vocabularies import (
+    ASSET_TYPE,
+    DEPENDENCY_KIND,
+    ENVIRONMENT,
+)
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared.tenancy import Tenant
 from tests.support import ROOT, Stack, md, new_tenant
@@ -244,34 +249,40 @@ async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
     )
     typed = [a for a in assets if isinstance(a, discovery_pb2.Asset)]
     assert len(typed) == len(hosts) + len(apps)
-    by_host = {a.hostname: a for a in typed if a.asset_type != "application"}
+    by_host = {a.hostname: a for a in typed if a.asset_type != discovery_pb2.ASSET_TYPE_APPLICATION}
     assert set(by_host) == set(hosts)
     for host, types in hosts.items():
         if len(types) == 1:
-            assert by_host[host].asset_type in types, (host, by_host[host])
-    assert {a.application_name.lower() for a in typed if a.asset_type == "application"} == apps
+            assert ASSET_TYPE.text(by_host[host].asset_type) in types, (host, by_host[host])
+    applications = [a for a in typed if a.asset_type == discovery_pb2.ASSET_TYPE_APPLICATION]
+    assert {a.application_name.lower() for a in applications} == apps
     assert all(
-        a.environment in ("", "production", "test", "development", "staging", "dr") for a in typed
-    ), Counter(a.environment for a in typed)
+        ENVIRONMENT.text(a.environment)
+        in ("", "production", "test", "development", "staging", "dr")
+        for a in typed
+    ), Counter(ENVIRONMENT.text(a.environment) for a in typed)
     assert all(a.memory_gb >= 0 for a in typed)
 
     databases = await all_pages(
         disc.ListAssets,
-        discovery_pb2.ListAssetsRequest(asset_type="database", environment="production"),
+        discovery_pb2.ListAssetsRequest(
+            asset_type=discovery_pb2.ASSET_TYPE_DATABASE,
+            environment=discovery_pb2.ENVIRONMENT_PRODUCTION,
+        ),
         "assets",
         tenant,
     )
     assert databases and all(
         isinstance(a, discovery_pb2.Asset)
-        and a.asset_type == "database"
-        and a.environment == "production"
+        and a.asset_type == discovery_pb2.ASSET_TYPE_DATABASE
+        and a.environment == discovery_pb2.ENVIRONMENT_PRODUCTION
         for a in databases
     )
     one = by_host["invwebt01"]
     got = (
         await disc.GetAsset(discovery_pb2.GetAssetRequest(name=one.name), metadata=md(tenant))
     ).asset
-    assert got.ip_address == "10.4.10.10" and got.os_family == "linux"
+    assert got.ip_address == "10.4.10.10" and got.os_family == discovery_pb2.OS_FAMILY_LINUX
     assert got.memory_gb == 128 and got.storage_gb == 1000 and got.domain == "corp.example.com"
 
     # A host listed twice in the export is one asset that links back to both rows.
@@ -298,7 +309,7 @@ async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
         tenant,
     )
     edges = {
-        (d.source_display_name.lower(), d.target_display_name.lower(), d.kind)
+        (d.source_display_name.lower(), d.target_display_name.lower(), DEPENDENCY_KIND.text(d.kind))
         for d in deps
         if isinstance(d, discovery_pb2.Dependency)
     }

@@ -187,7 +187,7 @@ async def test_each_identity_defect_and_every_row_accounted_for(stack: Stack) ->
     assert not said(15, "hostname", "several domains")
     # One host merged by rank: row 13 is the most complete, so its OS, type and name win;
     # row 14's other OS is an issue naming both.
-    assert db.operating_system == "RHEL 8.6" and db.asset_type == "database"
+    assert db.operating_system == "RHEL 8.6" and db.asset_type == discovery_pb2.ASSET_TYPE_DATABASE
     assert db.display_name == "Billing DB" and db.owner == "Ops" and db.location == "Berlin"
     assert said(14, "operating_system", '"RHEL 8.6" in row 13')
     got = await stack.discovery().GetAsset(
@@ -237,7 +237,9 @@ async def test_each_identity_defect_and_every_row_accounted_for(stack: Stack) ->
     after = await assets_of(stack, tenant)
     db2 = after["db01.corp.example"]
     assert db2.name == db.name and len(after) == len(assets) + 2
-    assert db2.asset_type == "database" and db2.display_name == "Billing DB"  # given, kept
+    assert (
+        db2.asset_type == discovery_pb2.ASSET_TYPE_DATABASE and db2.display_name == "Billing DB"
+    )  # given, kept
     assert db2.operating_system == "RHEL 9.2" and db2.cpu_cores == 8  # the latest flow's
     assert db2.owner == "New Owner" and db2.location == "Berlin"  # absent: kept
     assert strip_times(after)["pc-001"] == strip_times(assets)["pc-001"]  # not in the later flow

@@ -5,6 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
+
+DEPENDENCY_KINDS: Final = ("runs_on", "depends_on", "uses_database")
+"""What a dependency can be (the dependency SQL writes these, discovery_svc.adapters.inventory):
+an application runs on its host, a server depends on another, either uses a database."""
 
 
 @dataclass(frozen=True)

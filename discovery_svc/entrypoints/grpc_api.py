@@ -21,7 +21,13 @@ from discovery_svc.domain.mapping_set import (
 )
 from discovery_svc.domain.model import ChildFlow
 from discovery_svc.domain.profile import DataProfile, Severity
-from discovery_svc.normalize.asset_types import ASSET_TYPES
+from discovery_svc.entrypoints.vocabularies import (
+    ASSET_TYPE,
+    CRITICALITY,
+    DEPENDENCY_KIND,
+    ENVIRONMENT,
+    OS_FAMILY,
+)
 from discovery_svc.service_layer.handlers import Discovery
 from discovery_svc.service_layer.uploads import UploadRequest, UploadSlots
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc, flow_pb2
@@ -40,7 +46,6 @@ from flowpair_shared.names import (
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_FILE_NAME = 255
-MAX_ENVIRONMENT = 200
 MAX_ETAG = 64
 MAX_UPDATES = 2000
 """As many as an upload can have columns."""
@@ -201,22 +206,22 @@ def mapping_to_proto(m: FieldMapping) -> discovery_pb2.FieldMapping:
 def asset_to_proto(a: Asset) -> discovery_pb2.Asset:
     return discovery_pb2.Asset(
         name=format_name(ASSETS, a.id),
-        asset_type=a.asset_type,
+        asset_type=ASSET_TYPE.number(a.asset_type),
         display_name=a.display_name,
         hostname=a.hostname or "",
         domain=a.domain or "",
         ip_address=a.ip_address or "",
         operating_system=a.operating_system or "",
-        os_family=a.os_family or "",
+        os_family=OS_FAMILY.number(a.os_family),
         os_version=a.os_version or "",
         cpu_cores=a.cpu_cores or 0,
         memory_gb=a.memory_gb or 0.0,
         storage_gb=a.storage_gb or 0.0,
-        environment=a.environment or "",
+        environment=ENVIRONMENT.number(a.environment),
         application_name=a.application_name or "",
         owner=a.owner or "",
         location=a.location or "",
-        business_criticality=a.business_criticality or "",
+        business_criticality=CRITICALITY.number(a.business_criticality),
         serial_number=a.serial_number or "",
         attributes={k: v if isinstance(v, str) else json.dumps(v) for k, v in a.attributes.items()},
         source_rows=[f"{format_name(IMPORTS, i)}/rows/{n}" for i, n in a.source_rows],
@@ -399,14 +404,13 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         self, request: discovery_pb2.ListAssetsRequest, context: Context
     ) -> discovery_pb2.ListAssetsResponse:
         v = Validator()
-        if request.asset_type and request.asset_type not in ASSET_TYPES:
-            v.add("asset_type", f"must be one of {', '.join(ASSET_TYPES)}")
-        check_text(request.environment, "environment", v, max_length=MAX_ENVIRONMENT)
+        asset_type = ASSET_TYPE.word(request.asset_type, "asset_type", v)
+        environment = ENVIRONMENT.word(request.environment, "environment", v)
         v.raise_if_any()
         found, token, total = await self._d.list_assets(
             tenancy.current(),
-            asset_type=request.asset_type,
-            environment=request.environment.strip().lower(),
+            asset_type=asset_type or "",
+            environment=environment or "",
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -439,7 +443,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
                 discovery_pb2.Dependency(
                     source=format_name(ASSETS, d.source),
                     target=format_name(ASSETS, d.target),
-                    kind=d.kind,
+                    kind=DEPENDENCY_KIND.number(d.kind),
                     source_display_name=d.source_name,
                     target_display_name=d.target_name,
                     evidence=d.evidence,

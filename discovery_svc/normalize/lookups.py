@@ -29,8 +29,14 @@ def _find(entries: Mapping[str, str], what: str, raw: str) -> tuple[str | None, 
     return canonical, None
 
 
-_ENVIRONMENTS: Final = table(vocab.load("environments")["values"])
-_CRITICALITIES: Final = table(vocab.load("criticalities")["values"])
+_ENVIRONMENT_VOCAB: Final = vocab.load("environments")["values"]
+_CRITICALITY_VOCAB: Final = vocab.load("criticalities")["values"]
+_ENVIRONMENTS: Final = table(_ENVIRONMENT_VOCAB)
+_CRITICALITIES: Final = table(_CRITICALITY_VOCAB)
+ENVIRONMENTS: Final[tuple[str, ...]] = tuple(_ENVIRONMENT_VOCAB)
+"""Every canonical environment a cleansed value can be."""
+CRITICALITIES: Final[tuple[str, ...]] = tuple(_CRITICALITY_VOCAB)
+"""Every canonical business criticality a cleansed value can be."""
 
 
 # Module-level functions rather than closures: a RowCleanser holding them is pickled by

@@ -86,6 +86,10 @@ _PRODUCTS: Final = tuple(
     for p in _VOCAB["products"]
 )
 
+OS_FAMILIES: Final[frozenset[str]] = frozenset({"windows", *(p.family for p in _PRODUCTS)})
+"""Every family an ``OsInfo`` can name: Windows's, which the code recognises, and the
+vocabulary's products'."""
+
 
 def _windows(s: str, raw: str) -> tuple[OsInfo | None, str | None]:
     sp = _SERVICE_PACK.search(s)

@@ -258,9 +258,6 @@ async def seed(stack: Stack) -> Seeded:
     )
     for a in everything.assets[:20]:
         pools.add_name(a.name)
-    for a in everything.assets:
-        pools.add(pools.asset_types, a.asset_type)
-        pools.add(pools.environments, a.environment)
     paths = {m.desc.input_type.full_name: m.path for m in public_methods()}
     listings: list[tuple[Any, Message]] = [
         (orch.ListFlows, orchestrator_pb2.ListFlowsRequest(page_size=1)),
@@ -270,7 +267,12 @@ async def seed(stack: Stack) -> Seeded:
             orchestrator_pb2.ListFlowEventsRequest(name=completed, page_size=2),
         ),
         (disc.ListAssets, discovery_pb2.ListAssetsRequest(page_size=3)),
-        (disc.ListAssets, discovery_pb2.ListAssetsRequest(page_size=2, asset_type="server")),
+        (
+            disc.ListAssets,
+            discovery_pb2.ListAssetsRequest(
+                page_size=2, asset_type=discovery_pb2.ASSET_TYPE_SERVER
+            ),
+        ),
         (disc.ListDependencies, discovery_pb2.ListDependenciesRequest(page_size=3)),
     ]
     for call, request in listings:

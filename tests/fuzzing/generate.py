@@ -213,8 +213,6 @@ class Pools:
     etags: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     attributes: list[str] = field(default_factory=list)
-    asset_types: list[str] = field(default_factory=list)
-    environments: list[str] = field(default_factory=list)
     filters: list[str] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
     import_ids: list[str] = field(default_factory=list)
@@ -247,7 +245,7 @@ class Pools:
     def everything(self) -> list[str]:
         out = [n for names in self.names.values() for n in names]
         out += self.foreign_names + self.tokens + self.etags + self.columns + self.attributes
-        return out + self.asset_types + self.environments + self.filters
+        return out + self.filters
 
 
 @dataclass
@@ -289,8 +287,6 @@ class Fuzzer:
             "remap_to": lambda m: self._pick(self.pools.attributes),
             "waive_required_attributes": lambda m: self._pick(self.pools.attributes),
             "custom_attribute": lambda m: self.rng.choice(["team", "rack_unit", "cost_center"]),
-            "asset_type": lambda m: self._pick(self.pools.asset_types),
-            "environment": lambda m: self._pick(self.pools.environments),
             "filter": lambda m: self._pick(self.pools.filters),
             "request_id": lambda m: self._id(self.pools.request_ids),
             "import_id": lambda m: self.rng.choice(["", "", self._id(self.pools.import_ids)]),

@@ -1,0 +1,79 @@
+"""The inventory's closed vocabularies as the contract's enums.
+
+The data keeps the canonical words (``"virtual_machine"``, vocabularies in
+``discovery_svc/vocab``); the contract names each as an enum value (``ASSET_TYPE_VIRTUAL_MACHINE``)
+so that clients in every language get a closed type instead of strings to compare.
+``tests/test_vocabularies.py`` holds the two sets equal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Generic, Protocol, TypeVar
+
+from discovery_svc.domain.inventory import DEPENDENCY_KINDS
+from discovery_svc.normalize.asset_types import ASSET_TYPES
+from discovery_svc.normalize.lookups import CRITICALITIES, ENVIRONMENTS
+from discovery_svc.normalize.os import OS_FAMILIES
+from flowpair.v1 import discovery_pb2
+from flowpair_shared.errors import Validator
+
+log = logging.getLogger("flowpair.discovery.vocabularies")
+
+
+V = TypeVar("V", bound=int)
+
+
+class _Enum(Protocol[V]):
+    """What a generated enum type offers (its wrapper's methods)."""
+
+    def Name(self, number: V) -> str: ...
+    def Value(self, name: str) -> V: ...
+    def keys(self) -> list[str]: ...
+
+
+class Vocabulary(Generic[V]):
+    """One closed set: its words and the enum that names them (``<PREFIX>_<WORD>``)."""
+
+    def __init__(self, enum: _Enum[V], prefix: str, words: Iterable[str]) -> None:
+        self.enum = enum
+        self.prefix = prefix
+        self.words = frozenset(words)
+        self._unspecified = enum.Value(prefix + "UNSPECIFIED")
+
+    def number(self, word: str | None) -> V:
+        """The enum value of a stored word; UNSPECIFIED for none. A word the contract does not
+        name (data older than its vocabulary) reads as UNSPECIFIED and is logged, rather than
+        failing every list that contains it."""
+        if not word:
+            return self._unspecified
+        try:
+            return self.enum.Value(self.prefix + word.upper())
+        except ValueError:
+            log.warning("a stored value the contract does not name", extra={"value": word})
+            return self._unspecified
+
+    def text(self, number: V) -> str:
+        """The word an enum value names, as people read it ("virtual_machine"); empty for
+        UNSPECIFIED."""
+        return "" if number == 0 else self.enum.Name(number)[len(self.prefix) :].lower()
+
+    def word(self, number: V, field: str, v: Validator) -> str | None:
+        """The word a request's enum value names; None for UNSPECIFIED (no filter), and a
+        violation for a number the contract does not define."""
+        if number == 0:
+            return None
+        try:
+            return self.enum.Name(number)[len(self.prefix) :].lower()
+        except ValueError:
+            v.add(field, f"unknown value {number}")
+            return None
+
+
+ASSET_TYPE = Vocabulary(discovery_pb2.AssetType, "ASSET_TYPE_", ASSET_TYPES)
+ENVIRONMENT = Vocabulary(discovery_pb2.Environment, "ENVIRONMENT_", ENVIRONMENTS)
+OS_FAMILY = Vocabulary(discovery_pb2.OsFamily, "OS_FAMILY_", OS_FAMILIES)
+CRITICALITY = Vocabulary(discovery_pb2.BusinessCriticality, "BUSINESS_CRITICALITY_", CRITICALITIES)
+DEPENDENCY_KIND = Vocabulary(discovery_pb2.DependencyKind, "DEPENDENCY_KIND_", DEPENDENCY_KINDS)
+ALL = (ASSET_TYPE, ENVIRONMENT, OS_FAMILY, CRITICALITY, DEPENDENCY_KIND)
