@@ -167,9 +167,7 @@ async def test_nul_in_any_string_field_is_invalid_argument_naming_the_field(
     v = await invalid(lambda: disc.UploadImportData(upload(), metadata=meta))
     assert set(v) == {"metadata.file_name"}
     # Nothing reached the flow: no pause, resume or cancel was recorded.
-    assert (
-        await get_flow(servers, tenant, flow.name)
-    ).last_event_sequence == flow.last_event_sequence
+    assert (await get_flow(servers, tenant, flow.name)).history_sequence == flow.history_sequence
 
 
 async def test_nul_in_an_internal_event_is_invalid_argument(servers: Stack) -> None:

@@ -59,7 +59,7 @@ async def test_create_flow_links_child_and_completes_initialization(stack: Stack
     # The flow moves on by itself (to DATA_IMPORT, which fails: nothing was uploaded).
     assert flow.status in (flow_pb2.FLOW_STATUS_RUNNING, flow_pb2.FLOW_STATUS_FAILED)
     assert all(p.status == flow_pb2.PHASE_STATUS_PENDING for p in flow.phases[2:])
-    assert flow.last_event_sequence >= 1
+    assert flow.child_event_sequence >= 1 and flow.history_sequence >= 2
 
     child = (
         await disc.GetChildFlow(

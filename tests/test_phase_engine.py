@@ -370,6 +370,9 @@ async def test_failed_phase_reports_its_error_and_retry_completes(stack: Stack) 
     assert f"imports/{import_id}" in state.error.message
     events = await all_events(stack, tenant, name)
     assert events[-1].error.reason == "IMPORT_NOT_FOUND"
+    # Two counters, named apart: the history's (what after_sequence takes) and the child's.
+    assert failed.history_sequence == events[-1].sequence == len(events)
+    assert 0 < failed.child_event_sequence < failed.history_sequence
 
     # Nothing more comes to a FAILED flow unless someone retries: a watch ends after its
     # history, unless it asks to follow retries; then the retry's events come on it.

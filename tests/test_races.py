@@ -267,7 +267,7 @@ async def test_approval_moves_the_flow_on_and_resume_never_waits(stack: Stack) -
             )
         ).flow
         assert again.status == flow_pb2.FLOW_STATUS_RUNNING
-        assert again.last_event_sequence >= running.last_event_sequence
+        assert again.history_sequence >= running.history_sequence
         stack.runner().start()
         await wait_status(stack, tenant, name, flow_pb2.FLOW_STATUS_COMPLETED, 120)
     # Approved and resumed, yet no RESUMED entry: the resume changed nothing.

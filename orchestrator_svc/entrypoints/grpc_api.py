@@ -60,9 +60,9 @@ def flow_to_proto(flow: MasterFlow) -> orchestrator_pb2.Flow:
         create_user=str(flow.create_user),
         create_time=timestamp(flow.create_time),
         update_time=timestamp(flow.update_time),
-        last_event_sequence=flow.last_event_seq,
+        child_event_sequence=flow.last_event_seq,
+        history_sequence=flow.history_seq,
     )
-    # `import` is a Python keyword, so the field is only reachable by name.
     proto.data_import = format_name(IMPORTS, flow.import_id) if flow.import_id else ""
     return proto
 

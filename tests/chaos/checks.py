@@ -383,10 +383,10 @@ async def check_rpc(
             if row is None:
                 rpc.append(f"{run.name}: GetFlow answers, the database has no such flow")
                 return
-            if flow.status != row["status"] or flow.last_event_sequence != row["last_event_seq"]:
+            if flow.status != row["status"] or flow.child_event_sequence != row["last_event_seq"]:
                 rpc.append(
                     f"{run.name}: GetFlow {S.FlowStatus.Name(flow.status)} seq"
-                    f" {flow.last_event_sequence}, database {FlowStatus(row['status']).name} seq"
+                    f" {flow.child_event_sequence}, database {FlowStatus(row['status']).name} seq"
                     f" {row['last_event_seq']}"
                 )
             if flow.child_flow != f"childFlows/{row['child_flow_id']}":
