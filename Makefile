@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto protos/flowpair/internal/v1/*.proto)
 GEN_STAMP := flowpair/v1/.generated
 
-.PHONY: all install protos run test lint migrate fmt bench chaos demo clean dbshell
+.PHONY: all install protos run test lint migrate fmt bench chaos demo clean dbshell contract-baseline
 
 all: protos
 
@@ -47,6 +47,12 @@ lint: protos
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	cd protos && ../$(BIN)/buf lint
+	cd protos && ../$(BIN)/buf breaking --against contract.binpb
+
+# The contract buf breaking compares with (protos/contract.binpb): rebuild it only for a
+# change of the contract that clients were told about, in the same commit as the change.
+contract-baseline: $(BIN)/.installed
+	cd protos && ../$(BIN)/buf build --exclude-source-info -o contract.binpb
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
