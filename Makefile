@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto protos/flowpair/internal/v1/*.proto)
 GEN_STAMP := flowpair/v1/.generated
 
-.PHONY: all install protos run test lint migrate fmt bench chaos demo clean dbshell contract-baseline
+.PHONY: all install protos run test lint migrate fmt bench chaos demo clean dbshell contract-baseline node-client
 
 all: protos
 
@@ -39,7 +39,15 @@ run: protos
 migrate: protos
 	$(PY) -m flowpair_shared.devstack migrate
 
-test: protos
+# The Node.js client the suite runs (tests/test_node_client.py), from its lock file.
+NODE_CLIENT := examples/node
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-client: $(NODE_CLIENT)/node_modules/.installed
+
+test: protos node-client
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: protos
@@ -73,4 +81,4 @@ chaos: protos
 	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
 clean:
-	rm -rf flowpair .venv .data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf flowpair .venv .data .mypy_cache .ruff_cache .pytest_cache $(NODE_CLIENT)/node_modules
