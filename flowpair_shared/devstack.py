@@ -144,7 +144,14 @@ def run() -> int:
     url = database_url()
     migrate(url)  # as the owner; the services as the role row-level security binds
     app_url = app_role_url(url, os.environ.get("FLOWPAIR_APP_DB_PASSWORD"))
-    env = {**os.environ, **ensure_dev_credentials(), "DATABASE_URL": app_url}
+    env = {
+        # Each service's Prometheus endpoint (settable like every other address).
+        "FLOWPAIR_ORCHESTRATOR_METRICS_LISTEN": "127.0.0.1:9464",
+        "FLOWPAIR_DISCOVERY_METRICS_LISTEN": "127.0.0.1:9465",
+        **os.environ,
+        **ensure_dev_credentials(),
+        "DATABASE_URL": app_url,
+    }
     procs = start_services(env)
     token = os.path.relpath(DATA_DIR / "dev-token")
     print(
@@ -152,7 +159,9 @@ def run() -> int:
         f"{env.get('FLOWPAIR_ORCHESTRATOR_LISTEN', '127.0.0.1:50051')}, discovery on "
         f"{env.get('FLOWPAIR_DISCOVERY_LISTEN', '127.0.0.1:50052')} (internal mTLS ports "
         f"{env.get('FLOWPAIR_ORCHESTRATOR_INTERNAL_LISTEN', '127.0.0.1:50061')} and "
-        f"{env.get('FLOWPAIR_DISCOVERY_INTERNAL_LISTEN', '127.0.0.1:50062')}). Ctrl-C stops both.\n"
+        f"{env.get('FLOWPAIR_DISCOVERY_INTERNAL_LISTEN', '127.0.0.1:50062')}); metrics on"
+        f" http://{env['FLOWPAIR_ORCHESTRATOR_METRICS_LISTEN']}/metrics and"
+        f" http://{env['FLOWPAIR_DISCOVERY_METRICS_LISTEN']}/metrics. Ctrl-C stops both.\n"
         f"Development token (admin, every client account): {token}\n"
         f'  grpcurl -plaintext -H "authorization: Bearer $(cat {token})" ...',
         file=sys.stderr,

@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from flowpair_shared import inputs, logs, tenancy
+from flowpair_shared import inputs, logs, metrics, tenancy
 from flowpair_shared.auth.access import Access
 from flowpair_shared.domain import IllegalTransition
 from flowpair_shared.errors import DomainError, InvalidArgument, MalformedRequest
@@ -82,10 +82,9 @@ class _Rpc:
         await self.context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
 
     def done(self, code: grpc.StatusCode) -> None:
-        log.info(
-            "rpc finished",
-            extra={"code": code.name, "ms": round((time.perf_counter() - self.started) * 1e3, 2)},
-        )
+        seconds = time.perf_counter() - self.started
+        metrics.rpc_finished(self.method, code.name, seconds)
+        log.info("rpc finished", extra={"code": code.name, "ms": round(seconds * 1e3, 2)})
 
 
 def _is_abort(error: BaseException) -> bool:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import asyncpg
 
+from flowpair_shared import tasks
+
 log = logging.getLogger("flowpair.notify")
 
 Callback = Callable[[str | None], None]
@@ -36,11 +38,8 @@ class Listener:
             self._task = asyncio.create_task(self._run(), name="pg-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.cancelled(self._task)
+        self._task = None
 
     def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         for callback in self._subscribers.get(channel, ()):

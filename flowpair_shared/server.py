@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared import db_scope, keepalive, logs, tls
+from flowpair_shared import db_scope, keepalive, logs, metrics, tls
 from flowpair_shared.auth import (
     Access,
     Authenticator,
@@ -73,6 +73,8 @@ class Servicers:
     register: Callable[[grpc.aio.Server], None]
     register_internal: Callable[[grpc.aio.Server], None]
     background: Sequence[Background] = ()
+    metrics: Sequence[metrics.Family] = ()
+    """Gauges of the service's own tables, for its metrics endpoint."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,17 @@ def assemble(
         engine=engine, listener=listener, source=name, channels=channels, settings=settings.relay
     )
     wired = servicers(Wiring(engine, listener, relay.kick, settings))
+    observed: tuple[Background, ...] = ()
+    if svc.metrics_listen:
+        observed = (
+            metrics.Metrics(
+                source=name,
+                engine=engine,
+                listen=svc.metrics_listen,
+                interval=settings.metrics_interval,
+                families=wired.metrics,
+            ),
+        )
     return ServiceApp(
         name=name,
         public=Port(
@@ -367,7 +380,7 @@ def assemble(
         allow_insecure=settings.allow_insecure,
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         # Started in this order, stopped in reverse: the listener outlives its subscribers.
-        background=(listener, relay, *wired.background),
+        background=(listener, relay, *wired.background, *observed),
         channels=channels,
     )
 

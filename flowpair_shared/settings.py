@@ -92,6 +92,8 @@ class ServiceSettings:
     internal_ca_file: str
     internal_cert_file: str
     internal_key_file: str
+    metrics_listen: str
+    """Where Prometheus scrapes this service (HOST:PORT); empty: no metrics endpoint."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +143,10 @@ class Settings:
     """Calls in flight per port (public, internal) before RESOURCE_EXHAUSTED."""
     max_concurrent_uploads: int = 4
     """Uploads streaming at once per discovery process (each holds a pooled connection)."""
+    orchestrator_metrics_listen: str = ""
+    discovery_metrics_listen: str = ""
+    metrics_interval: float = 10.0
+    """Seconds between two reads of the metrics that come from the database."""
 
     def service(self, name: str) -> ServiceSettings:
         """The addresses and files of one service (``"orchestrator"`` or ``"discovery"``)."""
@@ -156,6 +162,7 @@ class Settings:
             internal_ca_file=self.internal_ca_file,
             internal_cert_file=getattr(self, f"{name}_internal_cert_file"),
             internal_key_file=getattr(self, f"{name}_internal_key_file"),
+            metrics_listen=getattr(self, f"{name}_metrics_listen"),
         )
 
     @classmethod
@@ -225,4 +232,7 @@ class Settings:
             db_pool_timeout=_seconds(env, "FLOWPAIR_DB_POOL_TIMEOUT_SECONDS", db.POOL_TIMEOUT),
             max_concurrent_rpcs=_int(env, "FLOWPAIR_MAX_CONCURRENT_RPCS", 500),
             max_concurrent_uploads=_int(env, "FLOWPAIR_MAX_CONCURRENT_UPLOADS", 4),
+            orchestrator_metrics_listen=env.get("FLOWPAIR_ORCHESTRATOR_METRICS_LISTEN", ""),
+            discovery_metrics_listen=env.get("FLOWPAIR_DISCOVERY_METRICS_LISTEN", ""),
+            metrics_interval=_positive(env, "FLOWPAIR_METRICS_INTERVAL_SECONDS", 10.0),
         )
