@@ -248,7 +248,10 @@ class _UntilReady:
         self, method: str, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Tenant | None:
         if not self._app.ready:
-            raise Unavailable("the service cannot reach its database yet; retry with backoff")
+            raise Unavailable(
+                "the service cannot reach its database yet; retry with backoff",
+                reason="DATABASE_UNAVAILABLE",
+            )
         return await self._access.admit(method, context)
 
 

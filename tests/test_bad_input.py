@@ -125,6 +125,7 @@ async def test_nul_in_any_string_field_is_invalid_argument_naming_the_field(
         v = await invalid(lambda: call(request, metadata=meta))  # noqa: B023
         assert set(v) == {"reason"}, v
         assert "NUL" in v["reason"]
+    # The environment filter is an enum (it was free text): an undefined number is refused.
     v = await invalid(
         lambda: disc.ListAssets(
             discovery_pb2.ListAssetsRequest(environment=discovery_pb2.Environment.ValueType(999)),
@@ -582,6 +583,7 @@ async def test_control_characters_in_free_text_are_invalid_argument(servers: Sta
         )
     )
     assert set(v) == {"filter"}
+    # So is a negative one (open enums carry any int32 on the wire).
     v = await invalid(
         lambda: disc.ListAssets(
             discovery_pb2.ListAssetsRequest(asset_type=discovery_pb2.AssetType.ValueType(-3)),

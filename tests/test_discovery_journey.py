@@ -24,7 +24,7 @@ from discovery_svc.entrypoints.vocabularies import (
 )
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
 from flowpair_shared.tenancy import Tenant
-from tests.support import ROOT, Stack, md, new_tenant
+from tests.support import ROOT, Stack, fetch, md, new_tenant
 
 SAMPLE = ROOT / "examples" / "cmdb_export.csv"
 REQUIRED_COLUMNS = {
@@ -226,6 +226,15 @@ async def test_the_whole_journey_through_public_rpcs(stack: Stack) -> None:
         states = Counter(m.state for m in answer.mappings)
         assert discovery_pb2.MAPPING_STATE_SUGGESTED not in states, states
         assert states[discovery_pb2.MAPPING_STATE_APPROVED] == accepted, states
+    # A set approved before approval marked them reads the same (its rows as then written).
+    await fetch(
+        stack.database_url,
+        "UPDATE discovery.field_mappings SET state = 'suggested' WHERE state = 'approved'",
+    )
+    older = await disc.ListFieldMappings(
+        discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=md(tenant)
+    )
+    assert [m.state for m in older.mappings] == [m.state for m in relisted.mappings]
     await orch.ResumeFlow(
         orchestrator_pb2.ResumeFlowRequest(name=name, reason="mapping reviewed"),
         metadata=md(tenant),

@@ -429,6 +429,58 @@ async def test_failed_phase_reports_its_error_and_retry_completes(stack: Stack) 
     assert not phase(done, flow_pb2.PHASE_DATA_IMPORT).HasField("error")
 
 
+async def test_a_watch_sees_a_retry_committed_between_its_two_reads(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watch reads the flow's status, then its history. A retry committed in between is
+    # in the history read while the status still said FAILED: the stream ended there, on a
+    # RUNNING flow. The retry is made to land exactly there.
+    from orchestrator_svc.adapters import repository
+
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    orch = stack.orchestrator()
+    import_id = uuid.uuid4()
+    name = (await orch.CreateFlow(Flow(f"imports/{import_id}"), metadata=md(tenant))).flow.name
+    failed = await wait_status(stack, tenant, name, flow_pb2.FLOW_STATUS_FAILED)
+    await stack.upload(tenant, inventory(20, bad_rows=False), import_id=import_id)
+    real_status_of = repository.status_of
+    retried = asyncio.Event()
+
+    async def status_then_retry(conn: AsyncConnection, flow_id: uuid.UUID) -> object:
+        status = await real_status_of(conn, flow_id)
+        if not retried.is_set():
+            retried.set()
+            await orch.RetryPhase(
+                orchestrator_pb2.RetryPhaseRequest(name=name, phase=flow_pb2.PHASE_DATA_IMPORT),
+                metadata=md(tenant),
+            )
+        return status
+
+    monkeypatch.setattr(repository, "status_of", status_then_retry)
+    watch = orch.WatchFlow(
+        orchestrator_pb2.WatchFlowRequest(name=name, after_sequence=failed.history_sequence),
+        metadata=md(tenant),
+    )
+    seen: list[flow_pb2.FlowEvent] = []
+
+    async def until_imported() -> None:
+        async for r in watch:
+            seen.append(r.event)
+            if (r.event.phase, r.event.phase_status) == (
+                flow_pb2.PHASE_DATA_IMPORT,
+                flow_pb2.PHASE_STATUS_COMPLETED,
+            ):
+                return
+
+    await asyncio.wait_for(until_imported(), 60)
+    watch.cancel()
+    assert retried.is_set()
+    assert seen[0].kind == flow_pb2.FLOW_EVENT_KIND_PHASE_RETRIED, seen
+    assert seen[-1].phase_status == flow_pb2.PHASE_STATUS_COMPLETED, seen
+
+
 async def test_second_incomplete_flow_on_an_engagement_is_refused(stack: Stack) -> None:
     await stack.start_orchestrator()
     tenant = new_tenant()

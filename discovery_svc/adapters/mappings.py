@@ -40,7 +40,10 @@ async def get(
         )
         for r in rows
     )
-    return MappingSet(mappings, head[0], head[1], threshold, tuple(head[2]))
+    found = MappingSet(mappings, head[0], head[1], threshold, tuple(head[2]))
+    # Sets approved before approval marked untouched suggestions APPROVED read as they would
+    # now (their stored rows stay as they were written).
+    return found.approved_as_is() if found.approved else found
 
 
 async def save(

@@ -114,7 +114,6 @@ def child_to_proto(
         update_time=timestamp(child.update_time),
         phase_summaries=[summary_to_proto(s) for s in summaries],
     )
-    # `import` is a Python keyword, so the field is only reachable by name.
     proto.data_import = format_name(IMPORTS, child.import_id) if child.import_id else ""
     return proto
 
@@ -338,8 +337,12 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         if not request.etag:
             v.add("etag", "is required: the etag ListFieldMappings (or the last update) returned")
         elif not ETAG_FORMAT.fullmatch(request.etag):
+            # One violation for the field: what check_text finds (too long, a control
+            # character), else that it is no etag of ours.
+            before = len(v.violations)
             check_text(request.etag, "etag", v, max_length=MAX_ETAG)
-            v.add("etag", 'is not an etag of a mapping set: expected W/"<version>" as returned')
+            if len(v.violations) == before:
+                v.add("etag", 'is not an etag of a mapping set: expected W/"<version>" as returned')
         if len(request.updates) > MAX_UPDATES:
             v.add("updates", f"must have at most {MAX_UPDATES} items, got {len(request.updates)}")
             v.raise_if_any()

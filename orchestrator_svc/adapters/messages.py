@@ -58,7 +58,6 @@ def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
         mapping_confidence_threshold=flow.mapping_confidence_threshold,
         identity_key=flow_pb2.IdentityKey.ValueType(int(flow.identity_key)),
     )
-    # `import` is a Python keyword, so the field is only reachable by name.
     request.data_import = format_name(IMPORTS, flow.import_id) if flow.import_id else ""
     return _to_discovery(flow, tenant, "CreateChildFlow", request)
 

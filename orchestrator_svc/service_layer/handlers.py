@@ -288,7 +288,11 @@ class Orchestrator:
                     continue
                 if status is None or status.is_terminal:
                     return
-                if status == FlowStatus.FAILED and not follow_retries:
+                # FAILED is not terminal: a retry committed between the two reads is in
+                # `entries`, so the last entry read, not the earlier status, says whether
+                # the flow is still FAILED.
+                now = entries[-1].flow_status if entries else status
+                if now == FlowStatus.FAILED and not follow_retries:
                     return
                 try:
                     async with asyncio.timeout(self._watch_recheck):
