@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from typing import ClassVar
 
 import grpc
@@ -356,6 +356,21 @@ async def test_cancel_while_a_phase_runs_stops_everything(stack: Stack) -> None:
     assert await _run_phase_commands(stack, name) == [flow_pb2.PHASE_DATA_IMPORT]
 
 
+async def until_imported(
+    stream: AsyncIterable[orchestrator_pb2.WatchFlowResponse],
+) -> list[flow_pb2.FlowEvent]:
+    """A watch's events up to DATA_IMPORT's completion (fewer if the stream ends first)."""
+    seen = []
+    async for r in stream:
+        seen.append(r.event)
+        if (r.event.phase, r.event.phase_status) == (
+            flow_pb2.PHASE_DATA_IMPORT,
+            flow_pb2.PHASE_STATUS_COMPLETED,
+        ):
+            break
+    return seen
+
+
 async def test_failed_phase_reports_its_error_and_retry_completes(stack: Stack) -> None:
     await stack.start_orchestrator()
     await stack.start_discovery()
@@ -389,19 +404,7 @@ async def test_failed_phase_reports_its_error_and_retry_completes(stack: Stack) 
         ),
         metadata=md(tenant),
     )
-
-    async def until_imported() -> list[flow_pb2.FlowEvent]:
-        seen = []
-        async for r in following:
-            seen.append(r.event)
-            if (r.event.phase, r.event.phase_status) == (
-                flow_pb2.PHASE_DATA_IMPORT,
-                flow_pb2.PHASE_STATUS_COMPLETED,
-            ):
-                break
-        return seen
-
-    followed = asyncio.create_task(until_imported())
+    followed = asyncio.create_task(until_imported(following))
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await orch.RetryPhase(
@@ -463,18 +466,7 @@ async def test_a_watch_sees_a_retry_committed_between_its_two_reads(
         orchestrator_pb2.WatchFlowRequest(name=name, after_sequence=failed.history_sequence),
         metadata=md(tenant),
     )
-    seen: list[flow_pb2.FlowEvent] = []
-
-    async def until_imported() -> None:
-        async for r in watch:
-            seen.append(r.event)
-            if (r.event.phase, r.event.phase_status) == (
-                flow_pb2.PHASE_DATA_IMPORT,
-                flow_pb2.PHASE_STATUS_COMPLETED,
-            ):
-                return
-
-    await asyncio.wait_for(until_imported(), 60)
+    seen = await asyncio.wait_for(until_imported(watch), 60)
     watch.cancel()
     assert retried.is_set()
     assert seen[0].kind == flow_pb2.FLOW_EVENT_KIND_PHASE_RETRIED, seen
