@@ -1,0 +1,450 @@
+"""`flowctl`: flowpair from a terminal. Tables for people, ``--json`` for scripts.
+
+Where to connect and as whom comes from flags, else the environment, else a config file
+(``FLOWCTL_CONFIG``, default ``~/.config/flowctl.toml``; the same names in lower case), else
+the defaults of ``make run``::
+
+    FLOWPAIR_ORCHESTRATOR  orchestrator address    127.0.0.1:50051
+    FLOWPAIR_DISCOVERY     discovery address       127.0.0.1:50052
+    FLOWPAIR_TOKEN_FILE    bearer token file       .data/dev-token
+    FLOWPAIR_TOKEN         bearer token (instead of a file)
+    FLOWPAIR_ACCOUNT       x-client-account-id
+    FLOWPAIR_ENGAGEMENT    x-engagement-id
+    FLOWPAIR_CA_FILE       CA of the public ports' TLS (plaintext when unset)
+
+Exit codes: 0 done; 2 bad usage; 3 invalid argument; 4 not found; 5 a precondition failed
+(the flow is not in a state that allows it); 6 not authenticated or not allowed; 7 a service
+unavailable or overloaded (retry); 8 a watched flow ended FAILED or CANCELLED; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import grpc
+import typer
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from flowpair.v1 import (
+    discovery_pb2,
+    discovery_pb2_grpc,
+    flow_pb2,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+)
+
+T = TypeVar("T")
+CHUNK = 1 << 20
+ENDED = {"FLOW_STATUS_COMPLETED": 0, "FLOW_STATUS_FAILED": 8, "FLOW_STATUS_CANCELLED": 8}
+_EXIT_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT: 3,
+    grpc.StatusCode.OUT_OF_RANGE: 3,
+    grpc.StatusCode.NOT_FOUND: 4,
+    grpc.StatusCode.FAILED_PRECONDITION: 5,
+    grpc.StatusCode.ABORTED: 5,
+    grpc.StatusCode.ALREADY_EXISTS: 5,
+    grpc.StatusCode.UNAUTHENTICATED: 6,
+    grpc.StatusCode.PERMISSION_DENIED: 6,
+    grpc.StatusCode.UNAVAILABLE: 7,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 7,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 7,
+}
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class Context:
+    orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
+    discovery: discovery_pb2_grpc.DiscoveryServiceStub
+    metadata: tuple[tuple[str, str], ...]
+    as_json: bool
+
+
+_state: dict[str, Any] = {}
+
+
+def _config() -> dict[str, str]:
+    path = Path(os.environ.get("FLOWCTL_CONFIG", "~/.config/flowctl.toml")).expanduser()
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        _fail(2, f"cannot read the config file {path}: {error}")
+    return {str(k).lower(): str(v) for k, v in data.items()}
+
+
+def _setting(flag: str | None, name: str, config: dict[str, str], default: str = "") -> str:
+    return flag or os.environ.get(f"FLOWPAIR_{name.upper()}") or config.get(name) or default
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(
+    orchestrator: str | None = typer.Option(None, help="orchestrator address, HOST:PORT"),
+    discovery: str | None = typer.Option(None, help="discovery address, HOST:PORT"),
+    token_file: str | None = typer.Option(None, help="file holding the bearer token"),
+    account: str | None = typer.Option(None, help="client account id (x-client-account-id)"),
+    engagement: str | None = typer.Option(None, help="engagement id (x-engagement-id)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+) -> None:
+    config = _config()
+    token = os.environ.get("FLOWPAIR_TOKEN") or config.get("token", "")
+    path = _setting(token_file, "token_file", config, ".data/dev-token")
+    if not token or token_file:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as error:
+            _fail(2, f"no token: cannot read {path} ({error.strerror}); see --token-file")
+    account = _setting(account, "account", config)
+    engagement = _setting(engagement, "engagement", config)
+    if not account or not engagement:
+        _fail(2, "the tenant is required: --account and --engagement (or FLOWPAIR_ACCOUNT...)")
+    ca = _setting(None, "ca_file", config)
+
+    def channel(target: str) -> grpc.Channel:
+        if not ca:
+            return grpc.insecure_channel(target)
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(Path(ca).read_bytes()))
+
+    _state["context"] = Context(
+        orchestrator_pb2_grpc.OrchestratorServiceStub(
+            channel(_setting(orchestrator, "orchestrator", config, "127.0.0.1:50051"))
+        ),
+        discovery_pb2_grpc.DiscoveryServiceStub(
+            channel(_setting(discovery, "discovery", config, "127.0.0.1:50052"))
+        ),
+        (
+            ("authorization", f"Bearer {token}"),
+            ("x-client-account-id", account),
+            ("x-engagement-id", engagement),
+        ),
+        as_json,
+    )
+
+
+def ctx() -> Context:
+    context: Context = _state["context"]
+    return context
+
+
+def call(fn: Callable[..., T], request: Any) -> T:
+    """A unary call with the context's metadata; a gRPC error exits with its code's exit code
+    and the server's message (and field violations)."""
+    try:
+        return fn(request, metadata=ctx().metadata, timeout=60)
+    except grpc.RpcError as error:
+        _rpc_failed(error)
+
+
+def _rpc_failed(error: grpc.RpcError) -> NoReturn:
+    code: grpc.StatusCode = error.code()
+    details: str = error.details() or ""
+    _fail(_EXIT_CODES.get(code, 1), f"{code.name}: {details}")
+
+
+def show(
+    message: Message, rows: Sequence[Sequence[object]] = (), columns: Sequence[str] = ()
+) -> None:
+    """``message`` as JSON with ``--json``, else a table of ``rows``."""
+    if ctx().as_json:
+        out.print_json(json.dumps(MessageToDict(message, preserving_proto_field_name=True)))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    out.print(table)
+
+
+def _enum(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix) if value else ""
+
+
+# -- imports and flows -------------------------------------------------------------------------
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Upload a CSV export, with a progress bar; prints the import's name."""
+    size = file.stat().st_size
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, disable=ctx().as_json) as progress:
+        task = progress.add_task("upload", total=size)
+
+        def requests() -> Iterator[discovery_pb2.UploadImportDataRequest]:
+            metadata = discovery_pb2.ImportMetadata(file_name=file.name)
+            yield discovery_pb2.UploadImportDataRequest(metadata=metadata)
+            with file.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    progress.advance(task, len(chunk))
+                    yield discovery_pb2.UploadImportDataRequest(chunk=chunk)
+
+        answer = call(ctx().discovery.UploadImportData, requests())
+    imp = answer.data_import
+    show(
+        answer,
+        [(imp.name, imp.row_count, imp.quarantined_row_count)],
+        ("import", "rows", "quarantined"),
+    )
+
+
+@app.command()
+def create(
+    data_import: str = typer.Option(..., "--import", help='the upload, "imports/{id}"'),
+    name: str = typer.Option("", "--name", help="display name"),
+    auto_approve: bool = typer.Option(False, help="pass the mapping gate when confident"),
+) -> None:
+    """Create a discovery flow on an upload."""
+    flow = orchestrator_pb2.Flow(
+        type=flow_pb2.FLOW_TYPE_DISCOVERY,
+        display_name=name,
+        auto_approve=auto_approve,
+        data_import=data_import,
+    )
+    answer = call(ctx().orchestrator.CreateFlow, orchestrator_pb2.CreateFlowRequest(flow=flow))
+    _flow_table(answer, answer.flow)
+
+
+def _flow_table(message: Message, flow: orchestrator_pb2.Flow) -> None:
+    phases = ", ".join(
+        _enum(flow_pb2.Phase, p.phase, "PHASE_")
+        + " "
+        + _enum(flow_pb2.PhaseStatus, p.status, "PHASE_STATUS_")
+        for p in flow.phases
+    )
+    show(
+        message,
+        [(flow.name, _enum(flow_pb2.FlowStatus, flow.status, "FLOW_STATUS_"), phases)],
+        ("flow", "status", "phases"),
+    )
+
+
+@app.command()
+def get(flow: str) -> None:
+    """One flow: status and phases."""
+    answer = call(ctx().orchestrator.GetFlow, orchestrator_pb2.GetFlowRequest(name=flow))
+    _flow_table(answer, answer.flow)
+
+
+@app.command("list")
+def list_flows(
+    filter_: str = typer.Option("", "--filter", help='e.g. "status = RUNNING"'),
+    page_size: int = typer.Option(50),
+) -> None:
+    """The tenant's flows, newest first."""
+    request = orchestrator_pb2.ListFlowsRequest(filter=filter_, page_size=page_size)
+    answer = call(ctx().orchestrator.ListFlows, request)
+    rows = [
+        (f.name, f.display_name, _enum(flow_pb2.FlowStatus, f.status, "FLOW_STATUS_"))
+        for f in answer.flows
+    ]
+    show(answer, rows, ("flow", "name", "status"))
+
+
+@app.command()
+def watch(
+    flow: str,
+    until: str = typer.Option(
+        "", help="stop once the flow has this status, e.g. WAITING_FOR_APPROVAL"
+    ),
+) -> None:
+    """Follow a flow's history live until it ends (or reaches --until). Exit code 8 when it
+    ends FAILED or CANCELLED."""
+    request = orchestrator_pb2.WatchFlowRequest(name=flow)
+    stream = ctx().orchestrator.WatchFlow(request, metadata=ctx().metadata)
+    status = ""
+    try:
+        for response in stream:
+            e = response.event
+            status = flow_pb2.FlowStatus.Name(e.flow_status)
+            if ctx().as_json:
+                print(json.dumps(MessageToDict(e, preserving_proto_field_name=True)), flush=True)
+            else:
+                what = _enum(flow_pb2.FlowEventKind, e.kind, "FLOW_EVENT_KIND_")
+                phase = _enum(flow_pb2.Phase, e.phase, "PHASE_")
+                state = _enum(flow_pb2.PhaseStatus, e.phase_status, "PHASE_STATUS_")
+                now = status.removeprefix("FLOW_STATUS_")
+                out.print(f"{e.sequence:>4} {what} {phase} {state} → {now}")
+            if until and status == f"FLOW_STATUS_{until.upper()}":
+                stream.cancel()
+                return
+    except grpc.RpcError as error:
+        _rpc_failed(error)
+    raise typer.Exit(ENDED.get(status, 0))
+
+
+# -- mappings --------------------------------------------------------------------------------
+
+
+@app.command()
+def mappings(flow: str) -> None:
+    """The flow's suggested (or approved) mapping of columns to attributes."""
+    answer = call(
+        ctx().discovery.ListFieldMappings, discovery_pb2.ListFieldMappingsRequest(master_flow=flow)
+    )
+    rows = [
+        (
+            m.source_column,
+            m.target_attribute or m.custom_attribute,
+            f"{m.confidence:.2f}",
+            _enum(discovery_pb2.MappingState, m.state, "MAPPING_STATE_"),
+        )
+        for m in answer.mappings
+    ]
+    show(answer, rows, ("column", "attribute", "confidence", "state"))
+    if not ctx().as_json:
+        missing = ", ".join(answer.missing_required_attributes) or "none"
+        out.print(f"etag {answer.etag}; missing required attributes: {missing}")
+
+
+@app.command()
+def approve(
+    flow: str,
+    waive_missing: bool = typer.Option(
+        False, help="acknowledge the required attributes the export lacks"
+    ),
+) -> None:
+    """Approve the mapping as it stands (the flow moves on by itself)."""
+    listed = call(
+        ctx().discovery.ListFieldMappings, discovery_pb2.ListFieldMappingsRequest(master_flow=flow)
+    )
+    request = discovery_pb2.UpdateFieldMappingsRequest(
+        master_flow=flow,
+        etag=listed.etag,
+        approve=True,
+        waive_required_attributes=listed.missing_required_attributes if waive_missing else [],
+    )
+    answer = call(ctx().discovery.UpdateFieldMappings, request)
+    show(answer, [(flow, answer.approved, answer.etag)], ("flow", "approved", "etag"))
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+def _lifecycle(method: str, request: Message) -> None:
+    answer = call(getattr(ctx().orchestrator, method), request)
+    _flow_table(answer, answer.flow)
+
+
+@app.command()
+def pause(flow: str, reason: str = typer.Option("")) -> None:
+    """Pause at the next phase boundary."""
+    _lifecycle("PauseFlow", orchestrator_pb2.PauseFlowRequest(name=flow, reason=reason))
+
+
+@app.command()
+def resume(flow: str, reason: str = typer.Option("")) -> None:
+    """Resume a paused flow."""
+    _lifecycle("ResumeFlow", orchestrator_pb2.ResumeFlowRequest(name=flow, reason=reason))
+
+
+@app.command()
+def cancel(flow: str, reason: str = typer.Option("")) -> None:
+    """Cancel a flow (final)."""
+    _lifecycle("CancelFlow", orchestrator_pb2.CancelFlowRequest(name=flow, reason=reason))
+
+
+@app.command()
+def retry(flow: str, phase: str, reason: str = typer.Option("")) -> None:
+    """Run a failed phase again, e.g. `flowctl retry flows/… DATA_IMPORT`."""
+    try:
+        number = flow_pb2.Phase.Value(f"PHASE_{phase.upper().removeprefix('PHASE_')}")
+    except ValueError:
+        phases = ", ".join(n.removeprefix("PHASE_") for n in flow_pb2.Phase.keys()[1:])
+        _fail(2, f"no phase {phase!r}; one of {phases}")
+    request = orchestrator_pb2.RetryPhaseRequest(name=flow, phase=number, reason=reason)
+    _lifecycle("RetryPhase", request)
+
+
+# -- the inventory ---------------------------------------------------------------------------
+
+
+@app.command()
+def assets(
+    asset_type: str = typer.Option("", "--type", help="e.g. database, virtual_machine"),
+    environment: str = typer.Option("", help="e.g. production"),
+    page_size: int = typer.Option(100),
+) -> None:
+    """The engagement's assets."""
+    request = discovery_pb2.ListAssetsRequest(page_size=page_size)
+    try:
+        if asset_type:
+            request.asset_type = discovery_pb2.AssetType.Value(f"ASSET_TYPE_{asset_type.upper()}")
+        if environment:
+            request.environment = discovery_pb2.Environment.Value(
+                f"ENVIRONMENT_{environment.upper()}"
+            )
+    except ValueError as error:
+        _fail(2, str(error))
+    answer = call(ctx().discovery.ListAssets, request)
+    rows = [
+        (
+            a.display_name,
+            _enum(discovery_pb2.AssetType, a.asset_type, "ASSET_TYPE_").lower(),
+            _enum(discovery_pb2.Environment, a.environment, "ENVIRONMENT_").lower(),
+            a.operating_system,
+            a.ip_address,
+        )
+        for a in answer.assets
+    ]
+    show(answer, rows, ("asset", "type", "environment", "os", "ip"))
+    if not ctx().as_json:
+        out.print(f"{answer.total_size} assets")
+
+
+@app.command()
+def deps(page_size: int = typer.Option(100)) -> None:
+    """The engagement's dependencies."""
+    answer = call(
+        ctx().discovery.ListDependencies, discovery_pb2.ListDependenciesRequest(page_size=page_size)
+    )
+    rows = [
+        (
+            d.source_display_name,
+            _enum(discovery_pb2.DependencyKind, d.kind, "DEPENDENCY_KIND_").lower(),
+            d.target_display_name,
+        )
+        for d in answer.dependencies
+    ]
+    show(answer, rows, ("source", "kind", "target"))
+
+
+@app.command()
+def issues(flow: str, page_size: int = typer.Option(100)) -> None:
+    """What the flow's phases could not use, and why."""
+    request = discovery_pb2.ListDataIssuesRequest(master_flow=flow, page_size=page_size)
+    answer = call(ctx().discovery.ListDataIssues, request)
+    rows = [(i.row_number, i.attribute, i.value, i.problem) for i in answer.data_issues]
+    show(answer, rows, ("row", "attribute", "value", "problem"))
+
+
+def run() -> None:
+    """The console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()
