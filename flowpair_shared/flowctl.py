@@ -1,8 +1,9 @@
 """`flowctl`: flowpair from a terminal. Tables for people, ``--json`` for scripts.
 
 Where to connect and as whom comes from flags, else the environment, else a config file
-(``FLOWCTL_CONFIG``, default ``~/.config/flowctl.toml``; the same names in lower case), else
-the defaults of ``make run``::
+(``FLOWCTL_CONFIG``, default ``~/.config/flowctl.toml``, with keys named as below without
+``FLOWPAIR_``, in lower case: ``engagement = "..."``, ``token_file = "..."``), else the
+defaults of ``make run``::
 
     FLOWPAIR_ORCHESTRATOR  orchestrator address    127.0.0.1:50051
     FLOWPAIR_DISCOVERY     discovery address       127.0.0.1:50052
@@ -10,7 +11,10 @@ the defaults of ``make run``::
     FLOWPAIR_TOKEN         bearer token (instead of a file)
     FLOWPAIR_ACCOUNT       x-client-account-id
     FLOWPAIR_ENGAGEMENT    x-engagement-id
-    FLOWPAIR_CA_FILE       CA of the public ports' TLS (plaintext when unset)
+    FLOWPAIR_CA_FILE       CA of the public ports' TLS (plaintext when unset; --ca-file)
+
+Lists show one page; the next page's token goes to stderr (``--page-token``). ``--json``
+prints protobuf's JSON mapping: 64-bit integers as strings, default values left out.
 
 Exit codes: 0 done; 2 bad usage; 3 invalid argument; 4 not found; 5 a precondition failed
 (the flow is not in a state that allows it); 6 not authenticated or not allowed; 7 a service
@@ -35,6 +39,7 @@ from google.protobuf.message import Message
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from flowpair.v1 import (
     discovery_pb2,
@@ -74,6 +79,20 @@ class Context:
     as_json: bool
 
 
+@dataclass
+class Options:
+    """The global options as given; the connection is made from them on first use, so that
+    ``flowctl <command> --help`` needs no token or tenant."""
+
+    orchestrator: str | None = None
+    discovery: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    account: str | None = None
+    engagement: str | None = None
+    as_json: bool = False
+
+
 _state: dict[str, Any] = {}
 
 
@@ -83,17 +102,46 @@ def _config() -> dict[str, str]:
         return {}
     try:
         data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         _fail(2, f"cannot read the config file {path}: {error}")
     return {str(k).lower(): str(v) for k, v in data.items()}
 
 
 def _setting(flag: str | None, name: str, config: dict[str, str], default: str = "") -> str:
+    """A flag, else ``FLOWPAIR_<NAME>``, else the config file's ``<name>``, else ``default``."""
     return flag or os.environ.get(f"FLOWPAIR_{name.upper()}") or config.get(name) or default
 
 
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        _fail(2, f"cannot read the {what} {path}: {error}")
+
+
+def _token(flag: str | None, config: dict[str, str]) -> str:
+    """The bearer token: --token-file, else FLOWPAIR_TOKEN, else FLOWPAIR_TOKEN_FILE, else the
+    config file's token, else its token_file, else make run's development token."""
+    env = os.environ
+    if flag:
+        token = _read(flag, "token file")
+    elif env.get("FLOWPAIR_TOKEN"):
+        token = env["FLOWPAIR_TOKEN"].strip()
+    elif env.get("FLOWPAIR_TOKEN_FILE"):
+        token = _read(env["FLOWPAIR_TOKEN_FILE"], "token file")
+    elif config.get("token"):
+        token = config["token"].strip()
+    else:
+        token = _read(config.get("token_file", ".data/dev-token"), "token file")
+    if not token:
+        _fail(2, "the token is empty; see --token-file")
+    return token
+
+
 def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # Text, not markup: messages carry the server's words and the data's (a "[/x]" in a
+    # column name would be taken for a closing tag).
+    err.print(Text.assemble(("error: ", "red"), message))
     raise typer.Exit(code)
 
 
@@ -102,55 +150,59 @@ def main(
     orchestrator: str | None = typer.Option(None, help="orchestrator address, HOST:PORT"),
     discovery: str | None = typer.Option(None, help="discovery address, HOST:PORT"),
     token_file: str | None = typer.Option(None, help="file holding the bearer token"),
+    ca_file: str | None = typer.Option(None, help="CA of the public ports' TLS certificates"),
     account: str | None = typer.Option(None, help="client account id (x-client-account-id)"),
     engagement: str | None = typer.Option(None, help="engagement id (x-engagement-id)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
+    _state["options"] = Options(
+        orchestrator, discovery, token_file, ca_file, account, engagement, as_json
+    )
+
+
+def _connect(o: Options) -> Context:
     config = _config()
-    token = os.environ.get("FLOWPAIR_TOKEN") or config.get("token", "")
-    path = _setting(token_file, "token_file", config, ".data/dev-token")
-    if not token or token_file:
-        try:
-            token = Path(path).read_text().strip()
-        except OSError as error:
-            _fail(2, f"no token: cannot read {path} ({error.strerror}); see --token-file")
-    account = _setting(account, "account", config)
-    engagement = _setting(engagement, "engagement", config)
+    token = _token(o.token_file, config)
+    account = _setting(o.account, "account", config)
+    engagement = _setting(o.engagement, "engagement", config)
     if not account or not engagement:
         _fail(2, "the tenant is required: --account and --engagement (or FLOWPAIR_ACCOUNT...)")
-    ca = _setting(None, "ca_file", config)
+    ca = _setting(o.ca_file, "ca_file", config)
+    roots = _read(ca, "CA file").encode() if ca else b""
 
     def channel(target: str) -> grpc.Channel:
         if not ca:
             return grpc.insecure_channel(target)
-        return grpc.secure_channel(target, grpc.ssl_channel_credentials(Path(ca).read_bytes()))
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
 
-    _state["context"] = Context(
+    return Context(
         orchestrator_pb2_grpc.OrchestratorServiceStub(
-            channel(_setting(orchestrator, "orchestrator", config, "127.0.0.1:50051"))
+            channel(_setting(o.orchestrator, "orchestrator", config, "127.0.0.1:50051"))
         ),
         discovery_pb2_grpc.DiscoveryServiceStub(
-            channel(_setting(discovery, "discovery", config, "127.0.0.1:50052"))
+            channel(_setting(o.discovery, "discovery", config, "127.0.0.1:50052"))
         ),
         (
             ("authorization", f"Bearer {token}"),
             ("x-client-account-id", account),
             ("x-engagement-id", engagement),
         ),
-        as_json,
+        o.as_json,
     )
 
 
 def ctx() -> Context:
-    context: Context = _state["context"]
+    context: Context | None = _state.get("context")
+    if context is None:
+        context = _state["context"] = _connect(_state["options"])
     return context
 
 
-def call(fn: Callable[..., T], request: Any) -> T:
-    """A unary call with the context's metadata; a gRPC error exits with its code's exit code
-    and the server's message (and field violations)."""
+def call(fn: Callable[..., T], request: Any, *, timeout: float | None = 60) -> T:
+    """A call with the context's metadata; a gRPC error exits with its code's exit code and
+    the server's message (and field violations)."""
     try:
-        return fn(request, metadata=ctx().metadata, timeout=60)
+        return fn(request, metadata=ctx().metadata, timeout=timeout)
     except grpc.RpcError as error:
         _rpc_failed(error)
 
@@ -162,16 +214,24 @@ def _rpc_failed(error: grpc.RpcError) -> NoReturn:
 
 
 def show(
-    message: Message, rows: Sequence[Sequence[object]] = (), columns: Sequence[str] = ()
+    message: Message,
+    rows: Sequence[Sequence[object]] = (),
+    columns: Sequence[str] = (),
+    *,
+    next_page: str = "",
 ) -> None:
-    """``message`` as JSON with ``--json``, else a table of ``rows``."""
+    """``message`` as JSON with ``--json`` (protobuf's JSON mapping: 64-bit integers as
+    strings, fields at their default left out), else a table of ``rows``; where a list has
+    more pages, the token for the next one on stderr."""
     if ctx().as_json:
         out.print_json(json.dumps(MessageToDict(message, preserving_proto_field_name=True)))
         return
     table = Table(*columns)
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(Text(str(cell)) for cell in row))  # the data's text, never markup
     out.print(table)
+    if next_page:
+        err.print(Text(f"more: run again with --page-token {next_page}"))
 
 
 def _enum(enum: Any, value: int, prefix: str) -> str:
@@ -199,7 +259,8 @@ def upload(
                     progress.advance(task, len(chunk))
                     yield discovery_pb2.UploadImportDataRequest(chunk=chunk)
 
-        answer = call(ctx().discovery.UploadImportData, requests())
+        # No deadline: a large file takes as long as it takes to send.
+        answer = call(ctx().discovery.UploadImportData, requests(), timeout=None)
     imp = answer.data_import
     show(
         answer,
@@ -250,15 +311,18 @@ def get(flow: str) -> None:
 def list_flows(
     filter_: str = typer.Option("", "--filter", help='e.g. "status = RUNNING"'),
     page_size: int = typer.Option(50),
+    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
 ) -> None:
     """The tenant's flows, newest first."""
-    request = orchestrator_pb2.ListFlowsRequest(filter=filter_, page_size=page_size)
+    request = orchestrator_pb2.ListFlowsRequest(
+        filter=filter_, page_size=page_size, page_token=page_token
+    )
     answer = call(ctx().orchestrator.ListFlows, request)
     rows = [
         (f.name, f.display_name, _enum(flow_pb2.FlowStatus, f.status, "FLOW_STATUS_"))
         for f in answer.flows
     ]
-    show(answer, rows, ("flow", "name", "status"))
+    show(answer, rows, ("flow", "name", "status"), next_page=answer.next_page_token)
 
 
 @app.command()
@@ -270,6 +334,11 @@ def watch(
 ) -> None:
     """Follow a flow's history live until it ends (or reaches --until). Exit code 8 when it
     ends FAILED or CANCELLED."""
+    wanted = f"FLOW_STATUS_{until.upper().removeprefix('FLOW_STATUS_')}"
+    statuses = flow_pb2.FlowStatus.keys()  # an enum type wrapper is not a container
+    if until and wanted not in statuses:
+        names = ", ".join(n.removeprefix("FLOW_STATUS_") for n in statuses[1:])
+        _fail(2, f"no flow status {until!r}; one of {names}")
     request = orchestrator_pb2.WatchFlowRequest(name=flow)
     stream = ctx().orchestrator.WatchFlow(request, metadata=ctx().metadata)
     status = ""
@@ -284,8 +353,8 @@ def watch(
                 phase = _enum(flow_pb2.Phase, e.phase, "PHASE_")
                 state = _enum(flow_pb2.PhaseStatus, e.phase_status, "PHASE_STATUS_")
                 now = status.removeprefix("FLOW_STATUS_")
-                out.print(f"{e.sequence:>4} {what} {phase} {state} → {now}")
-            if until and status == f"FLOW_STATUS_{until.upper()}":
+                out.print(f"{e.sequence:>4} {what} {phase} {state} → {now}", markup=False)
+            if until and status == wanted:
                 stream.cancel()
                 return
     except grpc.RpcError as error:
@@ -314,7 +383,7 @@ def mappings(flow: str) -> None:
     show(answer, rows, ("column", "attribute", "confidence", "state"))
     if not ctx().as_json:
         missing = ", ".join(answer.missing_required_attributes) or "none"
-        out.print(f"etag {answer.etag}; missing required attributes: {missing}")
+        out.print(f"etag {answer.etag}; missing required attributes: {missing}", markup=False)
 
 
 @app.command()
@@ -384,9 +453,10 @@ def assets(
     asset_type: str = typer.Option("", "--type", help="e.g. database, virtual_machine"),
     environment: str = typer.Option("", help="e.g. production"),
     page_size: int = typer.Option(100),
+    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
 ) -> None:
     """The engagement's assets."""
-    request = discovery_pb2.ListAssetsRequest(page_size=page_size)
+    request = discovery_pb2.ListAssetsRequest(page_size=page_size, page_token=page_token)
     try:
         if asset_type:
             request.asset_type = discovery_pb2.AssetType.Value(f"ASSET_TYPE_{asset_type.upper()}")
@@ -407,17 +477,24 @@ def assets(
         )
         for a in answer.assets
     ]
-    show(answer, rows, ("asset", "type", "environment", "os", "ip"))
+    show(
+        answer,
+        rows,
+        ("asset", "type", "environment", "os", "ip"),
+        next_page=answer.next_page_token,
+    )
     if not ctx().as_json:
         out.print(f"{answer.total_size} assets")
 
 
 @app.command()
-def deps(page_size: int = typer.Option(100)) -> None:
+def deps(
+    page_size: int = typer.Option(100),
+    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
+) -> None:
     """The engagement's dependencies."""
-    answer = call(
-        ctx().discovery.ListDependencies, discovery_pb2.ListDependenciesRequest(page_size=page_size)
-    )
+    request = discovery_pb2.ListDependenciesRequest(page_size=page_size, page_token=page_token)
+    answer = call(ctx().discovery.ListDependencies, request)
     rows = [
         (
             d.source_display_name,
@@ -426,16 +503,22 @@ def deps(page_size: int = typer.Option(100)) -> None:
         )
         for d in answer.dependencies
     ]
-    show(answer, rows, ("source", "kind", "target"))
+    show(answer, rows, ("source", "kind", "target"), next_page=answer.next_page_token)
 
 
 @app.command()
-def issues(flow: str, page_size: int = typer.Option(100)) -> None:
+def issues(
+    flow: str,
+    page_size: int = typer.Option(100),
+    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
+) -> None:
     """What the flow's phases could not use, and why."""
-    request = discovery_pb2.ListDataIssuesRequest(master_flow=flow, page_size=page_size)
+    request = discovery_pb2.ListDataIssuesRequest(
+        master_flow=flow, page_size=page_size, page_token=page_token
+    )
     answer = call(ctx().discovery.ListDataIssues, request)
     rows = [(i.row_number, i.attribute, i.value, i.problem) for i in answer.data_issues]
-    show(answer, rows, ("row", "attribute", "value", "problem"))
+    show(answer, rows, ("row", "attribute", "value", "problem"), next_page=answer.next_page_token)
 
 
 def run() -> None:

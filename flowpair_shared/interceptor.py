@@ -81,6 +81,11 @@ class _Rpc:
         self.done(grpc.StatusCode.INTERNAL)
         await self.context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
 
+    def aborted(self) -> None:
+        """A handler aborted the call itself (context.abort): count it with the code it set."""
+        code = self.context.code()
+        self.done(code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN)
+
     def done(self, code: grpc.StatusCode) -> None:
         seconds = time.perf_counter() - self.started
         metrics.rpc_finished(self.method, code.name, seconds)
@@ -201,8 +206,12 @@ def _wrap_unary(
             async with asyncio.timeout(rpc.timeout()) as deadline:
                 checked = requests.checked(request, streaming=streaming)
                 response = await behavior(checked, context)
+        except asyncio.CancelledError:
+            rpc.done(grpc.StatusCode.CANCELLED)  # the client went away (or the server stops)
+            raise
         except Exception as error:
             if _is_abort(error):
+                rpc.aborted()
                 raise
             await rpc.fail(error, deadline_expired=_expired(deadline))
             raise  # unreachable: fail() aborts
@@ -226,8 +235,14 @@ def _wrap_stream(
                 checked = requests.checked(request, streaming=streaming)
                 async for item in behavior(checked, context):
                     yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            # Most watches end so: the client stops (gRPC closes the stream's generator, or
+            # cancels the task that reads it).
+            rpc.done(grpc.StatusCode.CANCELLED)
+            raise
         except Exception as error:
             if _is_abort(error):
+                rpc.aborted()
                 raise
             await rpc.fail(error, deadline_expired=_expired(deadline))
             raise

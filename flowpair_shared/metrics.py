@@ -101,7 +101,8 @@ class Metrics:
     _task: asyncio.Task[None] | None = None
     _destinations: set[str] = field(default_factory=set)
 
-    def start(self) -> None:
+    def bind(self) -> None:
+        """Serve the endpoint (before the gRPC ports are bound; see ``server.Binds``)."""
         host, _, port = self.listen.rpartition(":")
         try:
             server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
@@ -112,6 +113,9 @@ class Metrics:
         self._server = server
         self.port = int(server.server_port)
         log.info("metrics listening", extra={"listen": self.listen, "port": self.port})
+
+    def start(self) -> None:
+        """Start reading the database-derived series (once the service serves)."""
         self._task = asyncio.create_task(self._run(), name=f"metrics-{self.source}")
 
     async def stop(self) -> None:

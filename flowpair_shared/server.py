@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -54,6 +54,14 @@ class Background(Protocol):
     def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Binds(Protocol):
+    """Background work with a port of its own, bound with the gRPC ports (before anything
+    runs), so that a port in use stops the service before it serves."""
+
+    def bind(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -159,12 +167,19 @@ class ServiceApp:
         ready = await self._role_checked()
         if not ready:
             log.warning("database unreachable at start; serving once it answers")
+        bound: list[Background] = []
         try:
+            for work in self.background:
+                if isinstance(work, Binds):
+                    work.bind()
+                    bound.append(work)
             self.port = await self._serve(self.public, "public")
             self.internal_port = await self._serve(self.internal, "internal")
         except BaseException:
             for server in self._servers:
                 await server.stop(None)
+            for work in bound:
+                await work.stop()
             raise
         log.info(
             "listening",

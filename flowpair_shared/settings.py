@@ -43,6 +43,15 @@ def _positive(env: Mapping[str, str], key: str, default: float) -> float:
     return value
 
 
+def _address(env: Mapping[str, str], key: str) -> str:
+    """HOST:PORT (port 0: any free one), or empty; refused at start when malformed."""
+    value = env.get(key, "")
+    host, sep, port = value.rpartition(":")
+    if value and not (sep and host and port.isdigit() and int(port) <= 65535):
+        raise SystemExit(f"{key} must be HOST:PORT (e.g. 127.0.0.1:9464), got {value!r}")
+    return value
+
+
 def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
     """A duration in seconds, 0 or more (0 turns the limit off where the setting says so)."""
     value = _float(env, key, default)
@@ -232,7 +241,7 @@ class Settings:
             db_pool_timeout=_seconds(env, "FLOWPAIR_DB_POOL_TIMEOUT_SECONDS", db.POOL_TIMEOUT),
             max_concurrent_rpcs=_int(env, "FLOWPAIR_MAX_CONCURRENT_RPCS", 500),
             max_concurrent_uploads=_int(env, "FLOWPAIR_MAX_CONCURRENT_UPLOADS", 4),
-            orchestrator_metrics_listen=env.get("FLOWPAIR_ORCHESTRATOR_METRICS_LISTEN", ""),
-            discovery_metrics_listen=env.get("FLOWPAIR_DISCOVERY_METRICS_LISTEN", ""),
+            orchestrator_metrics_listen=_address(env, "FLOWPAIR_ORCHESTRATOR_METRICS_LISTEN"),
+            discovery_metrics_listen=_address(env, "FLOWPAIR_DISCOVERY_METRICS_LISTEN"),
             metrics_interval=_positive(env, "FLOWPAIR_METRICS_INTERVAL_SECONDS", 10.0),
         )

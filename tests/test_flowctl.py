@@ -103,10 +103,37 @@ async def test_flowctl_drives_the_demo_journey(stack: Stack, tmp_path: Path) -> 
     code, _, err = await cli.run("list", env=bad_token)
     assert code == 6 and "UNAUTHENTICATED" in err, err
 
-    # The tenant and addresses from a config file when neither flags nor the environment say.
+    # A flow that fails: watching it ends with exit code 8. Server text is shown as text (a
+    # name with "[/x]" in it was taken for markup and crashed the error message).
+    missing = await cli.json("create", "--import", f"imports/{uuid.uuid4()}")
+    code, out, err = await cli.run("watch", missing["flow"]["name"])
+    assert code == 8 and out.rstrip().endswith("→ FAILED"), (out, err)
+    code, _, err = await cli.run("get", "flows/[/x]")
+    assert code == 3 and "'[/x]'" in err, err
+    code, _, err = await cli.run("watch", flow, "--until", "waiting_for_aproval")
+    assert code == 2 and "WAITING_FOR_APPROVAL" in err, err
+
+    # Two flows now: a page of one says how to get the next.
+    code, out, err = await cli.run("list", "--page-size", "1")
+    assert code == 0 and "--page-token" in err, err
+
+    # --help needs no token or tenant.
+    code, out, err = await cli.run("upload", "--help", env={"PATH": os.environ["PATH"]})
+    assert code == 0 and "Upload a CSV export" in out, err
+
+    # Token precedence: FLOWPAIR_TOKEN_FILE (environment) over the config file's token.
+    good = tmp_path / "token"
+    good.write_text(cli.env["FLOWPAIR_TOKEN"])
     config = tmp_path / "flowctl.toml"
+    config.write_text('token = "from-the-config"\n')
+    from_env = {k: v for k, v in cli.env.items() if k != "FLOWPAIR_TOKEN"}
+    from_env |= {"FLOWPAIR_TOKEN_FILE": str(good), "FLOWCTL_CONFIG": str(config)}
+    code, _, err = await cli.run("list", env=from_env)
+    assert code == 0, err
+
+    # The tenant from a config file when neither flags nor the environment say.
     config.write_text(f'engagement = "{cli.env["FLOWPAIR_ENGAGEMENT"]}"\n')
     code, out, err = await cli.run(
         "--json", "list", env={**no_tenant, "FLOWCTL_CONFIG": str(config)}
     )
-    assert code == 0 and json.loads(out)["flows"][0]["name"] == flow, err
+    assert code == 0 and flow in [f["name"] for f in json.loads(out)["flows"]], err

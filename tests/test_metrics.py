@@ -5,6 +5,7 @@ and the database pool, read through HTTP as Prometheus reads them."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.request
 import uuid
 from collections.abc import Mapping
@@ -122,6 +123,21 @@ async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> N
         value(samples, "flowpair_db_pool_connections", service="orchestrator", state="size") == 20
     )
 
+    # A watch the client cancels (how most end) is counted too.
+    watch = orch.WatchFlow(orchestrator_pb2.WatchFlowRequest(name=name), metadata=md(tenant))
+    await watch.read()
+    watch.cancel()
+    method = "/flowpair.v1.OrchestratorService/WatchFlow"
+
+    async def cancelled() -> bool:
+        now = await scrape(orchestrator)
+        seen = value(now, "flowpair_rpcs_total", method=method, code="CANCELLED") or 0
+        return (
+            seen - (value(before, "flowpair_rpcs_total", method=method, code="CANCELLED") or 0) == 1
+        )
+
+    assert await eventually(cancelled)
+
     on_discovery = await scrape(discovery)
     upload = "/flowpair.v1.DiscoveryService/UploadImportData"
     uploads = value(on_discovery, "flowpair_rpcs_total", method=upload, code="OK") or 0
@@ -131,3 +147,15 @@ async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> N
     assert (
         value(on_discovery, "flowpair_db_pool_connections", service="discovery", state="size") == 20
     )
+
+
+async def test_a_metrics_port_in_use_stops_the_service_before_it_serves(stack: Stack) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stack.overrides["orchestrator_metrics_listen"] = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(SystemExit, match="cannot serve metrics"):
+            await stack.start_orchestrator()
+    # Nothing was left serving: the gRPC port was never bound.
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", stack.orchestrator_port)) != 0

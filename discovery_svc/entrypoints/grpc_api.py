@@ -336,9 +336,11 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServiceServicer):
         # Required: an edit without one could overwrite a change its author never saw.
         if not request.etag:
             v.add("etag", "is required: the etag ListFieldMappings (or the last update) returned")
+        elif len(request.etag) > MAX_ETAG:
+            v.add("etag", f"must be at most {MAX_ETAG} characters, got {len(request.etag)}")
         elif not ETAG_FORMAT.fullmatch(request.etag):
-            # One violation for the field: what check_text finds (too long, a control
-            # character), else that it is no etag of ours.
+            # One violation for the field: a control character if it has one, else that it
+            # is no etag of ours.
             before = len(v.violations)
             check_text(request.etag, "etag", v, max_length=MAX_ETAG)
             if len(v.violations) == before:

@@ -292,7 +292,7 @@ class Orchestrator:
                 # `entries`, so the last entry read, not the earlier status, says whether
                 # the flow is still FAILED.
                 now = entries[-1].flow_status if entries else status
-                if now == FlowStatus.FAILED and not follow_retries:
+                if now.is_terminal or (now == FlowStatus.FAILED and not follow_retries):
                     return
                 try:
                     async with asyncio.timeout(self._watch_recheck):
