@@ -15,7 +15,9 @@ all: protos
 $(BIN)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# compat: the project folder goes on sys.path, so the code `make protos` generates later
+	# (flowpair/) is importable by the installed console scripts too (flowctl).
+	$(PY) -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 install: $(BIN)/.installed
