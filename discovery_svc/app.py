@@ -6,9 +6,8 @@ import functools
 from collections.abc import Callable, Mapping
 
 import grpc
-from prometheus_client import Gauge
-from sqlalchemy import text
 
+from discovery_svc.adapters import jobs
 from discovery_svc.adapters.job_retention import FINISHED_PHASE_JOBS
 from discovery_svc.entrypoints.grpc_api import DiscoveryServicer
 from discovery_svc.entrypoints.internal_api import ChildFlowServicer
@@ -20,7 +19,6 @@ from discovery_svc.service_layer.uploads import UploadSlots
 from discovery_svc.service_layer.workers import PhaseWorkers, runner_settings
 from flowpair.internal.v1 import child_flow_service_pb2, child_flow_service_pb2_grpc
 from flowpair.v1 import discovery_pb2, discovery_pb2_grpc
-from flowpair_shared import metrics
 from flowpair_shared.domain import Phase
 from flowpair_shared.outbox import batch
 from flowpair_shared.outbox.retention import Retention
@@ -54,18 +52,6 @@ def _phases(
     return runner, runner.kick
 
 
-# The phase job queue: jobs waiting for a worker, and jobs a worker holds (the phase job table
-# admits the system scope, as the runner claims across tenants).
-PHASE_JOBS = metrics.Family(
-    Gauge("flowpair_phase_jobs", "Phase jobs queued or running, by state.", ["state"]),
-    text(
-        "SELECT state, count(*) FROM discovery.phase_jobs"
-        " WHERE state IN ('queued', 'running') GROUP BY state"
-    ),
-    labels=("queued", "running"),
-)
-
-
 def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servicers:
     phases, wake_runner = _phases(wiring, handlers)
     discovery = Discovery(wiring.engine, after_commit=wiring.kick_relay, wake_runner=wake_runner)
@@ -87,7 +73,7 @@ def _servicers(wiring: Wiring, handlers: Mapping[Phase, PhaseHandler]) -> Servic
         extra=(FINISHED_PHASE_JOBS,),
     )
     return Servicers(
-        register, register_internal, background=(phases, retention), metrics=(PHASE_JOBS,)
+        register, register_internal, background=(phases, retention), metrics=(jobs.QUEUE_DEPTH,)
     )
 
 

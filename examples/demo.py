@@ -38,6 +38,7 @@ from flowpair.v1 import (
     orchestrator_pb2_grpc,
 )
 from flowpair_shared import devstack
+from flowpair_shared.convert import enum_word
 from flowpair_shared.db import app_role_url
 
 if TYPE_CHECKING:
@@ -55,15 +56,6 @@ TERMINAL: set[int] = {
 
 def say(text: str = "") -> None:
     print(text, flush=True)
-
-
-def name_of(enum: Any, value: int, prefix: str) -> str:
-    return str(enum.Name(value)).removeprefix(prefix)
-
-
-def word(enum: Any, value: int, prefix: str, unset: str) -> str:
-    """An inventory enum's value as the data spells it ("virtual_machine"), or ``unset``."""
-    return name_of(enum, value, prefix).lower() if value else unset
 
 
 class Client:
@@ -117,12 +109,12 @@ async def watch(client: Client, name: str, after: int, until: set[int]) -> tuple
     )
     async for update in stream:
         e = update.event
-        what = name_of(flow_pb2.FlowEventKind, e.kind, "FLOW_EVENT_KIND_")
+        what = enum_word(flow_pb2.FlowEventKind, e.kind, "FLOW_EVENT_KIND_")
         if e.phase:
-            what += " " + name_of(flow_pb2.Phase, e.phase, "PHASE_")
+            what += " " + enum_word(flow_pb2.Phase, e.phase, "PHASE_")
         if e.phase_status:
-            what += " → " + name_of(flow_pb2.PhaseStatus, e.phase_status, "PHASE_STATUS_")
-        status = name_of(flow_pb2.FlowStatus, e.flow_status, "FLOW_STATUS_")
+            what += " → " + enum_word(flow_pb2.PhaseStatus, e.phase_status, "PHASE_STATUS_")
+        status = enum_word(flow_pb2.FlowStatus, e.flow_status, "FLOW_STATUS_")
         error = f"  ({e.error.reason}: {e.error.message})" if e.HasField("error") else ""
         say(f"  #{e.sequence:<3} {what:<50} flow {status}{error}")
         if e.flow_status in until:
@@ -169,7 +161,7 @@ async def journey(client: Client, csv_path: Path) -> bool:
             discovery_pb2.ListFieldMappingsRequest(master_flow=name), metadata=client.metadata
         )
         for m in listed.mappings:
-            state = name_of(discovery_pb2.MappingState, m.state, "MAPPING_STATE_")
+            state = enum_word(discovery_pb2.MappingState, m.state, "MAPPING_STATE_")
             target = m.target_attribute or "—"
             line = f"{m.source_column:<14} → {target:<21} {m.confidence:4.2f} {state:<10}"
             say(f"   {line} {m.reason}")
@@ -191,7 +183,7 @@ async def journey(client: Client, csv_path: Path) -> bool:
         say("5. WatchFlow (approved)")
         seen, status = await watch(client, name, seen, TERMINAL)
     if status != flow_pb2.FLOW_STATUS_COMPLETED:
-        say(f"the flow ended {name_of(flow_pb2.FlowStatus, status, 'FLOW_STATUS_')}")
+        say(f"the flow ended {enum_word(flow_pb2.FlowStatus, status, 'FLOW_STATUS_')}")
         return False
     await summary(client)
     await findings(client, name)
@@ -216,19 +208,32 @@ async def summary(client: Client) -> None:
     for title, counter in (
         (
             "by type",
-            Counter(word(discovery_pb2.AssetType, a.asset_type, "ASSET_TYPE_", "") for a in assets),
+            Counter(
+                enum_word(
+                    discovery_pb2.AssetType, a.asset_type, "ASSET_TYPE_", lower=True, unset=""
+                )
+                for a in assets
+            ),
         ),
         (
             "by environment",
             Counter(
-                word(discovery_pb2.Environment, a.environment, "ENVIRONMENT_", "(none)")
+                enum_word(
+                    discovery_pb2.Environment,
+                    a.environment,
+                    "ENVIRONMENT_",
+                    lower=True,
+                    unset="(none)",
+                )
                 for a in assets
             ),
         ),
         (
             "hosts by OS family",
             Counter(
-                word(discovery_pb2.OsFamily, a.os_family, "OS_FAMILY_", "(unknown)")
+                enum_word(
+                    discovery_pb2.OsFamily, a.os_family, "OS_FAMILY_", lower=True, unset="(unknown)"
+                )
                 for a in assets
                 if a.asset_type != discovery_pb2.ASSET_TYPE_APPLICATION
             ),
@@ -244,14 +249,16 @@ async def summary(client: Client) -> None:
 
 
 def kind(d: discovery_pb2.Dependency) -> str:
-    return word(discovery_pb2.DependencyKind, d.kind, "DEPENDENCY_KIND_", "?")
+    return enum_word(
+        discovery_pb2.DependencyKind, d.kind, "DEPENDENCY_KIND_", lower=True, unset="?"
+    )
 
 
 def issue_counts(counts: Any) -> str:
     """``INVALID_VALUE 12 (10 rows), IDENTITY 3 (3 rows)``, or ``none``."""
     return (
         ", ".join(
-            f"{name_of(discovery_pb2.DataIssueKind, c.kind, 'DATA_ISSUE_KIND_')} {c.count}"
+            f"{enum_word(discovery_pb2.DataIssueKind, c.kind, 'DATA_ISSUE_KIND_')} {c.count}"
             f" ({c.row_count} rows)"
             for c in counts
         )
@@ -274,7 +281,7 @@ async def findings(client: Client, name: str) -> None:
             )
         if p.phase == flow_pb2.PHASE_DEPENDENCY_ANALYSIS:
             line += f"; {p.dependencies} dependencies"
-        phase = name_of(flow_pb2.Phase, p.phase, "PHASE_")
+        phase = enum_word(flow_pb2.Phase, p.phase, "PHASE_")
         say(f"   {phase}: {line}; issues: {issue_counts(p.issue_counts)}")
     issues = await client.disc.ListDataIssues(
         discovery_pb2.ListDataIssuesRequest(master_flow=name, page_size=5),
@@ -284,8 +291,8 @@ async def findings(client: Client, name: str) -> None:
     more = f"; the first {shown}" if shown < issues.total_size else ""
     say(f"   {issues.total_size} issues{more}" + (":" if shown else ""))
     for i in issues.data_issues:
-        kind = name_of(discovery_pb2.DataIssueKind, i.kind, "DATA_ISSUE_KIND_")
-        severity = name_of(discovery_pb2.FlagSeverity, i.severity, "FLAG_SEVERITY_")
+        kind = enum_word(discovery_pb2.DataIssueKind, i.kind, "DATA_ISSUE_KIND_")
+        severity = enum_word(discovery_pb2.FlagSeverity, i.severity, "FLAG_SEVERITY_")
         where = f"row {i.row_number}"
         if i.attribute:
             where += f" {i.attribute} ({', '.join(i.source_columns)})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf import timestamp_pb2
 
@@ -12,6 +12,15 @@ from flowpair.v1 import flow_pb2
 from flowpair_shared.errors import Validator
 
 E = TypeVar("E", bound=IntEnum)
+
+
+def enum_word(enum: Any, value: int, prefix: str, *, lower: bool = False, unset: str = "") -> str:
+    """A protobuf enum value's name without its prefix (``VIRTUAL_MACHINE``; with ``lower``,
+    ``virtual_machine`` as the data spells it); ``unset`` for the zero value."""
+    if not value:
+        return unset
+    name = str(enum.Name(value)).removeprefix(prefix)
+    return name.lower() if lower else name
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -48,6 +48,8 @@ from flowpair.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
+from flowpair_shared.convert import enum_word
+from flowpair_shared.tenancy import CLIENT_ACCOUNT_HEADER, ENGAGEMENT_HEADER
 
 T = TypeVar("T")
 CHUNK = 1 << 20
@@ -65,6 +67,11 @@ _EXIT_CODES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 7,
     grpc.StatusCode.DEADLINE_EXCEEDED: 7,
 }
+
+# The option every listing takes: where the previous call left off (it printed the token).
+PageToken = Annotated[str, typer.Option(help="the next page's token a previous call printed")]
+PageSize = Annotated[int, typer.Option(help="at most this many (the server caps it at 1000)")]
+Reason = Annotated[str, typer.Option(help="why, recorded in the flow's history")]
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 out = Console()
@@ -184,8 +191,8 @@ def _connect(o: Options) -> Context:
         ),
         (
             ("authorization", f"Bearer {token}"),
-            ("x-client-account-id", account),
-            ("x-engagement-id", engagement),
+            (CLIENT_ACCOUNT_HEADER, account),
+            (ENGAGEMENT_HEADER, engagement),
         ),
         o.as_json,
     )
@@ -232,10 +239,6 @@ def show(
     out.print(table)
     if next_page:
         err.print(Text(f"more: run again with --page-token {next_page}"))
-
-
-def _enum(enum: Any, value: int, prefix: str) -> str:
-    return str(enum.Name(value)).removeprefix(prefix) if value else ""
 
 
 # -- imports and flows -------------------------------------------------------------------------
@@ -286,16 +289,27 @@ def create(
     _flow_table(answer, answer.flow)
 
 
+def _enum_arg(enum: Any, prefix: str, text: str, what: str) -> int:
+    """The enum value a user's word names (``waiting_for_approval``, ``DATA_IMPORT``); exit 2
+    with the words there are."""
+    name = prefix + text.upper().removeprefix(prefix)
+    names = enum.keys()  # an enum type wrapper is not a container
+    if name not in names[1:]:
+        words = ", ".join(n.removeprefix(prefix) for n in names[1:])
+        _fail(2, f"no {what} {text!r}; one of {words}")
+    return int(enum.Value(name))
+
+
 def _flow_table(message: Message, flow: orchestrator_pb2.Flow) -> None:
     phases = ", ".join(
-        _enum(flow_pb2.Phase, p.phase, "PHASE_")
+        enum_word(flow_pb2.Phase, p.phase, "PHASE_")
         + " "
-        + _enum(flow_pb2.PhaseStatus, p.status, "PHASE_STATUS_")
+        + enum_word(flow_pb2.PhaseStatus, p.status, "PHASE_STATUS_")
         for p in flow.phases
     )
     show(
         message,
-        [(flow.name, _enum(flow_pb2.FlowStatus, flow.status, "FLOW_STATUS_"), phases)],
+        [(flow.name, enum_word(flow_pb2.FlowStatus, flow.status, "FLOW_STATUS_"), phases)],
         ("flow", "status", "phases"),
     )
 
@@ -310,8 +324,8 @@ def get(flow: str) -> None:
 @app.command("list")
 def list_flows(
     filter_: str = typer.Option("", "--filter", help='e.g. "status = RUNNING"'),
-    page_size: int = typer.Option(50),
-    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
+    page_size: PageSize = 50,
+    page_token: PageToken = "",
 ) -> None:
     """The tenant's flows, newest first."""
     request = orchestrator_pb2.ListFlowsRequest(
@@ -319,7 +333,7 @@ def list_flows(
     )
     answer = call(ctx().orchestrator.ListFlows, request)
     rows = [
-        (f.name, f.display_name, _enum(flow_pb2.FlowStatus, f.status, "FLOW_STATUS_"))
+        (f.name, f.display_name, enum_word(flow_pb2.FlowStatus, f.status, "FLOW_STATUS_"))
         for f in answer.flows
     ]
     show(answer, rows, ("flow", "name", "status"), next_page=answer.next_page_token)
@@ -334,11 +348,7 @@ def watch(
 ) -> None:
     """Follow a flow's history live until it ends (or reaches --until). Exit code 8 when it
     ends FAILED or CANCELLED."""
-    wanted = f"FLOW_STATUS_{until.upper().removeprefix('FLOW_STATUS_')}"
-    statuses = flow_pb2.FlowStatus.keys()  # an enum type wrapper is not a container
-    if until and wanted not in statuses:
-        names = ", ".join(n.removeprefix("FLOW_STATUS_") for n in statuses[1:])
-        _fail(2, f"no flow status {until!r}; one of {names}")
+    wanted = until and _enum_arg(flow_pb2.FlowStatus, "FLOW_STATUS_", until, "flow status")
     request = orchestrator_pb2.WatchFlowRequest(name=flow)
     stream = ctx().orchestrator.WatchFlow(request, metadata=ctx().metadata)
     status = ""
@@ -346,15 +356,16 @@ def watch(
         for response in stream:
             e = response.event
             status = flow_pb2.FlowStatus.Name(e.flow_status)
+            reached = bool(wanted) and e.flow_status == wanted
             if ctx().as_json:
                 print(json.dumps(MessageToDict(e, preserving_proto_field_name=True)), flush=True)
             else:
-                what = _enum(flow_pb2.FlowEventKind, e.kind, "FLOW_EVENT_KIND_")
-                phase = _enum(flow_pb2.Phase, e.phase, "PHASE_")
-                state = _enum(flow_pb2.PhaseStatus, e.phase_status, "PHASE_STATUS_")
+                what = enum_word(flow_pb2.FlowEventKind, e.kind, "FLOW_EVENT_KIND_")
+                phase = enum_word(flow_pb2.Phase, e.phase, "PHASE_")
+                state = enum_word(flow_pb2.PhaseStatus, e.phase_status, "PHASE_STATUS_")
                 now = status.removeprefix("FLOW_STATUS_")
                 out.print(f"{e.sequence:>4} {what} {phase} {state} → {now}", markup=False)
-            if until and status == wanted:
+            if reached:
                 stream.cancel()
                 return
     except grpc.RpcError as error:
@@ -365,18 +376,21 @@ def watch(
 # -- mappings --------------------------------------------------------------------------------
 
 
+def _listed(flow: str) -> discovery_pb2.ListFieldMappingsResponse:
+    request = discovery_pb2.ListFieldMappingsRequest(master_flow=flow)
+    return call(ctx().discovery.ListFieldMappings, request)
+
+
 @app.command()
 def mappings(flow: str) -> None:
     """The flow's suggested (or approved) mapping of columns to attributes."""
-    answer = call(
-        ctx().discovery.ListFieldMappings, discovery_pb2.ListFieldMappingsRequest(master_flow=flow)
-    )
+    answer = _listed(flow)
     rows = [
         (
             m.source_column,
             m.target_attribute or m.custom_attribute,
             f"{m.confidence:.2f}",
-            _enum(discovery_pb2.MappingState, m.state, "MAPPING_STATE_"),
+            enum_word(discovery_pb2.MappingState, m.state, "MAPPING_STATE_"),
         )
         for m in answer.mappings
     ]
@@ -394,9 +408,7 @@ def approve(
     ),
 ) -> None:
     """Approve the mapping as it stands (the flow moves on by itself)."""
-    listed = call(
-        ctx().discovery.ListFieldMappings, discovery_pb2.ListFieldMappingsRequest(master_flow=flow)
-    )
+    listed = _listed(flow)
     request = discovery_pb2.UpdateFieldMappingsRequest(
         master_flow=flow,
         etag=listed.etag,
@@ -410,39 +422,43 @@ def approve(
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-def _lifecycle(method: str, request: Message) -> None:
-    answer = call(getattr(ctx().orchestrator, method), request)
+def _lifecycle(method: Callable[..., Any], request: Message) -> None:
+    answer = call(method, request)
     _flow_table(answer, answer.flow)
 
 
 @app.command()
-def pause(flow: str, reason: str = typer.Option("")) -> None:
+def pause(flow: str, reason: Reason = "") -> None:
     """Pause at the next phase boundary."""
-    _lifecycle("PauseFlow", orchestrator_pb2.PauseFlowRequest(name=flow, reason=reason))
+    _lifecycle(
+        ctx().orchestrator.PauseFlow, orchestrator_pb2.PauseFlowRequest(name=flow, reason=reason)
+    )
 
 
 @app.command()
-def resume(flow: str, reason: str = typer.Option("")) -> None:
+def resume(flow: str, reason: Reason = "") -> None:
     """Resume a paused flow."""
-    _lifecycle("ResumeFlow", orchestrator_pb2.ResumeFlowRequest(name=flow, reason=reason))
+    _lifecycle(
+        ctx().orchestrator.ResumeFlow, orchestrator_pb2.ResumeFlowRequest(name=flow, reason=reason)
+    )
 
 
 @app.command()
-def cancel(flow: str, reason: str = typer.Option("")) -> None:
+def cancel(flow: str, reason: Reason = "") -> None:
     """Cancel a flow (final)."""
-    _lifecycle("CancelFlow", orchestrator_pb2.CancelFlowRequest(name=flow, reason=reason))
+    _lifecycle(
+        ctx().orchestrator.CancelFlow, orchestrator_pb2.CancelFlowRequest(name=flow, reason=reason)
+    )
 
 
 @app.command()
-def retry(flow: str, phase: str, reason: str = typer.Option("")) -> None:
+def retry(flow: str, phase: str, reason: Reason = "") -> None:
     """Run a failed phase again, e.g. `flowctl retry flows/… DATA_IMPORT`."""
-    try:
-        number = flow_pb2.Phase.Value(f"PHASE_{phase.upper().removeprefix('PHASE_')}")
-    except ValueError:
-        phases = ", ".join(n.removeprefix("PHASE_") for n in flow_pb2.Phase.keys()[1:])
-        _fail(2, f"no phase {phase!r}; one of {phases}")
-    request = orchestrator_pb2.RetryPhaseRequest(name=flow, phase=number, reason=reason)
-    _lifecycle("RetryPhase", request)
+    number = _enum_arg(flow_pb2.Phase, "PHASE_", phase, "phase")
+    request = orchestrator_pb2.RetryPhaseRequest(
+        name=flow, phase=flow_pb2.Phase.ValueType(number), reason=reason
+    )
+    _lifecycle(ctx().orchestrator.RetryPhase, request)
 
 
 # -- the inventory ---------------------------------------------------------------------------
@@ -452,26 +468,23 @@ def retry(flow: str, phase: str, reason: str = typer.Option("")) -> None:
 def assets(
     asset_type: str = typer.Option("", "--type", help="e.g. database, virtual_machine"),
     environment: str = typer.Option("", help="e.g. production"),
-    page_size: int = typer.Option(100),
-    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
 ) -> None:
     """The engagement's assets."""
     request = discovery_pb2.ListAssetsRequest(page_size=page_size, page_token=page_token)
-    try:
-        if asset_type:
-            request.asset_type = discovery_pb2.AssetType.Value(f"ASSET_TYPE_{asset_type.upper()}")
-        if environment:
-            request.environment = discovery_pb2.Environment.Value(
-                f"ENVIRONMENT_{environment.upper()}"
-            )
-    except ValueError as error:
-        _fail(2, str(error))
+    if asset_type:
+        number = _enum_arg(discovery_pb2.AssetType, "ASSET_TYPE_", asset_type, "asset type")
+        request.asset_type = discovery_pb2.AssetType.ValueType(number)
+    if environment:
+        number = _enum_arg(discovery_pb2.Environment, "ENVIRONMENT_", environment, "environment")
+        request.environment = discovery_pb2.Environment.ValueType(number)
     answer = call(ctx().discovery.ListAssets, request)
     rows = [
         (
             a.display_name,
-            _enum(discovery_pb2.AssetType, a.asset_type, "ASSET_TYPE_").lower(),
-            _enum(discovery_pb2.Environment, a.environment, "ENVIRONMENT_").lower(),
+            enum_word(discovery_pb2.AssetType, a.asset_type, "ASSET_TYPE_", lower=True),
+            enum_word(discovery_pb2.Environment, a.environment, "ENVIRONMENT_", lower=True),
             a.operating_system,
             a.ip_address,
         )
@@ -489,8 +502,8 @@ def assets(
 
 @app.command()
 def deps(
-    page_size: int = typer.Option(100),
-    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
 ) -> None:
     """The engagement's dependencies."""
     request = discovery_pb2.ListDependenciesRequest(page_size=page_size, page_token=page_token)
@@ -498,7 +511,7 @@ def deps(
     rows = [
         (
             d.source_display_name,
-            _enum(discovery_pb2.DependencyKind, d.kind, "DEPENDENCY_KIND_").lower(),
+            enum_word(discovery_pb2.DependencyKind, d.kind, "DEPENDENCY_KIND_", lower=True),
             d.target_display_name,
         )
         for d in answer.dependencies
@@ -509,8 +522,8 @@ def deps(
 @app.command()
 def issues(
     flow: str,
-    page_size: int = typer.Option(100),
-    page_token: str = typer.Option("", help="the next page's token a previous call printed"),
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
 ) -> None:
     """What the flow's phases could not use, and why."""
     request = discovery_pb2.ListDataIssuesRequest(

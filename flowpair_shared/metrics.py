@@ -78,7 +78,7 @@ _OUTBOX = text(
 @dataclass(frozen=True)
 class Family:
     """A gauge fed by a query: each row's first column is the label value, the second the
-    gauge's value; label values the query stops returning are set to 0."""
+    gauge's value; each of ``labels`` the query has no row for is set to 0."""
 
     gauge: Gauge
     query: TextClause

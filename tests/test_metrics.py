@@ -48,6 +48,12 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
+def added(now: Samples, before: Samples, name: str, **labels: str) -> float:
+    """How much a series grew between two scrapes (the registry is the process's, so counters
+    include every earlier test's calls)."""
+    return (value(now, name, **labels) or 0) - (value(before, name, **labels) or 0)
+
+
 async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> None:
     stack.overrides.update(
         orchestrator_metrics_listen="127.0.0.1:0",
@@ -99,14 +105,10 @@ async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> N
     assert samples is not None
     create = "/flowpair.v1.OrchestratorService/CreateFlow"
     get = "/flowpair.v1.OrchestratorService/GetFlow"
-
-    def added(name: str, **labels: str) -> float:
-        return (value(samples, name, **labels) or 0) - (value(before, name, **labels) or 0)
-
-    assert added("flowpair_rpcs_total", method=create, code="OK") == 1
-    assert added("flowpair_rpcs_total", method=get, code="NOT_FOUND") == 1
-    assert added("flowpair_rpcs_total", method=get, code="OK") >= 1
-    assert added("flowpair_rpc_duration_seconds_count", method=create) == 1
+    assert added(samples, before, "flowpair_rpcs_total", method=create, code="OK") == 1
+    assert added(samples, before, "flowpair_rpcs_total", method=get, code="NOT_FOUND") == 1
+    assert added(samples, before, "flowpair_rpcs_total", method=get, code="OK") >= 1
+    assert added(samples, before, "flowpair_rpc_duration_seconds_count", method=create) == 1
     # Undelivered, unparked messages are backlog (the parked one is not), the oldest an hour.
     backlog = value(
         samples, "flowpair_outbox_backlog", service="orchestrator", destination="discovery"
@@ -131,17 +133,13 @@ async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> N
 
     async def cancelled() -> bool:
         now = await scrape(orchestrator)
-        seen = value(now, "flowpair_rpcs_total", method=method, code="CANCELLED") or 0
-        return (
-            seen - (value(before, "flowpair_rpcs_total", method=method, code="CANCELLED") or 0) == 1
-        )
+        return added(now, before, "flowpair_rpcs_total", method=method, code="CANCELLED") == 1
 
     assert await eventually(cancelled)
 
     on_discovery = await scrape(discovery)
     upload = "/flowpair.v1.DiscoveryService/UploadImportData"
-    uploads = value(on_discovery, "flowpair_rpcs_total", method=upload, code="OK") or 0
-    assert uploads - (value(before, "flowpair_rpcs_total", method=upload, code="OK") or 0) == 1
+    assert added(on_discovery, before, "flowpair_rpcs_total", method=upload, code="OK") == 1
     assert value(on_discovery, "flowpair_phase_jobs", state="queued") is not None
     assert value(on_discovery, "flowpair_phase_jobs", state="running") is not None
     assert (

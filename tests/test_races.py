@@ -27,6 +27,7 @@ from discovery_svc.phases import HANDLERS
 from discovery_svc.phases.base import PhaseOutcome
 from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
+from flowpair_shared import tasks
 from flowpair_shared.domain import Phase
 from flowpair_shared.outbox import Relay
 from flowpair_shared.server import ServiceApp
@@ -72,9 +73,7 @@ async def held(relay: Relay) -> AsyncIterator[asyncio.Event]:
     try:
         yield release
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await tasks.cancelled(task)
 
 
 async def child_state(stack: Stack, tenant: object, name: str) -> discovery_pb2.ChildFlow:

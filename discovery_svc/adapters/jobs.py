@@ -13,9 +13,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowpair_shared import metrics
 from flowpair_shared.domain import Phase
 
 JOBS_CHANNEL = "flowpair_phase_jobs"
@@ -169,3 +171,15 @@ async def cancel_for_child(conn: AsyncConnection, child_flow_id: uuid.UUID) -> N
         ),
         {"child": child_flow_id},
     )
+
+
+# The phase job queue: jobs waiting for a worker, and jobs a worker holds (the phase job table
+# admits the system scope, as the runner claims across tenants).
+QUEUE_DEPTH = metrics.Family(
+    Gauge("flowpair_phase_jobs", "Phase jobs queued or running, by state.", ["state"]),
+    text(
+        "SELECT state, count(*) FROM discovery.phase_jobs"
+        " WHERE state IN ('queued', 'running') GROUP BY state"
+    ),
+    labels=("queued", "running"),
+)

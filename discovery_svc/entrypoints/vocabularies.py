@@ -41,34 +41,44 @@ class Vocabulary(Generic[V]):
         self.prefix = prefix
         self.words = frozenset(words)
         self._unspecified = enum.Value(prefix + "UNSPECIFIED")
+        # Both directions once: ListAssets converts five values per asset.
+        names = enum.keys()  # an enum type wrapper is not a container
+        self._number = {
+            name.removeprefix(prefix).lower(): enum.Value(name)
+            for name in names
+            if name != prefix + "UNSPECIFIED"
+        }
+        self._word = {number: word for word, number in self._number.items()}
+        self._warned: set[str] = set()
 
     def number(self, word: str | None) -> V:
         """The enum value of a stored word; UNSPECIFIED for none. A word the contract does not
-        name (data older than its vocabulary) reads as UNSPECIFIED and is logged, rather than
-        failing every list that contains it."""
+        name (data older than its vocabulary) reads as UNSPECIFIED and is logged (once per
+        word), rather than failing every list that contains it."""
         if not word:
             return self._unspecified
-        try:
-            return self.enum.Value(self.prefix + word.upper())
-        except ValueError:
-            log.warning("a stored value the contract does not name", extra={"value": word})
+        found = self._number.get(word.lower())
+        if found is None:
+            if word not in self._warned:
+                self._warned.add(word)
+                log.warning("a stored value the contract does not name", extra={"value": word})
             return self._unspecified
+        return found
 
     def text(self, number: V) -> str:
         """The word an enum value names, as people read it ("virtual_machine"); empty for
         UNSPECIFIED."""
-        return "" if number == 0 else self.enum.Name(number)[len(self.prefix) :].lower()
+        return self._word.get(number, "")
 
     def word(self, number: V, field: str, v: Validator) -> str | None:
         """The word a request's enum value names; None for UNSPECIFIED (no filter), and a
         violation for a number the contract does not define."""
         if number == 0:
             return None
-        try:
-            return self.enum.Name(number)[len(self.prefix) :].lower()
-        except ValueError:
+        found = self._word.get(number)
+        if found is None:
             v.add(field, f"unknown value {number}")
-            return None
+        return found
 
 
 ASSET_TYPE = Vocabulary(discovery_pb2.AssetType, "ASSET_TYPE_", ASSET_TYPES)

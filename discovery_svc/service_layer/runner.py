@@ -44,7 +44,7 @@ from discovery_svc.phases.base import (
     Stopping,
 )
 from discovery_svc.service_layer.handlers import SOURCE, emit
-from flowpair_shared import db_scope, logs
+from flowpair_shared import db_scope, logs, tasks
 from flowpair_shared.db import lift_timeouts
 from flowpair_shared.dbfailures import classify
 from flowpair_shared.domain import Phase, PhaseStatus
@@ -122,11 +122,7 @@ class PhaseRunner:
         if self._running and self._settings.stop_grace > 0:
             await asyncio.wait(set(self._running), timeout=self._settings.stop_grace)
         held = list(self._held.values())
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.cancelled(*self._running)
         for job in held:
             await self._release(job, counts=False)
 
@@ -212,9 +208,7 @@ class PhaseRunner:
                 log.warning("phase job interrupted by the database: %r", error)
                 await self._release(job)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await tasks.cancelled(heartbeat)
             log.info(
                 "phase job ended",
                 extra={"ms": round((time.perf_counter() - started) * 1e3), "pid": os.getpid()},

@@ -20,7 +20,6 @@ connection, and runs a ``PhaseRunner`` that claims phase jobs and commits progre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import signal
@@ -32,7 +31,7 @@ from multiprocessing.process import BaseProcess
 from discovery_svc.adapters import cleansing_pool
 from discovery_svc.phases import HANDLERS
 from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
-from flowpair_shared import logs
+from flowpair_shared import logs, tasks
 from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.notify import Listener
 from flowpair_shared.settings import Settings
@@ -140,11 +139,8 @@ class PhaseWorkers:
     async def stop(self) -> None:
         """SIGTERM every worker, wait for them to hand their jobs back, kill stragglers."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.cancelled(self._task)
+        self._task = None
         running = [s.process for s in self._slots if s.process is not None]
         for process in running:
             if process.is_alive():

@@ -286,11 +286,11 @@ class Orchestrator:
                     after = entry.sequence
                 if len(entries) == HISTORY_PAGE:
                     continue
-                if status is None or status.is_terminal:
+                if status is None:
                     return
-                # FAILED is not terminal: a retry committed between the two reads is in
-                # `entries`, so the last entry read, not the earlier status, says whether
-                # the flow is still FAILED.
+                # The last entry read, not the status read before it, says where the flow is
+                # now: a retry committed between the two reads is in `entries` (FAILED is not
+                # terminal), and a terminal status is in the history as the last entry.
                 now = entries[-1].flow_status if entries else status
                 if now.is_terminal or (now == FlowStatus.FAILED and not follow_retries):
                     return
