@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 PROTO_SRC := $(wildcard protos/flowpair/v1/*.proto protos/flowpair/internal/v1/*.proto)
 GEN_STAMP := flowpair/v1/.generated
 
-.PHONY: all install protos run test lint migrate fmt bench chaos demo clean dbshell contract-baseline node-client
+.PHONY: all install protos generate run test lint migrate fmt bench chaos demo clean dbshell contract-baseline node-client
 
 all: protos
 
@@ -22,18 +22,31 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# The one target that writes generated code: messages, gRPC stubs and their typed stubs (.pyi).
+# The one recipe that writes generated code: messages, gRPC stubs and their typed stubs (.pyi),
+# with the grpcio-tools and mypy-protobuf of the Python it is given ($(1)), whose scripts
+# folder holds the protoc plugins: the venv's for `make protos`, and the image's own for the
+# Dockerfile, which has no venv and runs `make generate PYTHON=python`.
+define generate-code
+rm -rf flowpair
+mkdir -p flowpair/v1 flowpair/internal/v1
+scripts=$$($(1) -c 'import sysconfig; print(sysconfig.get_path("scripts"))') \
+&& $(1) -m grpc_tools.protoc -Iprotos \
+  --python_out=. --grpc_python_out=. \
+  --plugin=protoc-gen-mypy=$$scripts/protoc-gen-mypy --mypy_out=. \
+  --plugin=protoc-gen-mypy_grpc=$$scripts/protoc-gen-mypy_grpc --mypy_grpc_out=. \
+  $(PROTO_SRC)
+touch flowpair/__init__.py flowpair/v1/__init__.py flowpair/internal/__init__.py flowpair/internal/v1/__init__.py flowpair/py.typed
+endef
+
 $(GEN_STAMP): $(BIN)/.installed $(PROTO_SRC)
-	rm -rf flowpair
-	mkdir -p flowpair/v1 flowpair/internal/v1
-	$(PY) -m grpc_tools.protoc -Iprotos \
-	  --python_out=. --grpc_python_out=. \
-	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=. \
-	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=. \
-	  $(PROTO_SRC)
-	touch flowpair/__init__.py flowpair/v1/__init__.py flowpair/internal/__init__.py flowpair/internal/v1/__init__.py flowpair/py.typed $@
+	$(call generate-code,$(PY))
+	touch $@
 
 protos: $(GEN_STAMP)
+
+# Without the venv: always regenerates, with $(PYTHON)'s tools.
+generate:
+	$(call generate-code,$(PYTHON))
 
 run: protos
 	$(PY) -m flowpair_shared.devstack run

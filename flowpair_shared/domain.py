@@ -160,3 +160,4 @@ class FlowEventKind(enum.IntEnum):
     RESUMED = 4
     CANCELLED = 5
     PHASE_RETRIED = 6
+    RECONCILED = 7

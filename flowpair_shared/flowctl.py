@@ -45,6 +45,7 @@ from flowpair.v1 import (
     discovery_pb2,
     discovery_pb2_grpc,
     flow_pb2,
+    operations_pb2,
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
@@ -532,6 +533,103 @@ def issues(
     answer = call(ctx().discovery.ListDataIssues, request)
     rows = [(i.row_number, i.attribute, i.value, i.problem) for i in answer.data_issues]
     show(answer, rows, ("row", "attribute", "value", "problem"), next_page=answer.next_page_token)
+
+
+# -- operations ------------------------------------------------------------------------------
+
+
+@app.command()
+def diagnose(flow: str) -> None:
+    """Why a flow is where it is: findings with what to do, messages and phase jobs."""
+    answer = call(ctx().orchestrator.DiagnoseFlow, orchestrator_pb2.DiagnoseFlowRequest(name=flow))
+    rows = [
+        (
+            enum_word(operations_pb2.FindingCode, f.code, "FINDING_CODE_"),
+            f.detail,
+            f.suggested_action + (" (the reconciler repairs it)" if f.repairable else ""),
+        )
+        for f in answer.findings
+    ]
+    show(answer, rows, ("finding", "detail", "action"))
+    if ctx().as_json:
+        return
+    child = (
+        enum_word(flow_pb2.FlowStatus, answer.child_flow.status, "FLOW_STATUS_")
+        if answer.HasField("child_flow")
+        else f"unknown ({answer.child_flow_error})"
+    )
+    master = enum_word(flow_pb2.FlowStatus, answer.flow.status, "FLOW_STATUS_")
+    age = answer.last_event_age.ToTimedelta().total_seconds()
+    out.print(
+        f"master {master}, child {child}; last event #{answer.last_event.sequence} {age:.0f} s ago",
+        markup=False,
+    )
+    for m in answer.messages:
+        out.print(f"message {_message_line(m)}", markup=False)
+    for j in answer.phase_jobs:
+        state = enum_word(operations_pb2.PhaseJobState, j.state, "PHASE_JOB_STATE_")
+        phase = enum_word(flow_pb2.Phase, j.phase, "PHASE_")
+        out.print(f"job {phase} {state}, attempt {j.attempts}", markup=False)
+
+
+def _message_line(m: operations_pb2.OutboxMessage) -> str:
+    state = enum_word(operations_pb2.MessageState, m.state, "MESSAGE_STATE_")
+    to = enum_word(operations_pb2.Peer, m.destination, "PEER_", lower=True)
+    error = f": {m.last_error}" if m.last_error else ""
+    call_name = m.method.rsplit("/", 1)[-1]
+    return f"{m.name} {call_name} to {to} #{m.sequence} {state}, {m.attempts} attempts{error}"
+
+
+def _peer(text: str) -> operations_pb2.Peer.ValueType:
+    if not text:
+        return operations_pb2.PEER_UNSPECIFIED
+    return operations_pb2.Peer.ValueType(_enum_arg(operations_pb2.Peer, "PEER_", text, "peer"))
+
+
+@app.command()
+def parked(
+    flow: str = typer.Option("", help='only this flow\'s, "flows/{id}"'),
+    destination: str = typer.Option("", help="only those for orchestrator or discovery"),
+    page_size: PageSize = 50,
+    page_token: PageToken = "",
+) -> None:
+    """Parked messages (admin): the relay gave up on them; each holds its flow back."""
+    request = orchestrator_pb2.ListParkedMessagesRequest(
+        flow=flow, destination=_peer(destination), page_size=page_size, page_token=page_token
+    )
+    answer = call(ctx().orchestrator.ListParkedMessages, request)
+    rows = [
+        (m.name, m.flow, m.method.rsplit("/", 1)[-1], m.attempts, m.last_error)
+        for m in answer.messages
+    ]
+    show(
+        answer,
+        rows,
+        ("message", "flow", "call", "attempts", "last error"),
+        next_page=answer.next_page_token,
+    )
+
+
+@app.command()
+def requeue(
+    message: str = typer.Option("", help='one message, "messages/{id}"'),
+    flow: str = typer.Option("", help='every parked message of a flow, "flows/{id}"'),
+    every: bool = typer.Option(False, "--all", help="every parked message of the tenant"),
+    destination: str = typer.Option("", help="only those for orchestrator or discovery"),
+    reason: Reason = "",
+) -> None:
+    """Give parked messages a fresh set of attempts (admin); name exactly one target."""
+    if [bool(message), bool(flow), every].count(True) != 1:
+        _fail(2, "name exactly one of --message, --flow or --all")
+    request = orchestrator_pb2.RequeueMessagesRequest(destination=_peer(destination), reason=reason)
+    if message:
+        request.message = message
+    elif flow:
+        request.flow = flow
+    else:
+        request.all = True
+    answer = call(ctx().orchestrator.RequeueMessages, request)
+    show(answer, [(m.name, m.flow) for m in answer.messages], ("re-queued", "flow"))
 
 
 def run() -> None:

@@ -1,4 +1,5 @@
-"""Server interceptor: tenant context, deadlines, structured RPC logs and error mapping.
+"""Server interceptor: tenant context, deadlines, structured RPC logs, trace spans and error
+mapping.
 
 Every RPC of a flowpair service goes through here, so servicers only translate messages and
 call handlers: they never parse metadata, build statuses or catch exceptions themselves.
@@ -24,7 +25,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from flowpair_shared import inputs, logs, metrics, tenancy
+from flowpair_shared import inputs, logs, metrics, tenancy, tracing
 from flowpair_shared.auth.access import Access
 from flowpair_shared.domain import IllegalTransition
 from flowpair_shared.errors import DomainError, InvalidArgument, MalformedRequest
@@ -46,6 +47,9 @@ class _Rpc:
         self.access = access
         self.context = context
         self.started = time.perf_counter()
+        # Current for the rest of the call, so what the call writes to the outbox carries it;
+        # a child of the caller's trace context, when the metadata has one.
+        self.span = tracing.server_span(method, context.invocation_metadata())
 
     async def enter(self) -> None:
         logs.reset()
@@ -90,6 +94,7 @@ class _Rpc:
         seconds = time.perf_counter() - self.started
         metrics.rpc_finished(self.method, code.name, seconds)
         log.info("rpc finished", extra={"code": code.name, "ms": round(seconds * 1e3, 2)})
+        self.span.end(code)
 
 
 def _is_abort(error: BaseException) -> bool:

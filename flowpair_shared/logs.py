@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 _fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -24,6 +24,12 @@ _fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
 def bind(**fields: Any) -> None:
     """Attach fields to every later log record of this task."""
     _fields.set({**(_fields.get() or {}), **fields})
+
+
+def current() -> Mapping[str, Any]:
+    """The fields bound so far in this task (tracing names a span's flow from them). Never
+    changed in place: ``bind`` replaces the mapping."""
+    return _fields.get() or {}
 
 
 def reset() -> contextvars.Token[dict[str, Any] | None]:

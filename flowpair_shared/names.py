@@ -19,6 +19,7 @@ from flowpair_shared.inputs import check_text
 FLOWS = "flows"
 CHILD_FLOWS = "childFlows"
 IMPORTS = "imports"
+MESSAGES = "messages"
 MAX_DISPLAY_NAME = 200
 MAX_REASON = 500
 

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared import db_scope, keepalive, logs, metrics, tls
+from flowpair_shared import db_scope, keepalive, logs, metrics, tls, tracing
 from flowpair_shared.auth import (
     Access,
     Authenticator,
@@ -72,6 +72,8 @@ class Wiring:
     listener: Listener
     kick_relay: Callable[[], None]
     settings: Settings
+    channels: Mapping[str, grpc.aio.Channel]
+    """The peer's internal port, by peer name (the relay's channels)."""
 
 
 @dataclass(frozen=True)
@@ -364,7 +366,7 @@ def assemble(
     relay = Relay(
         engine=engine, listener=listener, source=name, channels=channels, settings=settings.relay
     )
-    wired = servicers(Wiring(engine, listener, relay.kick, settings))
+    wired = servicers(Wiring(engine, listener, relay.kick, settings, channels))
     observed: tuple[Background, ...] = ()
     if svc.metrics_listen:
         observed = (
@@ -423,4 +425,8 @@ async def serve_until_signal(build: Callable[[Settings], ServiceApp], settings: 
 def main(service: str, build: Callable[[Settings], ServiceApp]) -> None:
     """Entry point of ``python -m <service>_svc``."""
     logs.configure(service)
-    asyncio.run(serve_until_signal(build, Settings.from_env()))
+    tracing.setup(service)  # off unless the OTEL_* variables name an exporter
+    try:
+        asyncio.run(serve_until_signal(build, Settings.from_env()))
+    finally:
+        tracing.shutdown()  # export the spans still buffered

@@ -106,6 +106,20 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReconcileSettings:
+    """The orchestrator's reconciler: how often it looks, and what counts as stalled."""
+
+    interval: float = 60.0
+    """Seconds between two passes; 0 turns the reconciler off."""
+    quiet_seconds: float = 300.0
+    """A running flow with no change for this long is diagnosed (and repaired if it can be)."""
+    max_requeues: int = 1
+    """Times the reconciler re-queues one parked message; an operator may always re-queue."""
+    batch: int = 100
+    """Flows diagnosed per pass, the longest quiet first."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a flowpair process needs to know about its surroundings."""
 
@@ -156,6 +170,7 @@ class Settings:
     discovery_metrics_listen: str = ""
     metrics_interval: float = 10.0
     """Seconds between two reads of the metrics that come from the database."""
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
 
     def service(self, name: str) -> ServiceSettings:
         """The addresses and files of one service (``"orchestrator"`` or ``"discovery"``)."""
@@ -244,4 +259,9 @@ class Settings:
             orchestrator_metrics_listen=_address(env, "FLOWPAIR_ORCHESTRATOR_METRICS_LISTEN"),
             discovery_metrics_listen=_address(env, "FLOWPAIR_DISCOVERY_METRICS_LISTEN"),
             metrics_interval=_positive(env, "FLOWPAIR_METRICS_INTERVAL_SECONDS", 10.0),
+            reconcile=ReconcileSettings(
+                interval=_seconds(env, "FLOWPAIR_RECONCILE_INTERVAL_SECONDS", 60.0),
+                quiet_seconds=_positive(env, "FLOWPAIR_RECONCILE_QUIET_SECONDS", 300.0),
+                max_requeues=_count(env, "FLOWPAIR_RECONCILE_MAX_REQUEUES", 1),
+            ),
         )

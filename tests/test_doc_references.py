@@ -42,9 +42,9 @@ def test_every_resource_name_the_contract_documents_is_one_the_services_parse() 
     # PhaseStatusEvent.child_flow documented "discoveryFlows/{…}"; the server requires
     # "childFlows/{uuid}". A client generator's users read the comments, not the server.
     from discovery_svc.entrypoints.grpc_api import ASSETS
-    from flowpair_shared.names import CHILD_FLOWS, FLOWS, IMPORTS
+    from flowpair_shared.names import CHILD_FLOWS, FLOWS, IMPORTS, MESSAGES
 
-    served = {ASSETS, CHILD_FLOWS, FLOWS, IMPORTS}
+    served = {ASSETS, CHILD_FLOWS, FLOWS, IMPORTS, MESSAGES}
     documented = {
         (proto.relative_to(ROOT).as_posix(), collection)
         for proto in (ROOT / "protos").rglob("*.proto")

@@ -7,10 +7,13 @@ import uuid
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
 from flowpair.internal.v1 import flow_event_service_pb2 as events_pb2
 from flowpair.v1 import discovery_pb2, flow_pb2, orchestrator_pb2
+from flowpair_shared.tenancy import Tenant
 from tests.support import (
     Stack,
     discovery_flow,
@@ -21,6 +24,7 @@ from tests.support import (
     new_tenant,
     peer_md,
 )
+from tests.test_phase_engine import flow_state, inventory, phase, wait_status
 
 DISCOVERY = flow_pb2.FLOW_TYPE_DISCOVERY
 
@@ -216,3 +220,79 @@ async def test_event_ahead_of_its_predecessor_is_refused(stack: Stack) -> None:
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "arrived before event 1" in (err.value.details() or "")
+
+
+def precondition(error: grpc.aio.AioRpcError) -> tuple[str, str]:
+    """A FAILED_PRECONDITION's violation: its type (the reason) and its subject."""
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status is not None else ():
+        failure = error_details_pb2.PreconditionFailure()
+        if detail.Unpack(failure):
+            (violation,) = failure.violations
+            return violation.type, violation.subject
+    raise AssertionError(f"no PreconditionFailure: {error}")
+
+
+async def failed_in_data_import(stack: Stack, tenant: Tenant, name: str) -> None:
+    failed = await wait_status(stack, tenant, name, flow_pb2.FLOW_STATUS_FAILED)
+    assert failed.current_phase == flow_pb2.PHASE_DATA_IMPORT
+    assert phase(failed, flow_pb2.PHASE_DATA_IMPORT).error.reason == "IMPORT_NOT_FOUND"
+
+
+def retry_import(name: str) -> orchestrator_pb2.RetryPhaseRequest:
+    return orchestrator_pb2.RetryPhaseRequest(name=name, phase=flow_pb2.PHASE_DATA_IMPORT)
+
+
+async def test_a_flow_failed_in_data_import_does_not_block_its_engagement(stack: Stack) -> None:
+    """Issue 10: a flow on an import that does not exist fails in DATA_IMPORT; it no longer
+    blocks the engagement, and retrying it, if it was created exclusive, checks the engagement
+    again as CreateFlow does."""
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    orch = stack.orchestrator()
+    exclusive = orchestrator_pb2.CreateFlowRequest(flow=discovery_flow(allow_concurrent=False))
+    first = (await orch.CreateFlow(exclusive, metadata=md(tenant))).flow
+    await failed_in_data_import(stack, tenant, first.name)
+
+    # An exclusive create (allow_concurrent unset) beside it; on a real import, so the second
+    # flow stays incomplete (it waits for its mapping's approval).
+    second, _ = await stack.start_flow(tenant, inventory(20, bad_rows=False))
+    with pytest.raises(grpc.aio.AioRpcError) as third:
+        await orch.CreateFlow(exclusive, metadata=md(tenant))
+    assert precondition(third.value) == ("INCOMPLETE_FLOW_EXISTS", second)
+
+    # Retrying the first would make it incomplete beside the second: refused, naming it.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await orch.RetryPhase(retry_import(first.name), metadata=md(tenant))
+    assert precondition(err.value) == ("INCOMPLETE_FLOW_EXISTS", second)
+    assert second in (err.value.details() or "")
+    await failed_in_data_import(stack, tenant, first.name)  # unchanged
+
+    # Once the second is cancelled, the first may be retried.
+    await orch.CancelFlow(orchestrator_pb2.CancelFlowRequest(name=second), metadata=md(tenant))
+    retried = (await orch.RetryPhase(retry_import(first.name), metadata=md(tenant))).flow
+    assert retried.status == flow_pb2.FLOW_STATUS_RUNNING
+
+
+async def test_a_flow_created_with_allow_concurrent_is_retried_beside_another(
+    stack: Stack,
+) -> None:
+    await stack.start_orchestrator()
+    await stack.start_discovery()
+    tenant = new_tenant()
+    orch = stack.orchestrator()
+    concurrent = orchestrator_pb2.CreateFlowRequest(flow=discovery_flow(allow_concurrent=True))
+    first = (await orch.CreateFlow(concurrent, metadata=md(tenant))).flow
+    await failed_in_data_import(stack, tenant, first.name)
+    second, _ = await stack.start_flow(tenant, inventory(20, bad_rows=False))  # exclusive
+
+    retried = (await orch.RetryPhase(retry_import(first.name), metadata=md(tenant))).flow
+    assert retried.status == flow_pb2.FLOW_STATUS_RUNNING
+    beside = await flow_state(stack, tenant, second)
+    assert beside.status in (
+        flow_pb2.FLOW_STATUS_INITIALIZING,
+        flow_pb2.FLOW_STATUS_RUNNING,
+        flow_pb2.FLOW_STATUS_WAITING_FOR_APPROVAL,
+    )

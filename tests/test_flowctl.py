@@ -108,6 +108,29 @@ async def test_flowctl_drives_the_demo_journey(stack: Stack, tmp_path: Path) -> 
     missing = await cli.json("create", "--import", f"imports/{uuid.uuid4()}")
     code, out, err = await cli.run("watch", missing["flow"]["name"])
     assert code == 8 and out.rstrip().endswith("→ FAILED"), (out, err)
+    diagnosed = await cli.ok("diagnose", missing["flow"]["name"])
+    assert "PHASE_FAILED" in diagnosed and "IMPORT_NOT_FOUND" in diagnosed, diagnosed
+    assert "RetryPhase" in diagnosed and "child FAILED" in diagnosed, diagnosed
+    found = await cli.json("diagnose", flow)
+    assert [f["code"] for f in found["findings"]] == ["FINDING_CODE_HEALTHY"], found
+
+    # Parked messages are an admin's: an operator is refused; an admin sees the tenant's.
+    code, _, err = await cli.run("parked")
+    assert code == 6 and "PERMISSION_DENIED" in err, err
+    admin_token, admin = opaque_token(Role.ADMIN)
+    as_admin = {
+        **cli.env,
+        "FLOWPAIR_TOKEN": admin_token,
+        "FLOWPAIR_ACCOUNT": str(admin.client_account_id),
+        "FLOWPAIR_ENGAGEMENT": str(admin.engagement_id),
+    }
+    code, out, err = await cli.run("--json", "parked", "--destination", "discovery", env=as_admin)
+    assert code == 0 and json.loads(out) == {}, (out, err)
+    code, _, err = await cli.run("requeue", env=as_admin)
+    assert code == 2 and "exactly one" in err, err
+    code, _, err = await cli.run("requeue", "--message", f"messages/{uuid.uuid4()}", env=as_admin)
+    assert code == 4 and "NOT_FOUND" in err, err
+
     code, _, err = await cli.run("get", "flows/[/x]")
     assert code == 3 and "'[/x]'" in err, err
     code, _, err = await cli.run("watch", flow, "--until", "waiting_for_aproval")

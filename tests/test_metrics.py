@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from flowpair.v1 import flow_pb2, orchestrator_pb2
 from flowpair_shared.metrics import Metrics
 from flowpair_shared.server import ServiceApp
-from tests.support import Stack, eventually, fetch, md, new_tenant
+from tests.support import Stack, discovery_flow, eventually, fetch, md, new_tenant
 
 Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -136,6 +136,29 @@ async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> N
         return added(now, before, "flowpair_rpcs_total", method=method, code="CANCELLED") == 1
 
     assert await eventually(cancelled)
+
+    # Flows by status (every tenant's, through the counting function) and the phases' times
+    # and failures, as the child reported them: one flow at the gate, one failed.
+    failing = await orch.CreateFlow(
+        orchestrator_pb2.CreateFlowRequest(flow=discovery_flow()), metadata=md(tenant)
+    )
+
+    async def settled() -> Samples | None:
+        now = await scrape(orchestrator)
+        gate = value(now, "flowpair_flows", status="WAITING_FOR_APPROVAL")
+        failed = value(now, "flowpair_flows", status="FAILED")
+        return now if (gate, failed) == (1, 1) else None
+
+    now = await eventually(settled)
+    assert now is not None
+    assert value(now, "flowpair_flows", status="COMPLETED") == 0
+    timed = "flowpair_phase_duration_seconds_count"
+    assert added(now, before, timed, phase="DATA_IMPORT", outcome="COMPLETED") == 1
+    assert added(now, before, timed, phase="DATA_IMPORT", outcome="FAILED") == 1
+    assert added(now, before, timed, phase="ATTRIBUTE_MAPPING", outcome="WAITING_FOR_APPROVAL") == 1
+    failures = "flowpair_phase_failures_total"
+    assert added(now, before, failures, phase="DATA_IMPORT", reason="IMPORT_NOT_FOUND") == 1
+    assert failing.flow.name
 
     on_discovery = await scrape(discovery)
     upload = "/flowpair.v1.DiscoveryService/UploadImportData"

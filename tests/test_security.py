@@ -56,6 +56,9 @@ ROLES: dict[str, tuple[Role, str | None]] = {
     ORCH + "RetryPhase": (Role.OPERATOR, "flow"),
     ORCH + "ListFlowEvents": (Role.VIEWER, "flow"),
     ORCH + "WatchFlow": (Role.VIEWER, "flow"),
+    ORCH + "DiagnoseFlow": (Role.OPERATOR, "flow"),
+    ORCH + "ListParkedMessages": (Role.ADMIN, None),
+    ORCH + "RequeueMessages": (Role.ADMIN, None),
     DISC + "GetChildFlow": (Role.VIEWER, "flow"),
     DISC + "UploadImportData": (Role.OPERATOR, None),
     DISC + "GetImport": (Role.VIEWER, "import"),
@@ -103,6 +106,9 @@ class World:
             ),
             "ListFlowEvents": orchestrator_pb2.ListFlowEventsRequest(name=flow),
             "WatchFlow": orchestrator_pb2.WatchFlowRequest(name=flow),
+            "DiagnoseFlow": orchestrator_pb2.DiagnoseFlowRequest(name=flow),
+            "ListParkedMessages": orchestrator_pb2.ListParkedMessagesRequest(flow=flow),
+            "RequeueMessages": orchestrator_pb2.RequeueMessagesRequest(all=True),
             "GetChildFlow": discovery_pb2.GetChildFlowRequest(master_flow=flow),
             "UploadImportData": [
                 discovery_pb2.UploadImportDataRequest(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowpair_shared import metrics
+from flowpair_shared import metrics, tracing
 from flowpair_shared.domain import Phase
 
 JOBS_CHANNEL = "flowpair_phase_jobs"
@@ -36,6 +37,8 @@ class Job:
     """This claim's fence: nothing is written for the job once another claim replaced it."""
     progress: dict[str, Any] | None = None
     """Where an earlier attempt's progressive commits stopped (None: from the start)."""
+    trace_context: dict[str, Any] | None = None
+    """The trace context (W3C headers) the job was queued in: its run continues that trace."""
 
 
 class LeaseLost(Exception):
@@ -43,16 +46,22 @@ class LeaseLost(Exception):
 
 
 async def enqueue(conn: AsyncConnection, child_flow_id: uuid.UUID, phase: Phase) -> None:
-    """Queue ``phase`` of a child (a no-op if it is queued or running already)."""
+    """Queue ``phase`` of a child (a no-op if it is queued or running already), with the
+    current trace context (the RunPhase call's), which its run continues."""
+    queued_in = tracing.current()
     await conn.execute(
         text(
             """
-            INSERT INTO discovery.phase_jobs (child_flow_id, phase, state)
-            VALUES (:child, :phase, 'queued')
+            INSERT INTO discovery.phase_jobs (child_flow_id, phase, state, trace_context)
+            VALUES (:child, :phase, 'queued', CAST(:trace AS jsonb))
             ON CONFLICT (child_flow_id, phase) WHERE state IN ('queued', 'running') DO NOTHING
             """
         ),
-        {"child": child_flow_id, "phase": int(phase)},
+        {
+            "child": child_flow_id,
+            "phase": int(phase),
+            "trace": None if queued_in is None else json.dumps(queued_in),
+        },
     )
     await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL})
 
@@ -71,12 +80,14 @@ async def claim(conn: AsyncConnection, *, limit: int, lease_seconds: float) -> l
               WHERE state = 'queued' OR (state = 'running' AND lease_until < now())
               ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
             RETURNING j.id, j.child_flow_id, j.phase, j.attempts, j.client_account_id,
-                      j.engagement_id, j.lease_token, j.progress
+                      j.engagement_id, j.lease_token, j.progress, j.trace_context
             """
         ),
         {"limit": limit, "lease": lease_seconds},
     )
-    return [Job(r[0], r[1], Phase(r[2]), r[3], r[4], r[5], r[6], _json(r[7])) for r in rows]
+    return [
+        Job(r[0], r[1], Phase(r[2]), r[3], r[4], r[5], r[6], _json(r[7]), _json(r[8])) for r in rows
+    ]
 
 
 def _json(value: object) -> dict[str, Any] | None:
@@ -159,6 +170,31 @@ async def release(conn: AsyncConnection, job: Job, *, counts: bool = True) -> bo
         {"id": job.id, "token": job.lease_token, "counts": counts},
     )
     return row.first() is not None
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """A phase job not yet finished, as diagnosis shows it."""
+
+    phase: Phase
+    state: str
+    """'queued' or 'running'."""
+    attempts: int
+    lease_until: datetime | None
+    created_at: datetime
+
+
+async def active_for_child(conn: AsyncConnection, child_flow_id: uuid.UUID) -> list[ActiveJob]:
+    rows = await conn.execute(
+        text(
+            """
+            SELECT phase, state, attempts, lease_until, created_at FROM discovery.phase_jobs
+            WHERE child_flow_id = :child AND state IN ('queued', 'running') ORDER BY id
+            """
+        ),
+        {"child": child_flow_id},
+    )
+    return [ActiveJob(Phase(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
 
 async def cancel_for_child(conn: AsyncConnection, child_flow_id: uuid.UUID) -> None:

@@ -142,13 +142,36 @@ class Discovery:
         return child
 
     async def run_phase(
-        self, tenant: Tenant, master_flow_id: uuid.UUID, phase: Phase, message_id: uuid.UUID | None
+        self,
+        tenant: Tenant,
+        master_flow_id: uuid.UUID,
+        phase: Phase,
+        message_id: uuid.UUID | None,
+        *,
+        only_if: PhaseStatus | None = None,
     ) -> None:
-        """Mark the phase RUNNING (reported at once) and queue its work for the runner."""
+        """Mark the phase RUNNING (reported at once) and queue its work for the runner.
+
+        ``only_if``: the reconciler sends a lost command again with the status it saw; the
+        command then applies only while the phase is still in it."""
         logs.bind(flow_id=str(master_flow_id), phase=phase.name)
         async with self._uow() as uow:
             fresh, child = await self._for_message(uow, tenant, master_flow_id, message_id)
             if not fresh:
+                return
+            if only_if is not None and child.phases[phase] != only_if:
+                log.info(
+                    "run phase ignored: moved on", extra={"phase_status": child.phases[phase].name}
+                )
+                await uow.commit()
+                return
+            if only_if == PhaseStatus.RUNNING and child.is_running(phase):
+                # RUNNING with its job lost. Queueing is a no-op while a job is queued or
+                # running, so a job that does exist is left alone, and RUNNING is not
+                # reported twice.
+                await jobs.enqueue(uow.conn, child.id, phase)
+                await uow.commit()
+                self._wake_runner()
                 return
             if not child.can_start(phase):
                 log.info("run phase ignored", extra={"phase_status": child.phases[phase].name})
@@ -217,6 +240,21 @@ class Discovery:
             raise NotFound(f"{what} not found")
         logs.bind(flow_id=str(child.master_flow_id))
         return child
+
+    async def describe_child_flow(
+        self, tenant: Tenant, master_flow_id: uuid.UUID
+    ) -> tuple[ChildFlow, list[jobs.ActiveJob]]:
+        """The child and its unfinished phase jobs, read together, for diagnosis."""
+        logs.bind(flow_id=str(master_flow_id))
+        async with self._engine.connect() as conn:
+            # One snapshot: a job finishing between two reads would look like a phase
+            # RUNNING without a job (lost, to the reconciler).
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                child = await repository.get_by_master(conn, tenant, master_flow_id)
+                if child is None:
+                    raise NotFound(f"child flow of flows/{master_flow_id} not found")
+                return child, await jobs.active_for_child(conn, child.id)
 
     async def upload(
         self, tenant: Tenant, request: UploadRequest, chunks: AsyncIterator[bytes]

@@ -44,7 +44,7 @@ from discovery_svc.phases.base import (
     Stopping,
 )
 from discovery_svc.service_layer.handlers import SOURCE, emit
-from flowpair_shared import db_scope, logs, tasks
+from flowpair_shared import db_scope, logs, tasks, tracing
 from flowpair_shared.db import lift_timeouts
 from flowpair_shared.dbfailures import classify
 from flowpair_shared.domain import Phase, PhaseStatus
@@ -167,8 +167,15 @@ class PhaseRunner:
     async def _execute(self, job: Job) -> None:
         # Every transaction of the job (handler, lease renewals, failure) sees only the job's
         # tenant: a handler's unscoped query cannot touch another tenant's rows.
+        # The run continues the trace of the call that queued the job; the events its phase
+        # writes carry the run's span onward.
         try:
-            with db_scope.tenant(job):
+            with (
+                db_scope.tenant(job),
+                tracing.phase_job(
+                    job.phase.name, job.trace_context, job_id=job.id, attempt=job.attempts
+                ),
+            ):
                 await self._execute_scoped(job)
         finally:
             self._held.pop(job.id, None)
@@ -327,6 +334,7 @@ class PhaseRunner:
                 child.set_phase(job.phase, PhaseStatus.FAILED, failure)
                 await emit(uow, child)
             await uow.commit()
+        tracing.failed(failure.reason, failure.message)
         log.warning("phase failed", extra={"reason": failure.reason, "error": failure.message})
         self._after_commit()
 

@@ -31,7 +31,7 @@ from multiprocessing.process import BaseProcess
 from discovery_svc.adapters import cleansing_pool
 from discovery_svc.phases import HANDLERS
 from discovery_svc.service_layer.runner import PhaseRunner, RunnerSettings
-from flowpair_shared import logs, tasks
+from flowpair_shared import logs, tasks, tracing
 from flowpair_shared.db import asyncpg_dsn, create_engine
 from flowpair_shared.notify import Listener
 from flowpair_shared.settings import Settings
@@ -170,6 +170,8 @@ def run_worker(settings: Settings, index: int, parent: Connection) -> None:
     """A worker process's entry point (spawned: it imports everything afresh)."""
     logs.configure("discovery")
     logs.bind(worker=index)
+    # Spawned: nothing of the parent's tracing came along. The phases' spans are made here.
+    tracing.setup("discovery")
     # Ctrl-C reaches the whole process group; the parent decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -178,6 +180,7 @@ def run_worker(settings: Settings, index: int, parent: Connection) -> None:
         # multiprocessing joins a process's children as it exits, and a pool process only
         # leaves when its pool is shut down: without this an exiting worker waits forever.
         cleansing_pool.shutdown()
+        tracing.shutdown()  # export the spans still buffered
 
 
 async def _serve(settings: Settings, parent: Connection) -> None:

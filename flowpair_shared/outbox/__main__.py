@@ -32,7 +32,7 @@ async def _command(argv: list[str], engine: AsyncEngine) -> int:
             for m in await list_parked(conn):
                 print(
                     f"{m.message_id}  {m.source}->{m.method}  flow={m.ordering_key}"
-                    f"  seq={m.seq}  attempts={m.attempts}  parked={m.parked_at:%F %T}"
+                    f"  seq={m.seq}  attempts={m.attempts}  parked={m.parked_at}"
                     f"  error={m.last_error}"
                 )
         return 0

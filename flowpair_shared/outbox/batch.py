@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowpair.internal.v1 import message_batch_service_pb2 as batch_pb2
 from flowpair.internal.v1 import message_batch_service_pb2_grpc as batch_pb2_grpc
-from flowpair_shared import logs, tenancy
+from flowpair_shared import logs, tenancy, tracing
 from flowpair_shared.db_scope import Savepoints
 from flowpair_shared.dbfailures import Failure, classify
 from flowpair_shared.domain import IllegalTransition
@@ -50,6 +50,7 @@ DEADLINE_MARGIN = 2.5
 may take a statement timeout each, and the commit must still reach the caller in time."""
 
 Metadata = tuple[tuple[str, str], ...]
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class MessageContext:
@@ -150,16 +151,24 @@ class MessageBatchServicer(batch_pb2_grpc.MessageBatchServiceServicer):
         except DomainError as error:
             return _refused(m.message_id, error)
         token = tenancy.set_current(tenant)
-        with logs.scoped(
-            rpc=m.method,
-            message_id=m.message_id,
-            client_account_id=str(tenant.client_account_id),
-            engagement_id=str(tenant.engagement_id),
+        with (
+            logs.scoped(
+                rpc=m.method,
+                message_id=m.message_id,
+                client_account_id=str(tenant.client_account_id),
+                engagement_id=str(tenant.engagement_id),
+            ),
+            # The message's own server span, as its single call would have: a child of the
+            # relay's delivery span (in its headers), in its flow's trace; the batch's call,
+            # which carries messages of many flows, is only linked.
+            tracing.server_span(m.method, metadata, link_current=True) as span,
         ):
             try:
-                return await self._handle(m, route, request, metadata)
+                result = await self._handle(m, route, request, metadata)
             finally:
                 tenancy.reset(token)
+            span.end(_CODES.get(result.code, grpc.StatusCode.UNKNOWN))
+            return result
 
     async def _handle(self, m: Any, route: Route, request: Any, metadata: Metadata) -> Any:
         try:

@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowpair.internal.v1 import message_batch_service_pb2 as batch_pb2
-from flowpair_shared import db_scope, logs
+from flowpair_shared import db_scope, logs, tracing
 from flowpair_shared.dbfailures import is_unavailable
 from flowpair_shared.notify import Listener
 from flowpair_shared.outbox.batch import BATCH_METHOD, MAX_MESSAGES
@@ -189,6 +189,20 @@ def _identity(payload: bytes) -> bytes:
 def _headers(m: _Claimed) -> dict[str, str]:
     headers = json.loads(m.headers) if isinstance(m.headers, str) else m.headers
     return dict(headers)
+
+
+def _delivery(m: _Claimed, *, batch: int = 1) -> tracing.Delivery:
+    """The delivery's span, in the trace of the message's stored context; its ``headers``
+    are what to send, so the peer's handling is a child of the delivery."""
+    return tracing.delivery(
+        m.method,
+        _headers(m),
+        flow_id=str(m.ordering_key),
+        message_id=str(m.message_id),
+        seq=m.seq,
+        attempt=m.attempts + 1,
+        batch=batch,
+    )
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -377,21 +391,25 @@ class Relay:
             request_serializer=batch_pb2.DeliverMessagesRequest.SerializeToString,
             response_deserializer=batch_pb2.DeliverMessagesResponse.FromString,
         )
+        # A span per message, each in its own flow's trace: the call itself belongs to none.
+        deliveries = [_delivery(m, batch=len(batch)) for m in batch]
         request = batch_pb2.DeliverMessagesRequest(
             messages=[
                 batch_pb2.OutboxMessage(
                     message_id=str(m.message_id),
                     method=m.method,
                     payload=m.payload,
-                    headers=_headers(m),
+                    headers=d.headers,
                 )
-                for m in batch
+                for m, d in zip(batch, deliveries, strict=True)
             ]
         )
         started = time.perf_counter()
         try:
             response = await call(request, timeout=self._settings.delivery_timeout)
         except grpc.aio.AioRpcError as error:
+            for d in deliveries:
+                d.end(error.code())
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self._unbatched.add(peer)
             if error.code() in _SEND_SINGLY:
@@ -409,6 +427,8 @@ class Relay:
                 code = _CODES.get(r.code, grpc.StatusCode.UNKNOWN)
                 error_text = "" if code == grpc.StatusCode.OK else f"{code.name}: {r.message}"
                 outcomes.append(_Outcome(m, code, error_text))
+            for d, o in zip(deliveries, outcomes, strict=True):
+                d.end(o.code)
         elapsed = (time.perf_counter() - started) * 1e3
         for o in outcomes:
             self._log_delivery(o, elapsed, batched=len(batch))
@@ -434,7 +454,8 @@ class Relay:
         channel = self._channels.get(m.destination)
         if channel is None:
             return _Outcome(m, grpc.StatusCode.UNIMPLEMENTED, f"no peer named {m.destination!r}")
-        metadata = (*_headers(m).items(), (MESSAGE_ID_HEADER, str(m.message_id)))
+        delivery = _delivery(m)
+        metadata = (*delivery.headers.items(), (MESSAGE_ID_HEADER, str(m.message_id)))
         call = channel.unary_unary(
             m.method, request_serializer=_identity, response_deserializer=_identity
         )
@@ -445,6 +466,7 @@ class Relay:
             outcome = _Outcome(m, error.code(), f"{error.code().name}: {error.details()}")
         else:
             outcome = _Outcome(m, grpc.StatusCode.OK, "")
+        delivery.end(outcome.code)
         self._log_delivery(outcome, (time.perf_counter() - started) * 1e3)
         return outcome
 

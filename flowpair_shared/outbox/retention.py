@@ -32,8 +32,6 @@ LOCKED`` where the sweep locks them, so a sweep never waits behind the relay or 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowpair_shared import db_scope
 from flowpair_shared.dbfailures import Failure, classify
+from flowpair_shared.periodic import Periodic
 
 log = logging.getLogger("flowpair.retention")
 
@@ -131,7 +130,7 @@ class RetentionSettings:
     """Rows per DELETE statement (and per transaction)."""
 
 
-class Retention:
+class Retention(Periodic):
     """Background work of a service: deletes what its message path no longer needs."""
 
     def __init__(
@@ -142,43 +141,18 @@ class Retention:
         settings: RetentionSettings = RetentionSettings(),
         extra: Sequence[Sweep] = (),
     ) -> None:
+        super().__init__(name=f"retention-{name}", interval=settings.interval, log=log)
         self._engine = engine
-        self._name = name
+        self._service = name
         self._settings = settings
         self._sweeps = (*SHARED_SWEEPS, *extra)
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name=f"retention-{self._name}")
-
-    async def stop(self) -> None:
-        """Finish the batch in flight, then stop."""
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception as error:
-                if classify(error) is Failure.UNAVAILABLE:
-                    log.warning("retention round failed: database unavailable: %r", error)
-                else:
-                    log.exception("retention round failed", extra={"service": self._name})
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.interval):
-                    await self._stopping.wait()
 
     async def run_once(self) -> dict[str, int]:
         """One round: every sweep until it finds less than a batch; rows deleted per table."""
         deleted: dict[str, int] = {}
         for sweep in self._sweeps:
             total = batches = 0
-            while not self._stopping.is_set():
+            while not self.stopping:
                 try:
                     n = await self._batch(sweep)
                 except Exception as error:
@@ -198,7 +172,7 @@ class Retention:
                 log.info(
                     "retention deleted rows",
                     extra={
-                        "service": self._name,
+                        "service": self._service,
                         "table": sweep.table,
                         "deleted": total,
                         "batches": batches,
@@ -214,14 +188,14 @@ class Retention:
                 await conn.execution_options(isolation_level=sweep.isolation_level)
                 async with conn.begin():
                     locked = await conn.execute(
-                        _LOCK, {"space": _LOCK_SPACE, "sweep": f"{sweep.table}:{self._name}"}
+                        _LOCK, {"space": _LOCK_SPACE, "sweep": f"{sweep.table}:{self._service}"}
                     )
                     if not locked.scalar_one():
                         return None
                     result = await conn.execute(
                         sweep.statement,
                         {
-                            "name": self._name,
+                            "name": self._service,
                             "retention": self._settings.retention_seconds,
                             "limit": self._settings.batch_size,
                         },

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowpair_shared.db import Sql, fetchval
+from flowpair_shared import tracing
+from flowpair_shared.db import Sql, fetch, fetchval
 
 NOTIFY_CHANNEL = "flowpair_outbox"
 
@@ -70,7 +70,8 @@ class OutgoingMessage:
     ordering_key: uuid.UUID
     """Messages with one key are delivered one at a time, in commit order (a flow id)."""
     headers: Mapping[str, str] = field(default_factory=dict)
-    """Metadata sent with the call (tenant headers)."""
+    """Metadata sent with the call (tenant headers; the trace context is added when the
+    message is written, see ``OutboxRows.args``)."""
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -100,7 +101,10 @@ class OutboxRows:
             [m.method for m in ms],
             [m.payload.DESCRIPTOR.full_name for m in ms],
             [m.payload.SerializeToString() for m in ms],
-            [json.dumps(dict(m.headers)) for m in ms],
+            # The trace context of the transaction writing the messages (the RPC's or the
+            # phase job's span) travels with them: the relay's delivery and the peer's
+            # handling continue that trace.
+            [json.dumps(dict(tracing.with_context(m.headers))) for m in ms],
         )
 
 
@@ -128,53 +132,115 @@ class OutboxWriter:
 
 
 @dataclass(frozen=True)
-class ParkedMessage:
-    """A message the relay gave up on; it stays in the outbox until re-queued."""
+class UndeliveredMessage:
+    """A message not delivered yet: waiting, being delivered, or parked (the relay gave up on
+    it; it stays in the outbox, holding back its key, until re-queued)."""
 
     message_id: uuid.UUID
     source: str
+    destination: str
     method: str
     ordering_key: uuid.UUID
     seq: int
     attempts: int
+    rejections: int
     last_error: str | None
-    parked_at: datetime
+    created_at: datetime
+    available_at: datetime
+    parked_at: datetime | None
+    delivering: bool
+    """A relay holds its lease now."""
+    requeues: int
+
+    @property
+    def call(self) -> str:
+        """The method's own name, e.g. ``RunPhase``."""
+        return self.method.rsplit("/", 1)[-1]
 
 
-async def list_parked(conn: AsyncConnection, *, source: str | None = None) -> list[ParkedMessage]:
-    rows = await conn.execute(
-        text(
-            """
-            SELECT message_id, source, method, ordering_key, seq, attempts, last_error, parked_at
-            FROM messaging.outbox
-            WHERE parked_at IS NOT NULL AND delivered_at IS NULL
-              AND (CAST(:source AS text) IS NULL OR source = :source)
-            ORDER BY parked_at
-            """
-        ),
-        {"source": source},
+_UNDELIVERED = """
+  o.message_id, o.source, o.destination, o.method, o.ordering_key, o.seq, o.attempts,
+  o.rejections, o.last_error, o.created_at, o.available_at, o.parked_at,
+  coalesce(o.lease_until > now(), false), o.requeues
+"""
+_OF_KEY = Sql(
+    f"""
+    SELECT {_UNDELIVERED} FROM messaging.outbox o
+    WHERE o.ordering_key = $1 AND o.delivered_at IS NULL ORDER BY o.created_at, o.seq
+    """
+)
+# Parked messages, oldest parked first, after a keyset position; the filters are optional.
+_PARKED = Sql(
+    f"""
+    SELECT {_UNDELIVERED} FROM messaging.outbox o
+    WHERE o.parked_at IS NOT NULL AND o.delivered_at IS NULL
+      AND ($1::uuid IS NULL OR o.ordering_key = $1)
+      AND ($2::text IS NULL OR o.destination = $2)
+      AND ($3::text IS NULL OR o.source = $3)
+      AND ($4::timestamptz IS NULL OR (o.parked_at, o.message_id) > ($4, $5::uuid))
+    ORDER BY o.parked_at, o.message_id
+    LIMIT $6
+    """
+)
+# A fresh set of attempts for the parked messages a target names (one message, a key's, or
+# all), and the relays woken at commit, in one statement.
+_REQUEUE = Sql(
+    f"""
+    WITH requeued AS (
+      UPDATE messaging.outbox o
+      SET parked_at = NULL, rejections = 0, available_at = now(), requeues = o.requeues + 1
+      WHERE o.parked_at IS NOT NULL AND o.delivered_at IS NULL
+        AND ($1::uuid IS NULL OR o.message_id = $1)
+        AND ($2::uuid IS NULL OR o.ordering_key = $2)
+        AND ($3::text IS NULL OR o.destination = $3)
+      RETURNING {_UNDELIVERED}
+    ),
+    woken AS (
+      SELECT pg_notify('{NOTIFY_CHANNEL}', s.source)
+      FROM (SELECT DISTINCT source FROM requeued) AS s
     )
-    return [ParkedMessage(*row) for row in rows]
+    SELECT r.*, (SELECT count(*) FROM woken) FROM requeued r
+    """
+)
+
+
+def _undelivered(row: Sequence[Any]) -> UndeliveredMessage:
+    return UndeliveredMessage(*row[:14])
+
+
+async def of_key(conn: AsyncConnection, ordering_key: uuid.UUID) -> list[UndeliveredMessage]:
+    """The key's undelivered messages of every source, oldest first."""
+    return [_undelivered(r) for r in await fetch(conn, _OF_KEY, ordering_key)]
+
+
+async def list_parked(
+    conn: AsyncConnection,
+    *,
+    source: str | None = None,
+    ordering_key: uuid.UUID | None = None,
+    destination: str | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 1000,
+) -> list[UndeliveredMessage]:
+    """Parked messages, oldest parked first, after the keyset position ``after``."""
+    when, last = after or (None, None)
+    rows = await fetch(conn, _PARKED, ordering_key, destination, source, when, last, limit)
+    return [_undelivered(r) for r in rows]
+
+
+async def requeue_parked(
+    conn: AsyncConnection,
+    *,
+    message_id: uuid.UUID | None = None,
+    ordering_key: uuid.UUID | None = None,
+    destination: str | None = None,
+) -> list[UndeliveredMessage]:
+    """Give the parked messages that match a fresh set of attempts (all of them when no
+    filter is given) and wake the relays; the messages re-queued."""
+    rows = await fetch(conn, _REQUEUE, message_id, ordering_key, destination)
+    return [_undelivered(r) for r in rows]
 
 
 async def requeue(conn: AsyncConnection, message_id: uuid.UUID) -> bool:
-    """Give a parked message a fresh set of attempts; True if it was parked."""
-    result = await conn.execute(
-        text(
-            """
-            UPDATE messaging.outbox
-            SET parked_at = NULL, rejections = 0, available_at = now()
-            WHERE message_id = :id AND parked_at IS NOT NULL AND delivered_at IS NULL
-            RETURNING source
-            """
-        ),
-        {"id": message_id},
-    )
-    row = result.first()
-    if row is None:
-        return False
-    await conn.execute(
-        text("SELECT pg_notify(:channel, :source)"),
-        {"channel": NOTIFY_CHANNEL, "source": row[0]},
-    )
-    return True
+    """Give one parked message a fresh set of attempts; True if it was parked."""
+    return bool(await requeue_parked(conn, message_id=message_id))

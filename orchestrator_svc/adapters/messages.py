@@ -16,7 +16,14 @@ from flowpair_shared.domain import Phase, PhaseStatus
 from flowpair_shared.names import FLOWS, IMPORTS, format_name
 from flowpair_shared.outbox import OutgoingMessage
 from flowpair_shared.tenancy import Tenant
-from orchestrator_svc.domain.model import ArrivingEvent, CancelChild, Command, MasterFlow, RunPhase
+from orchestrator_svc.domain.model import (
+    ArrivingEvent,
+    CancelChild,
+    Command,
+    CreateChild,
+    MasterFlow,
+    RunPhase,
+)
 
 DISCOVERY = "discovery"
 _SERVICE = f"/{child_pb2.DESCRIPTOR.services_by_name['ChildFlowService'].full_name}/"
@@ -65,13 +72,15 @@ def create_child_flow(flow: MasterFlow, tenant: Tenant) -> OutgoingMessage:
 def command(flow: MasterFlow, tenant: Tenant, cmd: Command) -> OutgoingMessage:
     master = format_name(FLOWS, flow.id)
     match cmd:
-        case RunPhase(phase):
+        case RunPhase(phase, only_if):
             return _to_discovery(
                 flow,
                 tenant,
                 "RunPhase",
                 child_pb2.RunPhaseRequest(
-                    master_flow=master, phase=flow_pb2.Phase.ValueType(int(phase))
+                    master_flow=master,
+                    phase=flow_pb2.Phase.ValueType(int(phase)),
+                    only_if_status=flow_pb2.PhaseStatus.ValueType(int(only_if or 0)),
                 ),
             )
         case CancelChild():
@@ -81,6 +90,8 @@ def command(flow: MasterFlow, tenant: Tenant, cmd: Command) -> OutgoingMessage:
                 "CancelChildFlow",
                 child_pb2.CancelChildFlowRequest(master_flow=master),
             )
+        case CreateChild():
+            return create_child_flow(flow, tenant)
 
 
 async def arriving_events(conn: AsyncConnection, flow_id: uuid.UUID) -> list[ArrivingEvent]:

@@ -119,6 +119,26 @@ def _flow_from_row(row: Sequence[Any]) -> MasterFlow:
 
 # -- creating a flow -----------------------------------------------------------------------
 
+_INCOMPLETE_ARGS = (
+    int(FlowType.DISCOVERY),
+    [int(FlowStatus.COMPLETED), int(FlowStatus.CANCELLED)],
+)
+
+
+def _incomplete(alias: str, flow_type: int, settled: int) -> str:
+    """SQL: the flow ``alias`` is an incomplete discovery flow, one an exclusive flow is not
+    created (``create``) or retried (``get_for_retry``) beside; ``$flow_type`` and
+    ``$settled`` take ``_INCOMPLETE_ARGS``. Completed and cancelled flows do not count, nor a
+    flow FAILED in DATA_IMPORT: its import did not exist, nothing was built from it, and a
+    retry of it checks its engagement again."""
+    return (
+        f"{alias}.flow_type = ${flow_type}::smallint"
+        f" AND NOT ({alias}.status = ANY(${settled}::smallint[]))"
+        f" AND NOT ({alias}.status = {int(FlowStatus.FAILED)}"
+        f" AND {alias}.current_phase = {int(Phase.DATA_IMPORT)})"
+    )
+
+
 _WHEN_CREATED = "EXISTS (SELECT 1 FROM created)"
 _CREATE = Sql(
     f"""
@@ -128,18 +148,17 @@ _CREATE = Sql(
     ),
     other AS (
       SELECT f.id FROM orchestrator.flows f
-      WHERE $4::boolean AND {_TENANT} AND f.flow_type = $5::smallint
-        AND NOT (f.status = ANY($6::smallint[]))
+      WHERE $4::boolean AND {_TENANT} AND {_incomplete("f", 5, 6)}
       LIMIT 1
     ),
     created AS (
       INSERT INTO orchestrator.flows
         (id, client_account_id, engagement_id, create_user, request_id, flow_type,
          display_name, auto_approve, import_id, status, current_phase, history_seq,
-         mapping_confidence_threshold, identity_key)
+         mapping_confidence_threshold, identity_key, exclusive)
       SELECT $7::uuid, $1::uuid, $2::uuid, $8::uuid, $3::uuid, $9::smallint, $10::text,
              $11::boolean, $12::uuid, $13::smallint, $14::smallint, $15::bigint,
-             $16::float8, $17::smallint
+             $16::float8, $17::smallint, $4::boolean
       WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM other)
       ON CONFLICT (client_account_id, engagement_id, request_id) DO NOTHING
       RETURNING id, create_time, update_time
@@ -173,8 +192,9 @@ async def create(
 ) -> Created:
     """In one statement: unless the request id names a flow already, or (``exclusive``) the
     engagement has an incomplete discovery flow, insert ``flow`` with all its phases PENDING,
-    its new history and ``command``. Not created and neither found: a concurrent create with
-    the same request id committed first (the insert waited for it; a later statement sees it).
+    its new history and ``command``, recording ``exclusive`` (its retries check it again: see
+    ``get_for_retry``). Not created and neither found: a concurrent create with the same
+    request id committed first (the insert waited for it; a later statement sees it).
 
     An exclusive create holds ``lock_engagement`` first, so two cannot both see no other."""
     row = await fetchrow(
@@ -184,8 +204,7 @@ async def create(
         flow.engagement_id,
         flow.request_id,
         exclusive,
-        int(FlowType.DISCOVERY),
-        [int(FlowStatus.COMPLETED), int(FlowStatus.CANCELLED)],
+        *_INCOMPLETE_ARGS,
         flow.id,
         flow.create_user,
         int(flow.flow_type),
@@ -219,9 +238,38 @@ _LOCK_ENGAGEMENT = Sql("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
 
 
 async def lock_engagement(conn: AsyncConnection, tenant: Tenant) -> None:
-    """Serialise the creation of exclusive flows in an engagement: an advisory lock held to
-    commit. In READ COMMITTED each later statement sees what the previous holder committed."""
+    """Serialise the creation of exclusive flows in an engagement, and the retries of
+    DATA_IMPORT (``get_for_retry``): an advisory lock held to commit. In READ COMMITTED each
+    later statement sees what the previous holder committed."""
     await fetchval(conn, _LOCK_ENGAGEMENT, str(tenant.engagement_id))
+
+
+_FOR_RETRY = Sql(
+    f"""
+    SELECT {_FLOW_COLUMNS},
+      (SELECT o.id FROM orchestrator.flows o
+       WHERE f.exclusive AND o.client_account_id = f.client_account_id
+         AND o.engagement_id = f.engagement_id AND o.id <> f.id AND {_incomplete("o", 4, 5)}
+       LIMIT 1)
+    FROM orchestrator.flows f WHERE {_TENANT} AND f.id = $3
+    """
+)
+
+
+async def get_for_retry(
+    conn: AsyncConnection, tenant: Tenant, flow_id: uuid.UUID
+) -> tuple[MasterFlow, uuid.UUID | None] | None:
+    """Lock the flow and read it (see ``_lock``) with, if it was created exclusive, the
+    engagement's other incomplete discovery flow as ``create`` counts them (None: there is
+    none, or the flow was created with ``allow_concurrent``). Hold ``lock_engagement`` first,
+    as an exclusive create does: the read, a later statement, sees every create and retry
+    that held it before."""
+    args = (tenant.client_account_id, tenant.engagement_id, flow_id)
+    await _lock(conn, f"{_TENANT} AND f.id = $3", args)
+    row = await fetchrow(conn, _FOR_RETRY, *args, *_INCOMPLETE_ARGS)
+    if row is None:
+        return None
+    return _flow_from_row(row), row[-1]
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -84,6 +84,9 @@ class RunPhase:
     """Command: the discovery service runs ``phase`` of the child flow."""
 
     phase: Phase
+    only_if: PhaseStatus | None = None
+    """Sent again by the reconciler: act only if the child's phase is still in the status
+    the reconciler saw (PENDING or RUNNING), never on one that moved on meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,12 @@ class CancelChild:
     """Command: the discovery service cancels the child flow."""
 
 
-Command = RunPhase | CancelChild
+@dataclass(frozen=True)
+class CreateChild:
+    """Command: the discovery service creates the child flow (idempotent per master flow)."""
+
+
+Command = RunPhase | CancelChild | CreateChild
 
 
 @dataclass(frozen=True)
@@ -306,3 +314,12 @@ class MasterFlow:
         self._record(
             FlowEventKind.PHASE_RETRIED, phase=phase, actor=actor.user_id, reason=actor.reason
         )
+
+    # -- repairs by the reconciler ---------------------------------------------------------
+
+    def reconciled(self, what: str, *, command: Command | None = None) -> None:
+        """Record a repair in the history (and send ``command``, a lost one sent again)."""
+        if command is not None:
+            self.commands.append(command)
+        phase = command.phase if isinstance(command, RunPhase) else None
+        self._record(FlowEventKind.RECONCILED, phase=phase, reason=what[:500])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
 
-from flowpair.v1 import flow_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from flowpair.v1 import flow_pb2, operations_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from flowpair_shared import tenancy
 from flowpair_shared.convert import (
     enum_value,
@@ -24,14 +25,18 @@ from flowpair_shared.names import (
     CHILD_FLOWS,
     FLOWS,
     IMPORTS,
+    MESSAGES,
     check_display_name,
     check_reason,
     format_name,
     parse_name,
     parse_uuid,
 )
+from flowpair_shared.outbox.store import UndeliveredMessage
+from orchestrator_svc.domain.diagnosis import Finding
 from orchestrator_svc.domain.model import HistoryEntry, MasterFlow
 from orchestrator_svc.service_layer.handlers import CreateFlow, Orchestrator
+from orchestrator_svc.service_layer.operations import Diagnosis, Operations
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_THRESHOLD = 0.85
@@ -121,9 +126,82 @@ def parse_status_filter(text: str) -> list[FlowStatus]:
     return statuses
 
 
+_PEERS = {
+    "orchestrator": operations_pb2.PEER_ORCHESTRATOR,
+    "discovery": operations_pb2.PEER_DISCOVERY,
+}
+_PEER_NAMES: dict[int, str] = {int(number): name for name, number in _PEERS.items()}
+
+
+def message_to_proto(m: UndeliveredMessage) -> operations_pb2.OutboxMessage:
+    if m.parked_at is not None:
+        state = operations_pb2.MESSAGE_STATE_PARKED
+    elif m.delivering:
+        state = operations_pb2.MESSAGE_STATE_DELIVERING
+    else:
+        state = operations_pb2.MESSAGE_STATE_PENDING
+    return operations_pb2.OutboxMessage(
+        name=format_name(MESSAGES, m.message_id),
+        flow=format_name(FLOWS, m.ordering_key),
+        source=_PEERS.get(m.source, operations_pb2.PEER_UNSPECIFIED),
+        destination=_PEERS.get(m.destination, operations_pb2.PEER_UNSPECIFIED),
+        method=m.method,
+        sequence=m.seq,
+        attempts=m.attempts,
+        rejections=m.rejections,
+        last_error=m.last_error or "",
+        state=state,
+        create_time=timestamp(m.created_at),
+        next_attempt_time=timestamp(m.available_at)
+        if state == operations_pb2.MESSAGE_STATE_PENDING
+        else None,
+        park_time=timestamp(m.parked_at),
+        requeue_count=m.requeues,
+    )
+
+
+def finding_to_proto(f: Finding) -> operations_pb2.Finding:
+    return operations_pb2.Finding(
+        code=operations_pb2.FindingCode.ValueType(int(f.code)),
+        detail=f.detail,
+        suggested_action=f.action,
+        phase=flow_pb2.Phase.ValueType(int(f.phase) if f.phase else 0),
+        message=format_name(MESSAGES, f.message_id) if f.message_id else "",
+        repairable=f.repair is not None,
+    )
+
+
+def diagnosis_to_proto(d: Diagnosis) -> orchestrator_pb2.DiagnoseFlowResponse:
+    response = orchestrator_pb2.DiagnoseFlowResponse(
+        flow=flow_to_proto(d.flow),
+        child_flow=d.child_flow,
+        child_flow_error=d.child_flow_error,
+        phase_jobs=d.phase_jobs,
+        messages=[message_to_proto(m) for m in d.messages],
+        findings=[finding_to_proto(f) for f in d.findings],
+        diagnose_time=timestamp(d.diagnose_time),
+    )
+    if d.last_event is not None:
+        response.last_event.CopyFrom(history_to_proto(d.flow.id, d.last_event))
+        response.last_event_age.FromTimedelta(
+            max(d.diagnose_time - d.last_event.occur_time, timedelta(0))
+        )
+    return response
+
+
+def _destination(value: int, v: Validator) -> str | None:
+    if value == operations_pb2.PEER_UNSPECIFIED:
+        return None
+    if value not in _PEER_NAMES:
+        v.add("destination", f"unknown Peer value {value}")
+        return None
+    return _PEER_NAMES[value]
+
+
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, orchestrator: Orchestrator) -> None:
+    def __init__(self, orchestrator: Orchestrator, operations: Operations) -> None:
         self._o = orchestrator
+        self._ops = operations
 
     async def CreateFlow(
         self, request: orchestrator_pb2.CreateFlowRequest, context: Context
@@ -245,3 +323,56 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             follow_retries=request.follow_retries,
         ):
             yield orchestrator_pb2.WatchFlowResponse(event=history_to_proto(flow_id, entry))
+
+    async def DiagnoseFlow(
+        self, request: orchestrator_pb2.DiagnoseFlowRequest, context: Context
+    ) -> orchestrator_pb2.DiagnoseFlowResponse:
+        flow_id = _flow_name(request.name, Validator())
+        return diagnosis_to_proto(await self._ops.diagnose(tenancy.current(), flow_id))
+
+    async def ListParkedMessages(
+        self, request: orchestrator_pb2.ListParkedMessagesRequest, context: Context
+    ) -> orchestrator_pb2.ListParkedMessagesResponse:
+        v = Validator()
+        flow_id = parse_name(request.flow, FLOWS, "flow", v, required=False)
+        destination = _destination(request.destination, v)
+        v.raise_if_any()
+        page = await self._ops.list_parked(
+            tenancy.current(),
+            flow_id=flow_id,
+            destination=destination,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return orchestrator_pb2.ListParkedMessagesResponse(
+            messages=[message_to_proto(m) for m in page.messages],
+            next_page_token=page.next_page_token,
+        )
+
+    async def RequeueMessages(
+        self, request: orchestrator_pb2.RequeueMessagesRequest, context: Context
+    ) -> orchestrator_pb2.RequeueMessagesResponse:
+        v = Validator()
+        target = request.WhichOneof("target")
+        message_id = flow_id = None
+        if target is None:
+            v.add("target", "set one of message, flow or all")
+        elif target == "message":
+            message_id = parse_name(request.message, MESSAGES, "message", v)
+        elif target == "flow":
+            flow_id = parse_name(request.flow, FLOWS, "flow", v)
+        elif not request.all:
+            v.add("all", "must be true when set (it re-queues every parked message)")
+        destination = _destination(request.destination, v)
+        check_reason(request.reason, "reason", v)
+        v.raise_if_any()
+        requeued = await self._ops.requeue(
+            tenancy.current(),
+            message_id=message_id,
+            flow_id=flow_id,
+            destination=destination,
+            reason=request.reason,
+        )
+        return orchestrator_pb2.RequeueMessagesResponse(
+            messages=[message_to_proto(m) for m in requeued]
+        )

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowpair_shared import logs, pagination
 from flowpair_shared.domain import FlowStatus, FlowType, IdentityKey, Phase
 from flowpair_shared.errors import FailedPrecondition, NotFound
-from flowpair_shared.outbox import UnitOfWork
-from flowpair_shared.outbox.store import OutboxRows
+from flowpair_shared.outbox import UnitOfWork, store
+from flowpair_shared.outbox.store import OutboxRows, UndeliveredMessage
 from flowpair_shared.tenancy import Tenant
-from orchestrator_svc.adapters import messages, repository
+from orchestrator_svc.adapters import flow_metrics, messages, repository
 from orchestrator_svc.adapters.watchers import FlowWatchers
 from orchestrator_svc.domain.model import Actor, HistoryEntry, MasterFlow, PhaseEvent
 
@@ -51,6 +52,15 @@ class HistoryPage:
 
 def _flow_tenant(flow: MasterFlow, user: uuid.UUID) -> Tenant:
     return Tenant(flow.client_account_id, flow.engagement_id, user)
+
+
+def _incomplete_flow_exists(other: uuid.UUID, advice: str) -> FailedPrecondition:
+    """An exclusive flow may not be created (or retried) beside the engagement's ``other``."""
+    return FailedPrecondition(
+        f"the engagement already has an incomplete discovery flow, flows/{other}; {advice}",
+        reason="INCOMPLETE_FLOW_EXISTS",
+        subject=f"flows/{other}",
+    )
 
 
 class Orchestrator:
@@ -112,11 +122,8 @@ class Orchestrator:
             if outcome.existing is not None:
                 return await self._existing(uow, tenant, outcome.existing)
             if outcome.other is not None:
-                raise FailedPrecondition(
-                    f"the engagement already has an incomplete discovery flow,"
-                    f" flows/{outcome.other}; finish or cancel it, or set allow_concurrent",
-                    reason="INCOMPLETE_FLOW_EXISTS",
-                    subject=f"flows/{outcome.other}",
+                raise _incomplete_flow_exists(
+                    outcome.other, "finish or cancel it, or set allow_concurrent"
                 )
             if not outcome.created:
                 # A concurrent call with the same request id committed first; the insert
@@ -173,11 +180,21 @@ class Orchestrator:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def _change(
-        self, tenant: Tenant, flow_id: uuid.UUID, change: Callable[[MasterFlow], None]
+        self,
+        tenant: Tenant,
+        flow_id: uuid.UUID,
+        change: Callable[[MasterFlow], None],
+        *,
+        read: Callable[[AsyncConnection], Awaitable[MasterFlow | None]] | None = None,
     ) -> MasterFlow:
+        """Lock and read the flow (``read``, by default ``repository.get``), ``change`` it and
+        save it, in one unit of work."""
         logs.bind(flow_id=str(flow_id))
         async with self._uow() as uow:
-            flow = await repository.get(uow.conn, tenant, flow_id, lock=True)
+            if read is None:
+                flow = await repository.get(uow.conn, tenant, flow_id, lock=True)
+            else:
+                flow = await read(uow.conn)
             if flow is None:
                 raise NotFound(f"flow flows/{flow_id} not found")
             change(flow)
@@ -212,9 +229,66 @@ class Orchestrator:
     async def retry(
         self, tenant: Tenant, flow_id: uuid.UUID, phase: Phase, reason: str
     ) -> MasterFlow:
-        return await self._change(
-            tenant, flow_id, lambda f: f.retry(phase, Actor(tenant.user_id, reason))
-        )
+        def change(flow: MasterFlow) -> None:
+            flow.retry(phase, Actor(tenant.user_id, reason))
+
+        if phase != Phase.DATA_IMPORT:
+            return await self._change(tenant, flow_id, change)
+
+        async def read(conn: AsyncConnection) -> MasterFlow | None:
+            # A flow FAILED in DATA_IMPORT does not count as its engagement's incomplete flow
+            # (an exclusive CreateFlow may run beside it); a retry makes it count again. So a
+            # flow created exclusive is retried only if the engagement has no other incomplete
+            # flow, checked as an exclusive CreateFlow checks, under the same lock: taken
+            # before the flow's row (no path takes them the other way round), and the read
+            # after it sees every create and retry that held it before.
+            await repository.lock_engagement(conn, tenant)
+            found = await repository.get_for_retry(conn, tenant, flow_id)
+            if found is None:
+                return None
+            flow, other = found
+            if (
+                other is not None
+                and flow.status == FlowStatus.FAILED
+                and flow.current_phase == Phase.DATA_IMPORT
+            ):
+                raise _incomplete_flow_exists(
+                    other,
+                    f"finish or cancel it before retrying flows/{flow.id}, which was created"
+                    " without allow_concurrent",
+                )
+            return flow
+
+        return await self._change(tenant, flow_id, change, read=read)
+
+    async def repair(
+        self,
+        tenant: Tenant,
+        flow_id: uuid.UUID,
+        *,
+        seen: datetime | None,
+        requeue: Sequence[uuid.UUID],
+        change: Callable[[MasterFlow, list[UndeliveredMessage]], None],
+    ) -> bool:
+        """The reconciler's repair of a flow, in one transaction: the flow locked, and only if
+        it has not changed since ``seen``; the parked messages ``requeue`` names re-queued;
+        ``change`` records them and any command sent again. False: nothing was done."""
+        logs.bind(flow_id=str(flow_id))
+        async with self._uow() as uow:
+            flow = await repository.get(uow.conn, tenant, flow_id, lock=True)
+            if flow is None or flow.update_time != seen:
+                return False
+            requeued: list[UndeliveredMessage] = []
+            for message_id in requeue:
+                requeued += await store.requeue_parked(uow.conn, message_id=message_id)
+            change(flow, requeued)
+            if not flow.new_history:
+                return False
+            await self._save(uow, flow, tenant.user_id)
+            await uow.commit()
+        self._after_commit()
+        log.info("flow repaired", extra={"flow_status": flow.status.name})
+        return True
 
     # -- phase events from the child -------------------------------------------------------
 
@@ -232,12 +306,14 @@ class Orchestrator:
             fresh, flow = found
             if not fresh:
                 return False
+            before = replace(flow.phases[event.phase])
             entry = flow.apply(event)
             if entry is not None:
                 await self._save(uow, flow, flow.create_user)
             await uow.commit()
         if entry is None:
             return False
+        flow_metrics.phase_outcome(before, event)
         self._after_commit()
         log.info(
             "phase event applied",
