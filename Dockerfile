@@ -20,14 +20,15 @@ COPY discovery_svc ./discovery_svc
 # Generated code refuses a grpcio or protobuf older than its generator: the runtime gets the
 # very versions the generator ran with.
 RUN pip freeze > /tmp/generator.txt \
- && pip wheel --no-cache-dir --wheel-dir /wheels --constraint /tmp/generator.txt .
+ && pip wheel --no-cache-dir --wheel-dir /wheels --constraint /tmp/generator.txt '.[otlp]'
 
-# Runtime stage: the package and its runtime dependencies only, from the build stage's wheels
-# (mounted, so they add no layer).
+# Runtime stage: the package and its runtime dependencies only, with the OTLP trace exporter
+# (OTEL_EXPORTER_OTLP_ENDPOINT turns it on), from the build stage's wheels (mounted, so they
+# add no layer).
 FROM python:3.11-slim
 WORKDIR /app
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels flowpair
+    pip install --no-cache-dir --no-index --find-links /wheels 'flowpair[otlp]'
 # What `alembic upgrade head` (the compose migrate service) reads from the working folder.
 COPY alembic.ini ./
 COPY migrations ./migrations

@@ -90,11 +90,11 @@ class _Rpc:
         code = self.context.code()
         self.done(code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN)
 
-    def done(self, code: grpc.StatusCode) -> None:
+    def done(self, code: grpc.StatusCode, *, detach: bool = True) -> None:
         seconds = time.perf_counter() - self.started
         metrics.rpc_finished(self.method, code.name, seconds)
         log.info("rpc finished", extra={"code": code.name, "ms": round(seconds * 1e3, 2)})
-        self.span.end(code)
+        self.span.end(code, detach=detach)
 
 
 def _is_abort(error: BaseException) -> bool:
@@ -240,10 +240,13 @@ def _wrap_stream(
                 checked = requests.checked(request, streaming=streaming)
                 async for item in behavior(checked, context):
                     yield item
-        except (asyncio.CancelledError, GeneratorExit):
-            # Most watches end so: the client stops (gRPC closes the stream's generator, or
-            # cancels the task that reads it).
+        except asyncio.CancelledError:
+            # Most watches end so: the client stops and gRPC cancels the task reading it.
             rpc.done(grpc.StatusCode.CANCELLED)
+            raise
+        except GeneratorExit:
+            # Or the stream's generator is closed, possibly later from another task.
+            rpc.done(grpc.StatusCode.CANCELLED, detach=False)
             raise
         except Exception as error:
             if _is_abort(error):

@@ -60,6 +60,10 @@ FLOW_ID = "flowpair.flow_id"
 
 _W3C = TraceContextTextMapPropagator()
 _FIELDS = frozenset(_W3C.fields)
+# Only `traceparent` is read and carried: a caller's `tracestate` (up to 8 KB, its text logged
+# by the parser when malformed) would otherwise ride in every outbox row and call of its flow.
+_CARRIED = "traceparent"
+_MAX_TRACEPARENT = 128  # version 00 is 55 characters; later versions may append fields
 # A server span is an error for these codes only; the others are the caller's mistakes or
 # the expected outcomes of a call (OpenTelemetry's semantic conventions for gRPC servers).
 _SERVER_ERRORS = frozenset(
@@ -175,7 +179,7 @@ def current() -> dict[str, str] | None:
         return None
     carrier: dict[str, str] = {}
     _W3C.inject(carrier)
-    return carrier or None
+    return {_CARRIED: carrier[_CARRIED]} if _CARRIED in carrier else None
 
 
 def with_context(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -194,7 +198,11 @@ def _parent(headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None) -> Co
     """The context ``headers`` carry; an empty one (a new trace) if none, never the current
     one, which belongs to whatever runs the code (a relay's loop, a batch's call)."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
-    carrier = {k: v for k, v in pairs if k in _FIELDS and isinstance(v, str)}
+    carrier = {
+        k: v
+        for k, v in pairs
+        if k == _CARRIED and isinstance(v, str) and len(v) <= _MAX_TRACEPARENT
+    }
     return _W3C.extract(carrier, context=Context()) if carrier else Context()
 
 
@@ -218,9 +226,11 @@ class RpcSpan:
         if span is not None:
             self._token = context_api.attach(trace.set_span_in_context(span))
 
-    def end(self, code: grpc.StatusCode) -> None:
+    def end(self, code: grpc.StatusCode, *, detach: bool = True) -> None:
         """End the span with the call's status; it names the flow the call turned out to be
-        about, as the call's logs do (``logs.bind(flow_id=...)``). A second end is a no-op."""
+        about, as the call's logs do (``logs.bind(flow_id=...)``). A second end is a no-op.
+        ``detach=False`` where the end may run in another context than the start (a stream
+        closed by the garbage collector): its context ends with it anyway."""
         span, token = self._span, self._token
         if span is None or token is None:
             return
@@ -232,7 +242,8 @@ class RpcSpan:
         if code in _SERVER_ERRORS:
             span.set_status(Status(StatusCode.ERROR, code.name))
         span.end()
-        context_api.detach(token)
+        if detach:
+            context_api.detach(token)
 
     def __enter__(self) -> RpcSpan:
         return self

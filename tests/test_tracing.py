@@ -9,6 +9,7 @@ the store writes, CreateChildFlow's span starts a trace of its own.
 from __future__ import annotations
 
 import importlib.util
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 
@@ -267,3 +268,39 @@ def test_exporters_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPa
     assert [type(e).__name__ for e in tracing._exporters()] == expected
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console,none")
     assert [type(e) for e in tracing._exporters()] == [ConsoleSpanExporter]
+
+
+async def test_a_callers_trace_context_is_continued_but_only_its_traceparent_travels(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    # A caller's tracestate (up to 8 KB, of its choosing) rode in every outbox row and call
+    # of its flow; an oversized traceparent is ignored (a new trace starts).
+    await stack.start_orchestrator()
+    tenant = new_tenant()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    caller = (
+        ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),
+        ("tracestate", ",".join(f"k{i}=" + "v" * 200 for i in range(32))),
+    )
+    created = await stack.orchestrator().CreateFlow(
+        orchestrator_pb2.CreateFlowRequest(flow=discovery_flow()),
+        metadata=(*md(tenant), *caller),
+    )
+    headers = await fetch(
+        stack.database_url,
+        "SELECT headers FROM messaging.outbox WHERE ordering_key = $1",
+        uuid.UUID(created.flow.name.split("/")[1]),
+    )
+    [stored] = [json.loads(h[0]) for h in headers]
+    assert "tracestate" not in stored
+    assert stored["traceparent"].split("-")[1] == trace_id
+    huge = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01" + "-x" * 100),)
+    await stack.orchestrator().CreateFlow(
+        orchestrator_pb2.CreateFlowRequest(flow=discovery_flow()),
+        metadata=(*md(tenant), *huge),
+    )
+    creates = [s for s in spans.get_finished_spans() if s.name.endswith("/CreateFlow")]
+    create, last = creates[-2:]
+    assert create.context is not None and last.context is not None
+    assert f"{create.context.trace_id:032x}" == trace_id
+    assert f"{last.context.trace_id:032x}" != trace_id

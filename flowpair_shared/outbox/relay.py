@@ -407,7 +407,12 @@ class Relay:
         started = time.perf_counter()
         try:
             response = await call(request, timeout=self._settings.delivery_timeout)
-        except grpc.aio.AioRpcError as error:
+        except BaseException as error:
+            if not isinstance(error, grpc.aio.AioRpcError):
+                # Stopped (cancelled) or failed otherwise: the spans end, unexported else.
+                for d in deliveries:
+                    d.end(grpc.StatusCode.CANCELLED)
+                raise
             for d in deliveries:
                 d.end(error.code())
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
