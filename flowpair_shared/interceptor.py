@@ -49,7 +49,11 @@ class _Rpc:
         self.started = time.perf_counter()
         # Current for the rest of the call, so what the call writes to the outbox carries it;
         # a child of the caller's trace context, when the metadata has one.
-        self.span = tracing.server_span(method, context.invocation_metadata())
+        self.span = (
+            tracing.server_span(method, context.invocation_metadata())
+            if tracing.enabled()
+            else tracing.UNTRACED
+        )
 
     async def enter(self) -> None:
         logs.reset()

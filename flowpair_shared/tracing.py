@@ -264,7 +264,8 @@ class RpcSpan:
         self.end(grpc.StatusCode.UNKNOWN)
 
 
-_UNTRACED = RpcSpan(None)
+UNTRACED = RpcSpan(None)
+"""The span of a call while tracing is off: ending it does nothing."""
 
 
 def server_span(
@@ -274,7 +275,7 @@ def server_span(
     context in ``metadata``; ``link_current`` links it to the current span (a batch's call,
     which is not its parent: each message continues its own flow's trace)."""
     if _tracer is None:
-        return _UNTRACED
+        return UNTRACED
     links = None
     if link_current:
         here = trace.get_current_span().get_span_context()

@@ -37,6 +37,8 @@ SYSTEM_SCOPED = {"messaging.outbox", "discovery.phase_jobs"}
 # What retention reads, locks and deletes (never writes) across tenants in db_scope.system().
 RETAINED = {"messaging.inbox", "messaging.outbox_sequences"}
 RETENTION_POLICIES = {
+    # For the owner alone: what the reconciler's and the metrics' functions read (0017).
+    "orchestrator.flows": ["owner_functions_read", "tenant_isolation"],
     "messaging.inbox": ["system_retention_delete", "system_retention_read", "tenant_isolation"],
     "messaging.outbox_sequences": [
         "system_retention_delete",
@@ -377,3 +379,40 @@ async def test_migration_backfills_tenants_and_downgrades_cleanly(stack: Stack) 
         assert [tuple(r) for r in seen] == [
             (tenant.client_account_id, tenant.engagement_id, before[table])
         ], table
+
+
+async def test_the_cross_tenant_functions_show_ids_and_counts_and_nothing_else(
+    database_url: str,
+) -> None:
+    owner = new_tenant()
+    flow_id = uuid.uuid4()
+    await fetch(
+        database_url,
+        "INSERT INTO orchestrator.flows (id, client_account_id, engagement_id, create_user,"
+        " flow_type, display_name, status, current_phase, update_time)"
+        " VALUES ($1, $2, $3, $4, 1, 'secret name', 2, 2, now() - interval '1 hour')",
+        flow_id,
+        owner.client_account_id,
+        owner.engagement_id,
+        owner.user_id,
+    )
+    [roles] = await fetch(
+        database_url,
+        "SELECT roles::text[] FROM pg_policies WHERE policyname = 'owner_functions_read'",
+    )
+    assert APP_ROLE not in roles[0] and "public" not in roles[0]
+    app = await asyncpg.connect(asyncpg_dsn(app_role_url(database_url)))
+    try:
+        # The services' role, in no tenant's scope: no flow row...
+        assert await app.fetchval("SELECT count(*) FROM orchestrator.flows") == 0
+        # ...but the quiet flow's id and tenant, and the count by status.
+        quiet = await app.fetch("SELECT * FROM orchestrator.stalled_flows(60, NULL, NULL, 10)")
+        assert [(r["id"], r["engagement_id"]) for r in quiet] == [(flow_id, owner.engagement_id)]
+        shown = {"id", "client_account_id", "engagement_id", "create_user", "update_time"}
+        assert set(quiet[0].keys()) == shown
+        counts = await app.fetch("SELECT * FROM orchestrator.flow_counts()")
+        assert [(r["status"], r["flows"]) for r in counts] == [(2, 1)]
+        # Bounded whatever is asked: no quiet time below a second, no page above 1000.
+        assert await app.fetch("SELECT * FROM orchestrator.stalled_flows(-1, NULL, NULL, 10)")
+    finally:
+        await app.close()
