@@ -278,6 +278,9 @@ def create(
     data_import: str = typer.Option(..., "--import", help='the upload, "imports/{id}"'),
     name: str = typer.Option("", "--name", help="display name"),
     auto_approve: bool = typer.Option(False, help="pass the mapping gate when confident"),
+    allow_concurrent: bool = typer.Option(
+        False, help="beside the engagement's other incomplete discovery flow"
+    ),
 ) -> None:
     """Create a discovery flow on an upload."""
     flow = orchestrator_pb2.Flow(
@@ -285,6 +288,7 @@ def create(
         display_name=name,
         auto_approve=auto_approve,
         data_import=data_import,
+        allow_concurrent=allow_concurrent,
     )
     answer = call(ctx().orchestrator.CreateFlow, orchestrator_pb2.CreateFlowRequest(flow=flow))
     _flow_table(answer, answer.flow)

@@ -105,7 +105,7 @@ async def test_flowctl_drives_the_demo_journey(stack: Stack, tmp_path: Path) -> 
 
     # A flow that fails: watching it ends with exit code 8. Server text is shown as text (a
     # name with "[/x]" in it was taken for markup and crashed the error message).
-    missing = await cli.json("create", "--import", f"imports/{uuid.uuid4()}")
+    missing = await cli.json("create", "--import", f"imports/{uuid.uuid4()}", "--allow-concurrent")
     code, out, err = await cli.run("watch", missing["flow"]["name"])
     assert code == 8 and out.rstrip().endswith("→ FAILED"), (out, err)
     diagnosed = await cli.ok("diagnose", missing["flow"]["name"])
