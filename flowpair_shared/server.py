@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair_shared import db_scope, keepalive, logs, metrics, tls, tracing
+from flowpair_shared import db_scope, keepalive, logs, metrics, tasks, tls, tracing
 from flowpair_shared.auth import (
     Access,
     Authenticator,
@@ -242,8 +242,10 @@ class ServiceApp:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Not serving → drain in-flight RPCs → stop background work → close channels and pool."""
-        if self._role_check is not None:
-            self._role_check.cancel()
+        # Awaited, not only cancelled: a check that was starting the background work has
+        # unwound before that work is stopped, and no task is left pending at exit.
+        await tasks.cancelled(self._role_check)
+        self._role_check = None
         for checks, _ in self._health.values():
             await checks.enter_graceful_shutdown()
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
