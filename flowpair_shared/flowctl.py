@@ -424,6 +424,43 @@ def approve(
     show(answer, [(flow, answer.approved, answer.etag)], ("flow", "approved", "etag"))
 
 
+@app.command()
+def remap(
+    flow: str,
+    column: str = typer.Option(..., help="the source column, as the export names it"),
+    to: str = typer.Option("", help="map it to this target attribute instead"),
+    custom: str = typer.Option("", help="keep it as a custom attribute with this name"),
+    reject: bool = typer.Option(False, help="do not use the column"),
+    accept: bool = typer.Option(False, help="accept the suggestion for this column"),
+) -> None:
+    """Edit one column's mapping (with the etag just read); approve the whole set after."""
+    if [bool(to), bool(custom), reject, accept].count(True) != 1:
+        _fail(2, "name exactly one of --to, --custom, --reject or --accept")
+    update = discovery_pb2.FieldMappingUpdate(source_column=column)
+    if to:
+        update.remap_to = to
+    elif custom:
+        update.custom_attribute = custom
+    elif reject:
+        update.reject = True
+    else:
+        update.approve = True
+    request = discovery_pb2.UpdateFieldMappingsRequest(
+        master_flow=flow, etag=_listed(flow).etag, updates=[update]
+    )
+    answer = call(ctx().discovery.UpdateFieldMappings, request)
+    changed = [m for m in answer.mappings if m.source_column == column]
+    rows = [
+        (
+            m.source_column,
+            m.target_attribute or m.custom_attribute,
+            enum_word(discovery_pb2.MappingState, m.state, "MAPPING_STATE_"),
+        )
+        for m in changed
+    ]
+    show(answer, rows, ("column", "attribute", "state"))
+
+
 # -- lifecycle -------------------------------------------------------------------------------
 
 

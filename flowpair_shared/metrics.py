@@ -30,8 +30,8 @@ log = logging.getLogger("flowpair.metrics")
 RPCS = Counter("flowpair_rpcs", "RPCs finished, by method and status code.", ["method", "code"])
 RPC_SECONDS = Histogram(
     "flowpair_rpc_duration_seconds",
-    "Time from an RPC's admission to its answer, by method.",
-    ["method"],
+    "Time from an RPC's admission to its answer, by method and status code.",
+    ["method", "code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 OUTBOX_BACKLOG = Gauge(
@@ -166,4 +166,4 @@ class Metrics:
 def rpc_finished(method: str, code: str, seconds: float) -> None:
     """Count one finished RPC (the interceptor's bookkeeping calls it)."""
     RPCS.labels(method, code).inc()
-    RPC_SECONDS.labels(method).observe(seconds)
+    RPC_SECONDS.labels(method, code).observe(seconds)

@@ -71,6 +71,12 @@ async def test_flowctl_drives_the_demo_journey(stack: Stack, tmp_path: Path) -> 
     assert gate.rstrip().endswith("→ WAITING_FOR_APPROVAL"), gate
     table = await cli.ok("mappings", flow)
     assert "Server Name" in table and "hostname" in table and "SUGGESTED" in table, table
+    kept = await cli.ok("remap", flow, "--column", "Server Name", "--accept")
+    assert "Server Name" in kept and "APPROVED" in kept, kept
+    code, _, err = await cli.run("remap", flow, "--column", "Server Name")
+    assert code == 2 and "exactly one" in err, err
+    code, _, err = await cli.run("remap", flow, "--column", "Server Name", "--to", "no_such")
+    assert code == 3 and "INVALID_ARGUMENT" in err, err
     approved = await cli.json("approve", flow, "--waive-missing")
     assert approved["approved"] is True
     done = await cli.ok("watch", flow)

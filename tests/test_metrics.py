@@ -108,7 +108,9 @@ async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> N
     assert added(samples, before, "flowpair_rpcs_total", method=create, code="OK") == 1
     assert added(samples, before, "flowpair_rpcs_total", method=get, code="NOT_FOUND") == 1
     assert added(samples, before, "flowpair_rpcs_total", method=get, code="OK") >= 1
-    assert added(samples, before, "flowpair_rpc_duration_seconds_count", method=create) == 1
+    timed = "flowpair_rpc_duration_seconds_count"
+    assert added(samples, before, timed, method=create, code="OK") == 1
+    assert added(samples, before, timed, method=get, code="NOT_FOUND") == 1
     # Undelivered, unparked messages are backlog (the parked one is not), the oldest an hour.
     backlog = value(
         samples, "flowpair_outbox_backlog", service="orchestrator", destination="discovery"
@@ -152,10 +154,12 @@ async def test_both_services_serve_their_metrics_after_a_flow(stack: Stack) -> N
     now = await eventually(settled)
     assert now is not None
     assert value(now, "flowpair_flows", status="COMPLETED") == 0
-    timed = "flowpair_phase_duration_seconds_count"
-    assert added(now, before, timed, phase="DATA_IMPORT", outcome="COMPLETED") == 1
-    assert added(now, before, timed, phase="DATA_IMPORT", outcome="FAILED") == 1
-    assert added(now, before, timed, phase="ATTRIBUTE_MAPPING", outcome="WAITING_FOR_APPROVAL") == 1
+    phased = "flowpair_phase_duration_seconds_count"
+    assert added(now, before, phased, phase="DATA_IMPORT", outcome="COMPLETED") == 1
+    assert added(now, before, phased, phase="DATA_IMPORT", outcome="FAILED") == 1
+    assert (
+        added(now, before, phased, phase="ATTRIBUTE_MAPPING", outcome="WAITING_FOR_APPROVAL") == 1
+    )
     failures = "flowpair_phase_failures_total"
     assert added(now, before, failures, phase="DATA_IMPORT", reason="IMPORT_NOT_FOUND") == 1
     assert failing.flow.name
