@@ -290,8 +290,7 @@ def create(
         data_import=data_import,
         allow_concurrent=allow_concurrent,
     )
-    answer = call(ctx().orchestrator.CreateFlow, orchestrator_pb2.CreateFlowRequest(flow=flow))
-    _flow_table(answer, answer.flow)
+    _flow_call(ctx().orchestrator.CreateFlow, orchestrator_pb2.CreateFlowRequest(flow=flow))
 
 
 def _enum_arg(enum: Any, prefix: str, text: str, what: str) -> int:
@@ -319,11 +318,16 @@ def _flow_table(message: Message, flow: orchestrator_pb2.Flow) -> None:
     )
 
 
+def _flow_call(method: Callable[..., Any], request: Message) -> None:
+    """Call a method that answers with a flow, and show it."""
+    answer = call(method, request)
+    _flow_table(answer, answer.flow)
+
+
 @app.command()
 def get(flow: str) -> None:
     """One flow: status and phases."""
-    answer = call(ctx().orchestrator.GetFlow, orchestrator_pb2.GetFlowRequest(name=flow))
-    _flow_table(answer, answer.flow)
+    _flow_call(ctx().orchestrator.GetFlow, orchestrator_pb2.GetFlowRequest(name=flow))
 
 
 @app.command("list")
@@ -464,15 +468,10 @@ def remap(
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-def _lifecycle(method: Callable[..., Any], request: Message) -> None:
-    answer = call(method, request)
-    _flow_table(answer, answer.flow)
-
-
 @app.command()
 def pause(flow: str, reason: Reason = "") -> None:
     """Pause at the next phase boundary."""
-    _lifecycle(
+    _flow_call(
         ctx().orchestrator.PauseFlow, orchestrator_pb2.PauseFlowRequest(name=flow, reason=reason)
     )
 
@@ -480,7 +479,7 @@ def pause(flow: str, reason: Reason = "") -> None:
 @app.command()
 def resume(flow: str, reason: Reason = "") -> None:
     """Resume a paused flow."""
-    _lifecycle(
+    _flow_call(
         ctx().orchestrator.ResumeFlow, orchestrator_pb2.ResumeFlowRequest(name=flow, reason=reason)
     )
 
@@ -488,7 +487,7 @@ def resume(flow: str, reason: Reason = "") -> None:
 @app.command()
 def cancel(flow: str, reason: Reason = "") -> None:
     """Cancel a flow (final)."""
-    _lifecycle(
+    _flow_call(
         ctx().orchestrator.CancelFlow, orchestrator_pb2.CancelFlowRequest(name=flow, reason=reason)
     )
 
@@ -500,7 +499,7 @@ def retry(flow: str, phase: str, reason: Reason = "") -> None:
     request = orchestrator_pb2.RetryPhaseRequest(
         name=flow, phase=flow_pb2.Phase.ValueType(number), reason=reason
     )
-    _lifecycle(ctx().orchestrator.RetryPhase, request)
+    _flow_call(ctx().orchestrator.RetryPhase, request)
 
 
 # -- the inventory ---------------------------------------------------------------------------
@@ -613,11 +612,16 @@ def diagnose(flow: str) -> None:
         out.print(f"job {phase} {state}, attempt {j.attempts}", markup=False)
 
 
+def _call_name(method: str) -> str:
+    """A method path's own name (``RunPhase``)."""
+    return method.rsplit("/", 1)[-1]
+
+
 def _message_line(m: operations_pb2.OutboxMessage) -> str:
     state = enum_word(operations_pb2.MessageState, m.state, "MESSAGE_STATE_")
     to = enum_word(operations_pb2.Peer, m.destination, "PEER_", lower=True)
     error = f": {m.last_error}" if m.last_error else ""
-    call_name = m.method.rsplit("/", 1)[-1]
+    call_name = _call_name(m.method)
     return f"{m.name} {call_name} to {to} #{m.sequence} {state}, {m.attempts} attempts{error}"
 
 
@@ -640,8 +644,7 @@ def parked(
     )
     answer = call(ctx().orchestrator.ListParkedMessages, request)
     rows = [
-        (m.name, m.flow, m.method.rsplit("/", 1)[-1], m.attempts, m.last_error)
-        for m in answer.messages
+        (m.name, m.flow, _call_name(m.method), m.attempts, m.last_error) for m in answer.messages
     ]
     show(
         answer,

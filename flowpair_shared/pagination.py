@@ -150,6 +150,20 @@ class PageTokens:
             {"t": position[0].astimezone(UTC).isoformat(), "id": str(position[1])}, query
         )
 
+    async def keyset_page(
+        self,
+        found: Sequence[T],
+        size: int,
+        position: Callable[[T], tuple[datetime, uuid.UUID]],
+        query: str,
+    ) -> tuple[list[T], str]:
+        """The page of ``size`` items in ``found`` (read with a limit of ``size + 1``), and the
+        token for the page after it: empty when ``found`` held no more."""
+        if len(found) <= size:
+            return list(found), ""
+        page = list(found[:size])
+        return page, await self.encode(position(page[-1]), query)
+
     async def decode(self, token: str, query: str) -> tuple[datetime, uuid.UUID] | None:
         """The keyset position in ``token``; None for an empty token; InvalidArgument if
         foreign."""

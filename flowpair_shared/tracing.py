@@ -39,19 +39,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import Token
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from flowpair_shared import logs
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("flowpair.tracing")
 
@@ -94,6 +95,12 @@ def setup(service: str, *, processors: Sequence[SpanProcessor] | None = None) ->
     ``processors``, which replace the environment's: tests install an in-memory exporter);
     whether tracing is on. Replaces an earlier set-up."""
     shutdown()
+    # The SDK (about 0.17 s to import) only where tracing is asked for: every service process
+    # and phase worker imports this module.
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     from_env = processors is None
     if processors is None:
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -138,6 +145,8 @@ def _exporters() -> list[SpanExporter]:
     exporters: list[SpanExporter] = []
     for name in (n.strip().lower() for n in names.split(",")):
         if name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
             exporters.append(ConsoleSpanExporter())
         elif name == "otlp":
             otlp = _otlp()
@@ -214,6 +223,14 @@ def _rpc_attributes(method: str) -> dict[str, str]:
 # -- spans ---------------------------------------------------------------------------------
 
 
+def _name_flow(span: trace.Span) -> None:
+    """Name on ``span`` the flow the work turned out to be about, as its logs name it
+    (``logs.bind(flow_id=...)``)."""
+    flow_id = logs.current().get("flow_id")
+    if flow_id:
+        span.set_attribute(FLOW_ID, str(flow_id))
+
+
 class RpcSpan:
     """The server span of one call, or of one message of a batch: current from its start
     until ``end`` (in the task that started it)."""
@@ -235,9 +252,7 @@ class RpcSpan:
         if span is None or token is None:
             return
         self._span = self._token = None
-        flow_id = logs.current().get("flow_id")
-        if flow_id:
-            span.set_attribute(FLOW_ID, str(flow_id))
+        _name_flow(span)
         span.set_attribute("rpc.grpc.status_code", code.value[0])
         if code in _SERVER_ERRORS:
             span.set_status(Status(StatusCode.ERROR, code.name))
@@ -366,9 +381,7 @@ def phase_job(
         try:
             yield
         finally:
-            flow_id = logs.current().get("flow_id")
-            if flow_id:
-                span.set_attribute(FLOW_ID, str(flow_id))
+            _name_flow(span)
 
 
 def failed(reason: str, message: str) -> None:

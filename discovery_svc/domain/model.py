@@ -109,10 +109,6 @@ class ChildFlow:
             return False
         return self.phases[phase] in (PhaseStatus.PENDING, PhaseStatus.FAILED)
 
-    def is_running(self, phase: Phase) -> bool:
-        """The phase is RUNNING in a flow not cancelled: its job is queued or running, or lost."""
-        return self.status != FlowStatus.CANCELLED and self.phases[phase] == PhaseStatus.RUNNING
-
     def can_finish(self, phase: Phase) -> bool:
         """Whether a phase job's result still applies (not cancelled, phase still running)."""
         return self.status != FlowStatus.CANCELLED and self.phases[phase] == PhaseStatus.RUNNING

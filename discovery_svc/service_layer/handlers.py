@@ -165,7 +165,7 @@ class Discovery:
                 )
                 await uow.commit()
                 return
-            if only_if == PhaseStatus.RUNNING and child.is_running(phase):
+            if only_if == PhaseStatus.RUNNING and child.can_finish(phase):
                 # RUNNING with its job lost. Queueing is a no-op while a job is queued or
                 # running, so a job that does exist is left alone, and RUNNING is not
                 # reported twice.

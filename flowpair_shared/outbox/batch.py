@@ -50,7 +50,7 @@ DEADLINE_MARGIN = 2.5
 may take a statement timeout each, and the commit must still reach the caller in time."""
 
 Metadata = tuple[tuple[str, str], ...]
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
+STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class MessageContext:
@@ -167,7 +167,7 @@ class MessageBatchServicer(batch_pb2_grpc.MessageBatchServiceServicer):
                 result = await self._handle(m, route, request, metadata)
             finally:
                 tenancy.reset(token)
-            span.end(_CODES.get(result.code, grpc.StatusCode.UNKNOWN))
+            span.end(STATUS_CODES.get(result.code, grpc.StatusCode.UNKNOWN))
             return result
 
     async def _handle(self, m: Any, route: Route, request: Any, metadata: Metadata) -> Any:

@@ -35,7 +35,7 @@ from flowpair.internal.v1 import message_batch_service_pb2 as batch_pb2
 from flowpair_shared import db_scope, logs, tracing
 from flowpair_shared.dbfailures import is_unavailable
 from flowpair_shared.notify import Listener
-from flowpair_shared.outbox.batch import BATCH_METHOD, MAX_MESSAGES
+from flowpair_shared.outbox.batch import BATCH_METHOD, MAX_MESSAGES, STATUS_CODES
 from flowpair_shared.outbox.inbox import MESSAGE_ID_HEADER
 from flowpair_shared.outbox.store import NOTIFY_CHANNEL
 
@@ -205,7 +205,6 @@ def _delivery(m: _Claimed, *, batch: int = 1) -> tracing.Delivery:
     )
 
 
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # Below the peers' 5 MiB receive limit, with room for the envelopes.
 _MAX_BATCH_BYTES = 4 * 1024 * 1024
 # A batch failing as a whole with these is retried at once as single calls.
@@ -407,12 +406,7 @@ class Relay:
         started = time.perf_counter()
         try:
             response = await call(request, timeout=self._settings.delivery_timeout)
-        except BaseException as error:
-            if not isinstance(error, grpc.aio.AioRpcError):
-                # Stopped (cancelled) or failed otherwise: the spans end, unexported else.
-                for d in deliveries:
-                    d.end(grpc.StatusCode.CANCELLED)
-                raise
+        except grpc.aio.AioRpcError as error:
             for d in deliveries:
                 d.end(error.code())
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
@@ -421,6 +415,11 @@ class Relay:
                 return list(await asyncio.gather(*(self._send(m) for m in batch)))
             failed = f"{error.code().name}: {error.details()}"
             outcomes = [_Outcome(m, error.code(), failed) for m in batch]
+        except BaseException:
+            # Stopped (cancelled) or failed otherwise: the spans end, unexported else.
+            for d in deliveries:
+                d.end(grpc.StatusCode.CANCELLED)
+            raise
         else:
             results = {r.message_id: r for r in response.results}
             outcomes = []
@@ -429,7 +428,7 @@ class Relay:
                 if r is None:
                     outcomes.append(_Outcome(m, grpc.StatusCode.INTERNAL, "no result returned"))
                     continue
-                code = _CODES.get(r.code, grpc.StatusCode.UNKNOWN)
+                code = STATUS_CODES.get(r.code, grpc.StatusCode.UNKNOWN)
                 error_text = "" if code == grpc.StatusCode.OK else f"{code.name}: {r.message}"
                 outcomes.append(_Outcome(m, code, error_text))
             for d, o in zip(deliveries, outcomes, strict=True):

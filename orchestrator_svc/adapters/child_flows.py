@@ -4,15 +4,14 @@ diagnosis reads it, and must say so when the discovery service does not answer."
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC
 
 import grpc
 
 from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
 from flowpair.internal.v1 import child_flow_service_pb2_grpc as child_pb2_grpc
-from flowpair.v1 import discovery_pb2, operations_pb2
-from flowpair_shared.domain import FlowStatus, Phase, PhaseStatus
+from flowpair.v1 import operations_pb2
+from flowpair_shared.domain import Phase, PhaseStatus
 from flowpair_shared.names import FLOWS, format_name
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.domain.diagnosis import Child, ChildAnswer, Job
@@ -22,19 +21,9 @@ from orchestrator_svc.domain.diagnosis import Child, ChildAnswer, Job
 DESCRIBE_TIMEOUT = 3.0
 
 
-@dataclass(frozen=True)
-class Described:
-    """The answer for diagnosis, and the child and its jobs as the wire has them."""
-
-    answer: ChildAnswer
-    child_flow: discovery_pb2.ChildFlow | None
-    phase_jobs: list[operations_pb2.PhaseJob]
-
-
 def _child(response: child_pb2.DescribeChildFlowResponse) -> Child:
     proto = response.child_flow
     return Child(
-        status=FlowStatus(proto.status),
         phases={Phase(p.phase): PhaseStatus(p.status) for p in proto.phases},
         jobs=[
             Job(
@@ -51,7 +40,10 @@ def _child(response: child_pb2.DescribeChildFlowResponse) -> Child:
     )
 
 
-async def describe(channel: grpc.aio.Channel, tenant: Tenant, flow_id: uuid.UUID) -> Described:
+async def describe(
+    channel: grpc.aio.Channel, tenant: Tenant, flow_id: uuid.UUID
+) -> tuple[ChildAnswer, child_pb2.DescribeChildFlowResponse | None]:
+    """The answer for diagnosis, and the child and its jobs as the wire has them."""
     stub: child_pb2_grpc.ChildFlowServiceAsyncStub = child_pb2_grpc.ChildFlowServiceStub(channel)
     try:
         response: child_pb2.DescribeChildFlowResponse = await stub.DescribeChildFlow(
@@ -62,5 +54,5 @@ async def describe(channel: grpc.aio.Channel, tenant: Tenant, flow_id: uuid.UUID
         )
     except grpc.aio.AioRpcError as error:
         code = error.code().name
-        return Described(ChildAnswer(None, code, error.details() or ""), None, [])
-    return Described(ChildAnswer(_child(response)), response.child_flow, list(response.phase_jobs))
+        return ChildAnswer(None, code, error.details() or ""), None
+    return ChildAnswer(_child(response)), response

@@ -15,8 +15,8 @@ _NAMES = ", ".join(f"({int(s)}, '{s.name}')" for s in FlowStatus)
 FLOWS = metrics.Family(
     Gauge("flowpair_flows", "Master flows, by status (every tenant).", ["status"]),
     text(
-        f"SELECT n.name, coalesce(c.flows, 0) FROM (VALUES {_NAMES}) AS n(status, name)"
-        " LEFT JOIN orchestrator.flow_counts() AS c ON c.status = n.status"
+        f"SELECT n.name, c.flows FROM orchestrator.flow_counts() AS c"
+        f" JOIN (VALUES {_NAMES}) AS n(status, name) ON n.status = c.status"
     ),
     labels=tuple(s.name for s in FlowStatus),
 )

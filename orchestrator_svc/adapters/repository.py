@@ -447,6 +447,37 @@ async def list_history(
     ]
 
 
+_QUIET = Sql(
+    "SELECT id, client_account_id, engagement_id, create_user, update_time"
+    " FROM orchestrator.stalled_flows($1, $2, $3, $4)"
+)
+
+
+@dataclass(frozen=True)
+class QuietFlow:
+    """A running flow of any tenant with no change for a while (``orchestrator.stalled_flows``
+    shows nothing else of it)."""
+
+    id: uuid.UUID
+    tenant: Tenant
+    """Its tenant, with its creator as the user."""
+    update_time: datetime
+
+
+async def quiet_flows(
+    conn: AsyncConnection,
+    *,
+    quiet_seconds: float,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[QuietFlow]:
+    """Every tenant's running flows unchanged for ``quiet_seconds``, longest quiet first, after
+    the keyset position ``after`` (update time, id)."""
+    after_time, after_id = after or (None, None)
+    rows = await fetch(conn, _QUIET, quiet_seconds, after_time, after_id, limit)
+    return [QuietFlow(r[0], Tenant(r[1], r[2], r[3]), r[4]) for r in rows]
+
+
 _STATUS = Sql("SELECT status FROM orchestrator.flows WHERE id = $1")
 
 

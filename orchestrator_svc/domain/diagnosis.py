@@ -27,22 +27,40 @@ PHASE_TIMEOUT = "PHASE_TIMEOUT"
 
 
 class FindingCode(enum.IntEnum):
-    """``FindingCode`` on the wire; the order of the members is the order of urgency."""
+    """``FindingCode`` on the wire."""
 
-    PEER_UNREACHABLE = 4
-    CHILD_MISSING = 2
-    MESSAGE_PARKED = 5
-    COMMAND_UNDELIVERED = 3
-    PHASE_TIMED_OUT = 8
-    PHASE_FAILED = 7
-    STALLED = 11
-    PAUSED = 10
-    AWAITING_APPROVAL = 9
-    PHASE_RUNNING = 6
     HEALTHY = 1
+    CHILD_MISSING = 2
+    COMMAND_UNDELIVERED = 3
+    PEER_UNREACHABLE = 4
+    MESSAGE_PARKED = 5
+    PHASE_RUNNING = 6
+    PHASE_FAILED = 7
+    PHASE_TIMED_OUT = 8
+    AWAITING_APPROVAL = 9
+    PAUSED = 10
+    STALLED = 11
 
 
-_URGENCY = {code: rank for rank, code in enumerate(FindingCode)}
+# Most pressing first: the order findings are listed in.
+_URGENCY = {
+    code: rank
+    for rank, code in enumerate(
+        (
+            FindingCode.PEER_UNREACHABLE,
+            FindingCode.CHILD_MISSING,
+            FindingCode.MESSAGE_PARKED,
+            FindingCode.COMMAND_UNDELIVERED,
+            FindingCode.PHASE_TIMED_OUT,
+            FindingCode.PHASE_FAILED,
+            FindingCode.STALLED,
+            FindingCode.PAUSED,
+            FindingCode.AWAITING_APPROVAL,
+            FindingCode.PHASE_RUNNING,
+            FindingCode.HEALTHY,
+        )
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,6 @@ class Job:
 class Child:
     """The child flow as the discovery service reports it."""
 
-    status: FlowStatus
     phases: dict[Phase, PhaseStatus]
     jobs: Sequence[Job] = ()
 
@@ -222,13 +239,13 @@ def _child_missing(
 def _stalled(
     flow: MasterFlow, now: datetime, t: Thresholds, why: str, repair: Repair | None
 ) -> list[Finding]:
-    quiet = now - flow.update_time if flow.update_time else timedelta(0)
-    if quiet < t.quiet:
+    since = flow.update_time or now
+    if now - since < t.quiet:
         return []
     return [
         Finding(
             FindingCode.STALLED,
-            f"no change for {_age(now, now - quiet)}: {why}",
+            f"no change for {_age(now, since)}: {why}",
             "The reconciler sends the lost command again by itself."
             if repair
             else "Nothing will move this flow by itself; see the detail, then RetryPhase or"

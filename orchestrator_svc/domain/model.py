@@ -25,6 +25,7 @@ from flowpair_shared.domain import (
     check_phase_transition,
 )
 from flowpair_shared.errors import FailedPrecondition
+from flowpair_shared.names import MAX_REASON
 
 
 @dataclass(frozen=True)
@@ -322,4 +323,4 @@ class MasterFlow:
         if command is not None:
             self.commands.append(command)
         phase = command.phase if isinstance(command, RunPhase) else None
-        self._record(FlowEventKind.RECONCILED, phase=phase, reason=what[:500])
+        self._record(FlowEventKind.RECONCILED, phase=phase, reason=what[:MAX_REASON])

@@ -33,6 +33,7 @@ from flowpair_shared.names import (
     parse_uuid,
 )
 from flowpair_shared.outbox.store import UndeliveredMessage
+from flowpair_shared.vocabulary import Vocabulary
 from orchestrator_svc.domain.diagnosis import Finding
 from orchestrator_svc.domain.model import HistoryEntry, MasterFlow
 from orchestrator_svc.service_layer.handlers import CreateFlow, Orchestrator
@@ -126,11 +127,8 @@ def parse_status_filter(text: str) -> list[FlowStatus]:
     return statuses
 
 
-_PEERS = {
-    "orchestrator": operations_pb2.PEER_ORCHESTRATOR,
-    "discovery": operations_pb2.PEER_DISCOVERY,
-}
-_PEER_NAMES: dict[int, str] = {int(number): name for name, number in _PEERS.items()}
+# The services by the names the outbox stores them under.
+PEER = Vocabulary(operations_pb2.Peer, "PEER_", ("orchestrator", "discovery"))
 
 
 def message_to_proto(m: UndeliveredMessage) -> operations_pb2.OutboxMessage:
@@ -143,8 +141,8 @@ def message_to_proto(m: UndeliveredMessage) -> operations_pb2.OutboxMessage:
     return operations_pb2.OutboxMessage(
         name=format_name(MESSAGES, m.message_id),
         flow=format_name(FLOWS, m.ordering_key),
-        source=_PEERS.get(m.source, operations_pb2.PEER_UNSPECIFIED),
-        destination=_PEERS.get(m.destination, operations_pb2.PEER_UNSPECIFIED),
+        source=PEER.number(m.source),
+        destination=PEER.number(m.destination),
         method=m.method,
         sequence=m.seq,
         attempts=m.attempts,
@@ -174,9 +172,9 @@ def finding_to_proto(f: Finding) -> operations_pb2.Finding:
 def diagnosis_to_proto(d: Diagnosis) -> orchestrator_pb2.DiagnoseFlowResponse:
     response = orchestrator_pb2.DiagnoseFlowResponse(
         flow=flow_to_proto(d.flow),
-        child_flow=d.child_flow,
-        child_flow_error=d.child_flow_error,
-        phase_jobs=d.phase_jobs,
+        child_flow=d.described.child_flow if d.described else None,
+        child_flow_error=f"{d.answer.code}: {d.answer.error}" if d.answer.code else "",
+        phase_jobs=d.described.phase_jobs if d.described else (),
         messages=[message_to_proto(m) for m in d.messages],
         findings=[finding_to_proto(f) for f in d.findings],
         diagnose_time=timestamp(d.diagnose_time),
@@ -187,15 +185,6 @@ def diagnosis_to_proto(d: Diagnosis) -> orchestrator_pb2.DiagnoseFlowResponse:
             max(d.diagnose_time - d.last_event.occur_time, timedelta(0))
         )
     return response
-
-
-def _destination(value: int, v: Validator) -> str | None:
-    if value == operations_pb2.PEER_UNSPECIFIED:
-        return None
-    if value not in _PEER_NAMES:
-        v.add("destination", f"unknown Peer value {value}")
-        return None
-    return _PEER_NAMES[value]
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
@@ -335,10 +324,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.ListParkedMessagesResponse:
         v = Validator()
         flow_id = parse_name(request.flow, FLOWS, "flow", v, required=False)
-        destination = _destination(request.destination, v)
+        destination = PEER.word(request.destination, "destination", v)
         v.raise_if_any()
         page = await self._ops.list_parked(
-            tenancy.current(),
             flow_id=flow_id,
             destination=destination,
             page_size=request.page_size,
@@ -363,7 +351,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             flow_id = parse_name(request.flow, FLOWS, "flow", v)
         elif not request.all:
             v.add("all", "must be true when set (it re-queues every parked message)")
-        destination = _destination(request.destination, v)
+        destination = PEER.word(request.destination, "destination", v)
         check_reason(request.reason, "reason", v)
         v.raise_if_any()
         requeued = await self._ops.requeue(

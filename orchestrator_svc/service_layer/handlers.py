@@ -50,6 +50,12 @@ class HistoryPage:
     next_page_token: str
 
 
+def _created(flow: MasterFlow) -> tuple[datetime, uuid.UUID]:
+    """A flow's position in the newest-first list."""
+    assert flow.create_time is not None  # read from the database
+    return flow.create_time, flow.id
+
+
 def _flow_tenant(flow: MasterFlow, user: uuid.UUID) -> Tenant:
     return Tenant(flow.client_account_id, flow.engagement_id, user)
 
@@ -82,6 +88,14 @@ class Orchestrator:
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, source=SOURCE)
+
+    async def _commit(self, uow: UnitOfWork, flow: MasterFlow, user: uuid.UUID) -> bool:
+        """Save the flow's change and commit; False (nothing written) when it changed nothing."""
+        if not flow.new_history:
+            return False
+        await self._save(uow, flow, user)
+        await uow.commit()
+        return True
 
     async def _save(self, uow: UnitOfWork, flow: MasterFlow, user: uuid.UUID) -> None:
         """State, history and the flow's commands to discovery: one statement."""
@@ -169,13 +183,7 @@ class Orchestrator:
             flows = await repository.list_page(
                 conn, tenant, statuses=statuses, after=after, limit=size + 1
             )
-        token = ""
-        if len(flows) > size:
-            flows = flows[:size]
-            last = flows[-1]
-            assert last.create_time is not None
-            token = await self._tokens.encode((last.create_time, last.id), query)
-        return Page(flows, token)
+        return Page(*await self._tokens.keyset_page(flows, size, _created, query))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -190,18 +198,14 @@ class Orchestrator:
         """Lock and read the flow (``read``, by default ``repository.get``), ``change`` it and
         save it, in one unit of work."""
         logs.bind(flow_id=str(flow_id))
+        read = read or (lambda conn: repository.get(conn, tenant, flow_id, lock=True))
         async with self._uow() as uow:
-            if read is None:
-                flow = await repository.get(uow.conn, tenant, flow_id, lock=True)
-            else:
-                flow = await read(uow.conn)
+            flow = await read(uow.conn)
             if flow is None:
                 raise NotFound(f"flow flows/{flow_id} not found")
             change(flow)
-            if not flow.new_history:
+            if not await self._commit(uow, flow, tenant.user_id):
                 return flow  # a no-op (a resume of a running flow): nothing to write
-            await self._save(uow, flow, tenant.user_id)
-            await uow.commit()
         self._after_commit()
         log.info("flow changed", extra={"flow_status": flow.status.name})
         return flow
@@ -282,10 +286,8 @@ class Orchestrator:
             for message_id in requeue:
                 requeued += await store.requeue_parked(uow.conn, message_id=message_id)
             change(flow, requeued)
-            if not flow.new_history:
+            if not await self._commit(uow, flow, tenant.user_id):
                 return False
-            await self._save(uow, flow, tenant.user_id)
-            await uow.commit()
         self._after_commit()
         log.info("flow repaired", extra={"flow_status": flow.status.name})
         return True

@@ -12,7 +12,7 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowpair.v1 import discovery_pb2, operations_pb2
+from flowpair.internal.v1 import child_flow_service_pb2 as child_pb2
 from flowpair_shared import logs, pagination
 from flowpair_shared.errors import NotFound
 from flowpair_shared.outbox import store
@@ -21,6 +21,7 @@ from flowpair_shared.settings import ReconcileSettings
 from flowpair_shared.tenancy import Tenant
 from orchestrator_svc.adapters import child_flows, repository
 from orchestrator_svc.domain.diagnosis import (
+    ChildAnswer,
     Finding,
     RequeueMessage,
     SendAgain,
@@ -37,9 +38,9 @@ _NOW = text("SELECT now()")
 @dataclass(frozen=True)
 class Diagnosis:
     flow: MasterFlow
-    child_flow: discovery_pb2.ChildFlow | None
-    child_flow_error: str
-    phase_jobs: list[operations_pb2.PhaseJob]
+    answer: ChildAnswer
+    described: child_pb2.DescribeChildFlowResponse | None
+    """The child and its jobs as discovery answered (None: it did not)."""
     messages: list[UndeliveredMessage]
     last_event: HistoryEntry | None
     findings: list[Finding]
@@ -58,6 +59,12 @@ class Repaired:
 
     done: list[str]
     left: list[Finding]
+
+
+def _parked(m: UndeliveredMessage) -> tuple[datetime, uuid.UUID]:
+    """A parked message's position in the oldest-parked-first list."""
+    assert m.parked_at is not None  # listed as parked
+    return m.parked_at, m.message_id
 
 
 class Operations:
@@ -80,35 +87,42 @@ class Operations:
     def orchestrator(self) -> Orchestrator:
         return self._o
 
-    async def diagnose(self, tenant: Tenant, flow_id: uuid.UUID) -> Diagnosis:
+    async def diagnose(
+        self, tenant: Tenant, flow_id: uuid.UUID, *, operator: bool = True
+    ) -> Diagnosis:
         """The facts read from both services, and the findings they lead to.
 
         The child is asked before the flow and its messages are read: a phase event the child
         commits meanwhile is then in the messages or already applied to the flow, never missed
-        by both (which would look like a stall)."""
+        by both (which would look like a stall). For an ``operator`` (DiagnoseFlow), an
+        unknown flow is NOT_FOUND before discovery is asked, and the last event is read; the
+        reconciler, which has just found the flow, needs neither."""
         logs.bind(flow_id=str(flow_id))
-        await self._o.get_flow(tenant, flow_id)  # NOT_FOUND before asking discovery
-        described = await child_flows.describe(self._discovery, tenant, flow_id)
+        if operator:
+            await self._o.get_flow(tenant, flow_id)
+        answer, described = await child_flows.describe(self._discovery, tenant, flow_id)
         async with self._engine.connect() as conn:
             flow = await repository.get(conn, tenant, flow_id)
             if flow is None:
                 raise NotFound(f"flow flows/{flow_id} not found")
             messages = await store.of_key(conn, flow_id)
-            last = await repository.list_history(conn, flow_id, after=flow.history_seq - 1, limit=1)
+            last = (
+                await repository.list_history(conn, flow_id, after=flow.history_seq - 1, limit=1)
+                if operator
+                else []
+            )
             # Leases, update and creation times are the database's: judge them by its clock.
             now: datetime = (await conn.execute(_NOW)).scalar_one()
-        if described.answer.code == "NOT_FOUND":
+        if answer.code == "NOT_FOUND":
             # The child may have been created since it was asked for (its creation delivered
             # between the two reads, and reported): ask once more before calling it missing.
-            again = await child_flows.describe(self._discovery, tenant, flow_id)
-            if again.answer.child is not None:
-                described = again
-        answer = described.answer
+            again, described_again = await child_flows.describe(self._discovery, tenant, flow_id)
+            if again.child is not None:
+                answer, described = again, described_again
         return Diagnosis(
             flow=flow,
-            child_flow=described.child_flow,
-            child_flow_error=f"{answer.code}: {answer.error}" if answer.code else "",
-            phase_jobs=described.phase_jobs,
+            answer=answer,
+            described=described,
             messages=messages,
             last_event=last[0] if last else None,
             findings=diagnose(flow, answer, messages, now=now, thresholds=self._thresholds),
@@ -117,7 +131,6 @@ class Operations:
 
     async def list_parked(
         self,
-        tenant: Tenant,
         *,
         flow_id: uuid.UUID | None,
         destination: str | None,
@@ -131,13 +144,7 @@ class Operations:
             found = await store.list_parked(
                 conn, ordering_key=flow_id, destination=destination, after=after, limit=size + 1
             )
-        token = ""
-        if len(found) > size:
-            found = found[:size]
-            last = found[-1]
-            assert last.parked_at is not None
-            token = await self._tokens.encode((last.parked_at, last.message_id), query)
-        return ParkedPage(found, token)
+        return ParkedPage(*await self._tokens.keyset_page(found, size, _parked, query))
 
     async def requeue(
         self,
@@ -172,7 +179,7 @@ class Operations:
         """Diagnose a quiet flow and make the repairs its findings name, under the flow's lock
         and only if the flow has not changed since it was diagnosed (a replica's reconciler,
         or the flow itself, may have moved it meanwhile)."""
-        diagnosis = await self.diagnose(tenant, flow_id)
+        diagnosis = await self.diagnose(tenant, flow_id, operator=False)
         repairs = [f for f in diagnosis.findings if f.repair is not None]
         left = [f for f in diagnosis.findings if f.repair is None]
         if not repairs:
